@@ -1,0 +1,63 @@
+"""Shared fixtures: the digits data and CNNs (trained once per session), the
+third-party model folder, and the toolchain requirement switch.
+
+- ``EDGEKIT_SHARED_MODELS`` points at the third-party models (default
+  ``../shared/models`` beside the repository); tests needing them skip when absent.
+- ``EDGEKIT_REQUIRE_TOOLCHAIN=1`` (set by CI) turns a missing cross-compiler or
+  QEMU from a skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_models_dir() -> Path:
+    return Path(os.environ.get("EDGEKIT_SHARED_MODELS", REPO.parent / "shared" / "models"))
+
+
+@pytest.fixture(scope="session")
+def shared_models() -> Path:
+    """The folder of third-party models; skips the test when it is absent."""
+    d = shared_models_dir()
+    if not d.is_dir():
+        pytest.skip(f"third-party models not found at {d} (set EDGEKIT_SHARED_MODELS)")
+    return d
+
+
+def require_tools(*tools: str) -> None:
+    """Skip (or fail under EDGEKIT_REQUIRE_TOOLCHAIN=1) when a command-line tool is missing."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        msg = f"missing tools: {', '.join(missing)} (run docker/install-toolchain.sh)"
+        if os.environ.get("EDGEKIT_REQUIRE_TOOLCHAIN") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    """train.npz, calib.npz, eval.npz (x: float32 [N,8,8,1] in [0,1], y: int64) and model.keras (Keras 3)."""
+    from edgekit.examples import write_digits_example
+
+    d = tmp_path_factory.mktemp("digits")
+    write_digits_example(d, "keras3")
+    return d
+
+
+@pytest.fixture(scope="session")
+def digits_tfkeras_dir(tmp_path_factory) -> Path:
+    """Same data as ``digits_dir`` with a tf_keras (Keras 2) model saved as model.h5."""
+    from edgekit.examples import write_digits_example
+
+    d = tmp_path_factory.mktemp("digits_tfk")
+    write_digits_example(d, "tf_keras")
+    return d
