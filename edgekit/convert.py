@@ -1,0 +1,102 @@
+"""Keras / SavedModel → TFLite: the float reference model and the full-int8 model.
+
+Both Keras kinds go through ``TFLiteConverter.from_keras_model`` (the
+converted model has a batch of 1, as microcontrollers need static shapes);
+plain SavedModels go through ``from_saved_model``. Full-int8 uses the user's calibration samples as the
+``representative_dataset`` and refuses to run without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Iterator
+
+import numpy as np
+
+from edgekit.data import Dataset
+from edgekit.errors import ConversionError, InputError
+from edgekit.load import LoadedModel
+
+MAX_CALIB_SAMPLES = 500  # more rarely moves the ranges; the converter runs each sample
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence C++ logging on fds 1 and 2 and Python prints while TensorFlow converts.
+
+    The converter ignores TF_CPP_MIN_LOG_LEVEL in places, and Keras 3 prints an
+    export summary; neither belongs in edgekit's output.
+    """
+    import io
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+def _converter(loaded: LoadedModel):
+    import tensorflow as tf
+
+    if loaded.kind == "saved_model":
+        return tf.lite.TFLiteConverter.from_saved_model(str(loaded.path))
+    if not loaded.is_keras:
+        raise ValueError(f"cannot convert a {loaded.kind} model")
+    # from_keras_model freezes the variables of both Keras kinds; a tf.function
+    # over a Keras 3 model leaves READ_VARIABLE ops that break calibration.
+    return tf.lite.TFLiteConverter.from_keras_model(loaded.model)
+
+
+def _run(converter, what: str, loaded: LoadedModel) -> bytes:
+    try:
+        with quiet():
+            return bytes(converter.convert())
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConversionError(f"{loaded.path}: {what} conversion failed: {first[:300]}") from None
+
+
+def convert_float(loaded: LoadedModel) -> bytes:
+    """The float32 TFLite model: the size and accuracy reference."""
+    return _run(_converter(loaded), "float TFLite", loaded)
+
+
+def convert_int8(loaded: LoadedModel, calib: Dataset | None, *, int8_io: bool = True) -> bytes:
+    """Full-int8 post-training quantization calibrated on ``calib``.
+
+    With ``int8_io`` the model's input and output are int8 too (what TFLM and
+    edgekit's runners expect); otherwise they stay float32.
+    """
+    import tensorflow as tf
+
+    if calib is None:
+        raise InputError(
+            f"{loaded.path}: full-int8 quantization needs calibration data",
+            "pass --calib DATA (a few hundred representative inputs), or --eval DATA to calibrate on the eval set",
+        )
+    samples = calib.x[:MAX_CALIB_SAMPLES].astype(np.float32)
+
+    def representative() -> Iterator[list[np.ndarray]]:
+        for i in range(len(samples)):
+            yield [samples[i : i + 1]]
+
+    conv = _converter(loaded)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return _run(conv, "full-int8", loaded)

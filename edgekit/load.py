@@ -1,0 +1,140 @@
+"""Load a model file: the one place that decides between Keras 3, tf_keras and TFLite.
+
+- ``.keras``: a Keras zip; its ``metadata.json`` says which Keras wrote it
+  (3.x → Keras 3, 2.x → tf_keras).
+- ``.h5`` / ``.hdf5`` and SavedModel folders with Keras metadata: tf_keras.
+- A SavedModel folder without Keras metadata: kept as a SavedModel (converted
+  directly, not compressible).
+- ``.tflite``: kept as bytes; compression is skipped.
+
+Nothing else in edgekit imports ``keras`` or ``tf_keras`` to load a model,
+and tfmot is never imported here (it flips ``TF_USE_LEGACY_KERAS`` for the
+whole process).
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekit.errors import InputError
+
+KINDS = ("keras3", "tf_keras", "saved_model", "tflite")
+
+
+@dataclass
+class LoadedModel:
+    """A model and what kind it is.
+
+    ``kind`` is one of ``keras3``, ``tf_keras``, ``saved_model``, ``tflite``;
+    ``model`` is the Keras model object (None for ``saved_model``/``tflite``);
+    ``tflite`` holds the bytes of a ``.tflite`` input; ``input_shape``
+    includes the batch axis (``None`` when dynamic).
+    """
+
+    kind: str
+    path: Path
+    model: Any = None
+    tflite: bytes | None = None
+    input_shape: tuple[int | None, ...] = ()
+    input_dtype: str = "float32"
+
+    @property
+    def is_keras(self) -> bool:
+        """True for Keras 3 and tf_keras models (the ones edgekit can compress)."""
+        return self.kind in ("keras3", "tf_keras")
+
+
+def keras_module(kind: str):
+    """The Keras package matching ``kind``: ``keras`` (3) or ``tf_keras`` (2)."""
+    if kind == "keras3":
+        import keras
+
+        return keras
+    if kind == "tf_keras":
+        import tf_keras
+
+        return tf_keras
+    raise ValueError(f"not a Keras kind: {kind!r}")
+
+
+def _keras_zip_version(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as z:
+            meta = json.loads(z.read("metadata.json"))
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as exc:
+        raise InputError(f"{path}: not a valid .keras model file ({type(exc).__name__})", "re-save it with model.save('model.keras')") from None
+    return str(meta.get("keras_version", "3"))
+
+
+def _is_keras_saved_model(path: Path) -> bool:
+    return (path / "keras_metadata.pb").is_file()
+
+
+def detect_kind(path: Path) -> str:
+    """Which kind of model ``path`` holds, from its suffix and metadata."""
+    if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise InputError(f"{path}: folder is not a SavedModel (no saved_model.pb)")
+        return "tf_keras" if _is_keras_saved_model(path) else "saved_model"
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        return "tflite"
+    if suffix in (".h5", ".hdf5"):
+        return "tf_keras"
+    if suffix == ".keras":
+        return "keras3" if _keras_zip_version(path).startswith("3") else "tf_keras"
+    if suffix in (".npz", ".npy"):
+        raise InputError(f"{path}: this is a data file, but a model was expected", "pass .keras, .h5, a SavedModel folder or .tflite")
+    raise InputError(f"{path}: unsupported model format {suffix or '(no suffix)'}", "pass .keras, .h5, a SavedModel folder or .tflite")
+
+
+def _tflite_input(buf: bytes, path: Path) -> tuple[tuple[int, ...], str]:
+    from edgekit.tflite_model import read_model
+
+    info = read_model(buf, name=str(path))
+    if len(info.inputs) != 1:
+        return tuple(info.inputs[0].shape) if info.inputs else (), info.inputs[0].dtype if info.inputs else "float32"
+    return tuple(info.inputs[0].shape), info.inputs[0].dtype
+
+
+def load_model(path: str | Path) -> LoadedModel:
+    """Load ``path`` into a :class:`LoadedModel`, or raise an :class:`InputError` naming the file."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: model file not found")
+    kind = detect_kind(p)
+    if kind == "tflite":
+        buf = p.read_bytes()
+        shape, dtype = _tflite_input(buf, p)
+        return LoadedModel("tflite", p, tflite=buf, input_shape=shape, input_dtype=dtype)
+    if kind == "saved_model":
+        return LoadedModel("saved_model", p, input_shape=_saved_model_input_shape(p))
+    keras = keras_module(kind)
+    try:
+        model = keras.models.load_model(p, compile=False)
+    except Exception as exc:  # Keras raises many types for corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{p}: cannot load the model ({first[:200]})", "is the file complete and saved by Keras?") from None
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) != 1:
+        raise InputError(f"{p}: edgekit handles models with one input tensor; this one has {len(inputs)}")
+    shape = tuple(None if d is None else int(d) for d in inputs[0].shape)
+    return LoadedModel(kind, p, model=model, input_shape=shape)
+
+
+def _saved_model_input_shape(path: Path) -> tuple[int | None, ...]:
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+        fn = loaded.signatures["serving_default"]
+    except Exception as exc:
+        raise InputError(f"{path}: cannot load the SavedModel ({type(exc).__name__})") from None
+    specs = list(fn.structured_input_signature[1].values())
+    if len(specs) != 1:
+        raise InputError(f"{path}: edgekit handles models with one input tensor; this one has {len(specs)}")
+    return tuple(None if d is None else int(d) for d in specs[0].shape)
