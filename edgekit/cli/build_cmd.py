@@ -1,0 +1,48 @@
+"""``edgekit build``: the whole pipeline for one model and one target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgekit.cli.output import print_report, stage_progress
+
+
+@click.command(name="build")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--target", "-t", required=True, help="Board profile name (see `edgekit targets`) or path to a .toml profile.")
+@click.option("--calib", type=click.Path(path_type=Path), help="Calibration inputs for int8 quantization (.npz with x, or .npy). Defaults to --eval.")
+@click.option("--eval", "eval_", type=click.Path(path_type=Path), help="Evaluation data (.npz with x and optional labels y) for accuracy and agreement.")
+@click.option("--train", type=click.Path(path_type=Path), help="Training data with labels (.npz with x, y) for fine-tuning after pruning.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), help="Output folder [default: edgekit-out/<model>-<target>].")
+@click.option("--prune", type=float, help="Magnitude-prune to this sparsity (0-1), fine-tuned on --train.")
+@click.option("--fine-tune-epochs", type=int, default=2, show_default=True, help="Epochs of fine-tuning after pruning.")
+@click.option("--recipe", help="Compression recipe: a bundled name or a .toml file (overrides --prune).")
+@click.option("--codegen/--no-codegen", default=False, show_default=True, help="Also generate edgekit's interpreter-less C runtime (microcontroller targets).")
+@click.option("--allow-float", is_flag=True, help="Emit a float model for TFLM (4x the flash of int8).")
+@click.option("--max-eval", type=int, help="Verify on at most this many eval samples.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice; same inputs and seed give the same bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
+def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval, seed, as_json) -> None:
+    """Compress, quantize to full int8, verify and package MODEL for a board.
+
+    MODEL is a Keras 3 .keras file, a tf_keras .h5 / .keras / SavedModel
+    folder, or an existing .tflite (then compression is skipped). The output
+    folder gets model.tflite, the runner (Raspberry Pi) or a TFLM project
+    (microcontrollers), and report.json / report.md.
+
+    \b
+    Examples:
+      edgekit build model.keras --target cortex-m4 --calib calib.npz --eval eval.npz
+      edgekit build model.h5 --target rpi4 --eval eval.npz --train train.npz --prune 0.5
+    """
+    from edgekit.pipeline import build
+
+    with stage_progress(enabled=not as_json) as progress:
+        report = build(
+            model, target, calib=calib, eval=eval_, train=train, out_dir=out, recipe=recipe,
+            prune=prune, fine_tune_epochs=fine_tune_epochs, seed=seed, codegen=codegen,
+            allow_float=allow_float, max_eval=max_eval, progress=progress,
+        )
+    print_report(report, as_json)

@@ -1,0 +1,43 @@
+"""The numbers users judge a build by: accuracy, agreement, bit-exactness."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def is_classifier(outputs: np.ndarray) -> bool:
+    """True when outputs are score rows (last axis > 1), where top-1 means something."""
+    return outputs.ndim >= 2 and outputs.shape[-1] > 1
+
+
+def top1(outputs: np.ndarray) -> np.ndarray:
+    """Predicted class per sample (argmax over the last axis, flattened per sample)."""
+    return outputs.reshape(len(outputs), -1, outputs.shape[-1])[:, 0, :].argmax(axis=-1) if outputs.ndim > 2 else outputs.argmax(axis=-1)
+
+
+def accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
+    """Top-1 accuracy, or None without labels or for non-classifier outputs."""
+    if labels is None or not is_classifier(outputs):
+        return None
+    return float((top1(outputs) == labels).mean())
+
+
+def top1_agreement(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Fraction of samples whose top-1 class is the same in ``a`` and ``b``."""
+    if not (is_classifier(a) and is_classifier(b)):
+        return None
+    return float((top1(a) == top1(b)).mean())
+
+
+def bit_exact_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    """Fraction of output elements that are identical (bit patterns for floats)."""
+    if a.shape != b.shape:
+        return 0.0
+    if np.issubdtype(a.dtype, np.floating):
+        a, b = a.view(np.uint8 if a.itemsize == 1 else f"u{a.itemsize}"), b.view(f"u{b.itemsize}")
+    return float((a == b).mean()) if a.size else 1.0
+
+
+def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute difference (in raw units: LSBs for integer outputs)."""
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0

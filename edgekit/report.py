@@ -1,0 +1,115 @@
+"""The build report: ``report.json`` (stable keys, for machines) and ``report.md`` (for people).
+
+The pipeline fills :attr:`Report.data`; this module only renders it. Every
+number carries the runtime that produced it (``runtimes`` section).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Report:
+    """The result of one build. ``data`` is exactly what ``report.json`` holds."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        """A value by dotted key, e.g. ``report.get("memory.fits")``."""
+        cur: Any = self.data
+        for part in dotted.split("."):
+            if not isinstance(cur, dict) or part not in cur:
+                return default
+            cur = cur[part]
+        return cur
+
+    def to_json(self) -> str:
+        """``report.json``: sorted keys, two-space indent, trailing newline."""
+        return json.dumps(self.data, indent=2, sort_keys=True, default=_jsonable) + "\n"
+
+    def to_markdown(self) -> str:
+        """``report.md``: the same facts as a page a person reads."""
+        return render_markdown(self.data)
+
+    def write(self, folder: Path) -> None:
+        """Write report.json and report.md into ``folder``."""
+        (folder / "report.json").write_text(self.to_json())
+        (folder / "report.md").write_text(self.to_markdown())
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    if isinstance(o, Path):
+        return str(o)
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f} %"
+
+
+def _b(v: int | None) -> str:
+    return "n/a" if v is None else f"{v:,} B"
+
+
+def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """The headline rows shared by report.md and the terminal table."""
+    sizes, acc, agree, mem = d.get("sizes", {}), d.get("accuracy", {}), d.get("agreement", {}), d.get("memory", {})
+    speed = d.get("speedup", {})
+    rows = [
+        ("target", f"{d['target']['name']} ({d['target']['runtime']})"),
+        ("float .tflite", _b(sizes.get("float_tflite_bytes"))),
+        ("int8 .tflite", _b(sizes.get("int8_tflite_bytes"))),
+        ("compression ratio", "n/a" if sizes.get("compression_ratio") is None else f"{sizes['compression_ratio']:.2f}x"),
+        ("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"),
+        ("accuracy float (keras)", _pct(acc.get("float"))),
+        ("accuracy int8 (litert-default)", _pct(acc.get("int8_tflite"))),
+        ("accuracy int8 (litert-ref)", _pct(acc.get("int8_tflite_ref"))),
+        ("accuracy int8 (tflm-host)", _pct(acc.get("int8_tflm"))),
+        ("accuracy lost", "n/a" if d.get("summary", {}).get("accuracy_lost") is None else f"{100 * d['summary']['accuracy_lost']:.2f} points"),
+        ("top-1 agreement int8 vs float", _pct(agree.get("int8_vs_float_top1"))),
+        ("TFLM vs LiteRT-ref bit-exact", _pct(agree.get("tflm_vs_tflite_bit_exact"))),
+        ("arena (measured)", _b(mem.get("arena_bytes"))),
+        ("flash needed / budget", f"{_b(mem.get('flash_bytes'))} / {_b(d['target'].get('flash_bytes'))}"),
+        ("RAM needed / budget", f"{_b(mem.get('ram_bytes'))} / {_b(d['target'].get('ram_bytes'))}"),
+        ("fits", str(mem.get("fits"))),
+    ]
+    emu = d.get("emulator")
+    if emu:
+        rows.append(("emulator", f"{emu.get('machine')}: bit-exact {_pct(emu.get('outputs_bit_exact'))}, accuracy {_pct(emu.get('accuracy'))}"))
+    return rows
+
+
+def render_markdown(d: dict[str, Any]) -> str:
+    """Render the report dict as Markdown."""
+    lines = [f"# edgekit build report: {Path(str(d.get('input_model', '?'))).name} → {d['target']['name']}", ""]
+    if d.get("error"):
+        lines += [f"**Build failed:** {d['error']}", ""]
+    lines += ["| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary_rows(d)]
+    lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {s['name']} | {s['seconds']:.2f} |" for s in d.get("stages", [])]
+    mem = d.get("memory", {})
+    if mem.get("largest_layers"):
+        lines += ["", "## Largest layers", ""]
+        for kind, items in mem["largest_layers"].items():
+            lines += [f"By {kind}:", ""]
+            lines += [f"- {it.get('layer', it.get('name', '?'))} ({it.get('op', '')}): {it.get('bytes', 0):,} B" for it in items]
+            lines.append("")
+    if mem.get("breakdown"):
+        lines += ["", "## Memory breakdown", ""]
+        lines += [f"- {k}: {v}" for k, v in mem["breakdown"].items()]
+    lines += ["", "## Where the numbers come from", ""]
+    lines += [f"- {k}: {v}" for k, v in d.get("runtimes", {}).items()]
+    lines += ["", f"Ops: {', '.join(d.get('ops', []))}", "", f"edgekit {d.get('edgekit_version')}, seed {d.get('seed')}", ""]
+    return "\n".join(lines)

@@ -1,0 +1,98 @@
+"""Run a model on the runtimes edgekit compares, one sample at a time.
+
+Each function returns raw outputs ``[N, *output shape without batch]`` and is
+named by the label the report gives its numbers:
+
+- ``keras``: the float Keras model (the accuracy reference);
+- ``litert-default``: LiteRT with its default kernels (XNNPACK), what a Pi runs;
+- ``litert-ref``: LiteRT's reference kernels (``OpResolverType.BUILTIN_REF``),
+  the closest to TFLM;
+- ``tflm-host``: the TFLM interpreter from the ``tflite-micro`` package
+  (see :mod:`edgekit.tflm_host`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgekit.tflite_model import TensorSpec
+
+
+def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Float inputs to the tensor's dtype as TFLite's QUANTIZE does: round half away from zero, then clip.
+
+    Inputs already of an integer dtype, and float tensors, pass through unchanged.
+    """
+    dtype = np.dtype(spec.dtype)
+    if not np.issubdtype(dtype, np.integer):
+        return x.astype(dtype)
+    if np.issubdtype(x.dtype, np.integer):
+        return x.astype(dtype)
+    v = x.astype(np.float32) / np.float32(spec.scale)
+    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + spec.zero_point
+    info = np.iinfo(dtype)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Raw outputs to float32 values (``scale * (q - zero_point)``); float tensors pass through."""
+    if spec.scale is None or not np.issubdtype(q.dtype, np.integer):
+        return q.astype(np.float32)
+    return (np.float32(spec.scale) * (q.astype(np.float32) - np.float32(spec.zero_point))).astype(np.float32)
+
+
+def run_keras(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Float outputs of a Keras model (either Keras kind)."""
+    out = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    return np.asarray(out)
+
+
+def _litert(tflite: bytes, reference: bool):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
+    ip = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1)
+    ip.allocate_tensors()
+    return ip
+
+
+def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
+    """Raw outputs of LiteRT; ``x`` is already in the model's input dtype, one row per sample."""
+    ip = _litert(tflite, reference)
+    inp = ip.get_input_details()[0]
+    out = ip.get_output_details()[0]
+    shape = tuple(inp["shape"])
+    results = []
+    for i in range(len(x)):
+        ip.set_tensor(inp["index"], x[i].reshape(shape))
+        ip.invoke()
+        results.append(ip.get_tensor(out["index"])[0].copy())
+    return np.stack(results)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Mean wall-clock milliseconds per inference on this host (``runtime`` names the kernels)."""
+
+    mean_ms: float
+    runs: int
+    runtime: str
+
+
+def host_latency(tflite: bytes, *, runs: int = 50, reference: bool = False) -> Latency:
+    """Time ``runs`` inferences on a zero input after 5 warm-up runs (single thread)."""
+    ip = _litert(tflite, reference)
+    inp = ip.get_input_details()[0]
+    ip.set_tensor(inp["index"], np.zeros(inp["shape"], dtype=inp["dtype"]))
+    for _ in range(5):
+        ip.invoke()
+    t0 = time.perf_counter()
+    for _ in range(runs):
+        ip.invoke()
+    ms = (time.perf_counter() - t0) * 1000 / runs
+    return Latency(mean_ms=ms, runs=runs, runtime="litert-ref" if reference else "litert-default")
