@@ -62,7 +62,7 @@ def write_digits_example(folder: Path, flavor: str = "keras3") -> dict[str, Path
     paths: dict[str, Path] = {}
     for split, (x, y) in digits_split().items():
         paths[split] = folder / f"{split}.npz"
-        np.savez(paths[split], x=x, y=y)
+        np.savez_compressed(paths[split], x=x, y=y)
     model = train_digits_cnn(flavor)
     paths["model"] = folder / ("model.keras" if flavor == "keras3" else "model.h5")
     model.save(paths["model"])

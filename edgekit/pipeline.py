@@ -59,9 +59,11 @@ def _check_out_dir(out: Path) -> None:
         raise InputError(f"{out}: output folder exists and is not an edgekit build; refusing to replace it", "choose another --out")
     parent = out.resolve().parent
     if not parent.is_dir():
-        raise InputError(f"{out}: output folder's parent {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: output folder is not writable (no write permission on {parent})")
+        raise InputError(f"{out}: cannot create the output folder: {parent} is not an existing folder")
+    try:  # a real probe: permission bits say nothing when running as root, and /proc refuses anyway
+        Path(tempfile.mkdtemp(prefix=f".{out.name}.probe.", dir=parent)).rmdir()
+    except OSError as exc:
+        raise InputError(f"{out}: output folder is not writable ({exc.strerror})") from None
 
 
 def _seed_everything(seed: int) -> None:
