@@ -17,6 +17,9 @@ class EdgekitError(Exception):
         self.message = message
         self.hint = hint
 
+    def __str__(self) -> str:
+        return self.one_line()
+
     def one_line(self) -> str:
         """The message and hint as a single line, as the CLI prints it."""
         return f"{self.message}" + (f" ({self.hint})" if self.hint else "")
