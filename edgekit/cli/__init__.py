@@ -84,6 +84,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("edgekit: interrupted", err=True)
         return 130
+    except Exception as exc:  # a bug in edgekit, not the user's input
+        if os.environ.get("EDGEKIT_DEBUG"):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        click.echo(
+            f"edgekit: internal error: {type(exc).__name__}: {first} "
+            "(please report it with the output of `edgekit env`; EDGEKIT_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        return 1
 
 
 def entry() -> None:
