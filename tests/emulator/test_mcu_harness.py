@@ -1,0 +1,152 @@
+"""The bare-metal harness, linker script and QEMU runner, on a hand-written stand-in model.
+
+The stand-in (a C file written here) sums strided input bytes with saturation,
+so its outputs are known exactly in numpy; it needs no code generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_tools
+
+from edgekit.errors import BudgetError, InputError, ToolchainError
+from edgekit.targets import get_target
+from edgekit.toolchain.cross import build_firmware
+from edgekit.toolchain.linker import render_linker_script
+from edgekit.toolchain.qemu import run_firmware
+
+pytestmark = pytest.mark.emulator
+
+IN, OUT = 64, 10
+MCU_TARGETS = ["cortex-m4", "stm32f405", "stm32f746", "cortex-m55"]
+
+STANDIN_H = """#include <stdint.h>
+#define EDGEKIT_INPUT_BYTES {n_in}
+#define EDGEKIT_OUTPUT_BYTES {n_out}
+#define EDGEKIT_ARENA_BYTES {arena}
+int edgekit_invoke(const int8_t* in, int8_t* out);
+"""
+STANDIN_C = """#include "edgekit_model.h"
+static int8_t arena[EDGEKIT_ARENA_BYTES];
+const int8_t weights[WEIGHTS] = {1};
+int edgekit_invoke(const int8_t* in, int8_t* out) {
+  for (int i = 0; i < EDGEKIT_INPUT_BYTES; i++) arena[i] = in[i];
+  for (int o = 0; o < EDGEKIT_OUTPUT_BYTES; o++) {
+    int s = ((const volatile int8_t*)weights)[0] - 1;  /* keeps the weights in flash */
+    for (int i = o; i < EDGEKIT_INPUT_BYTES; i += EDGEKIT_OUTPUT_BYTES) s += arena[i];
+    out[o] = (int8_t)(s > 127 ? 127 : s < -128 ? -128 : s);
+  }
+  return 0;
+}
+"""
+
+
+def write_standin(d: Path, arena: int = 1024, weights: int = 16, n_in: int = IN) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "edgekit_model.h").write_text(STANDIN_H.format(n_in=n_in, n_out=OUT, arena=arena))
+    (d / "edgekit_model.c").write_text(STANDIN_C.replace("WEIGHTS", str(weights)))
+    return d
+
+
+def expected(x: np.ndarray) -> np.ndarray:
+    s = np.stack([x[:, o::OUT].astype(np.int32).sum(axis=1) for o in range(OUT)], axis=1)
+    return np.clip(s, -128, 127).astype(np.int8)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _tools():
+    require_tools("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+
+
+@pytest.mark.parametrize("name", MCU_TARGETS)
+def test_standin_runs_on_every_mcu_machine_with_exact_outputs_and_measurements(name, tmp_path):
+    target = get_target(name)
+    img = build_firmware(write_standin(tmp_path / "model"), target, tmp_path / "fw")
+    assert img.flash_bytes == sum(img.sections.get(s, 0) for s in (".isr_vector", ".text", ".rodata", ".data"))
+    assert img.sections[".isr_vector"] == 64
+    # the 1024 B arena and both I/O buffers are in .bss
+    assert img.sections[".bss"] >= 1024 + IN + OUT
+    assert img.flash_bytes < 4096  # semihosting without newlib stdio keeps the harness small
+    x = np.random.default_rng(1).integers(-128, 128, (7, IN), dtype=np.int8)
+    x.tofile(tmp_path / "fw" / "input.bin")
+    run = run_firmware(img.elf, target.emulator.machine, tmp_path / "fw", marks=(img.mark_begin, img.mark_end))
+    out = np.fromfile(tmp_path / "fw" / "output.bin", dtype=np.int8).reshape(-1, OUT)
+    np.testing.assert_array_equal(out, expected(x))
+    assert run.n_inferences == 7
+    assert 32 <= run.stack_bytes < img.min_stack_bytes
+    assert run.stack_bytes % 4 == 0
+    # the stand-in's loop runs the same instructions on every input, up to the saturation branches
+    assert len(run.instructions_per_inference) == 7
+    assert 300 < min(run.instructions_per_inference) <= max(run.instructions_per_inference) < 700
+
+
+def test_instruction_count_grows_with_the_work(tmp_path):
+    """The counter measures the inference: a model with 4x the input bytes runs more instructions."""
+    target = get_target("cortex-m4")
+    counts = []
+    for n_in in (64, 256):
+        d = tmp_path / f"m{n_in}"
+        write_standin(d, n_in=n_in)
+        img = build_firmware(d, target, d / "fw")
+        np.zeros((1, n_in), np.int8).tofile(d / "fw" / "input.bin")
+        counts.append(run_firmware(img.elf, "mps2-an386", d / "fw", marks=(img.mark_begin, img.mark_end)))
+    small, big = counts[0].instructions_per_inference[0], counts[1].instructions_per_inference[0]
+    assert 3 * small < big < 5 * small
+
+
+def test_flash_overflow_fails_at_link_time_with_both_numbers(tmp_path):
+    target = get_target("cortex-m4")
+    model = write_standin(tmp_path / "model", weights=1_200_000)
+    roomy = dataclasses.replace(target, flash_bytes=4 * 1024 * 1024)
+    need = build_firmware(model, roomy, tmp_path / "roomy").flash_bytes
+    assert need > 1_200_000
+    with pytest.raises(BudgetError) as exc:
+        build_firmware(model, target, tmp_path / "fw")
+    assert exc.value.message == f"model needs {need:,} B of flash; cortex-m4 has 1,048,576 B"
+    assert exc.value.exit_code == 3
+
+
+def test_ram_overflow_names_ram_and_the_stack_reserve(tmp_path):
+    target = get_target("stm32f405")
+    img = build_firmware(write_standin(tmp_path / "ok", arena=1024), target, tmp_path / "okfw")
+    big_arena = 200_000
+    with pytest.raises(BudgetError) as exc:
+        build_firmware(write_standin(tmp_path / "model", arena=big_arena), target, tmp_path / "fw")
+    static = img.static_ram_bytes - 1024 + big_arena
+    need = (static + 7) // 8 * 8 + img.min_stack_bytes  # the stack reserve is 8-byte aligned
+    assert exc.value.message == (
+        f"model needs {need:,} B of RAM (including {img.min_stack_bytes:,} B of stack); stm32f405 has 196,608 B"
+    )
+
+
+def test_linker_script_regions_are_the_budget():
+    text = render_linker_script(get_target("stm32f405"))
+    assert "FLASH (rx)   : ORIGIN = 0x08000000, LENGTH = 1048576" in text
+    assert "RAM (rwx)    : ORIGIN = 0x20000000, LENGTH = 196608" in text
+    m55 = render_linker_script(get_target("cortex-m55"))
+    assert "VECTORS (rx) : ORIGIN = 0x10000000" in m55
+
+
+def test_budget_outside_the_machine_memory_is_refused():
+    target = dataclasses.replace(get_target("stm32f405"), ram_bytes=256 * 1024)
+    with pytest.raises(InputError, match=r"RAM budget 262,144 B at 0x20000000 is not inside the memory of QEMU machine netduinoplus2"):
+        render_linker_script(target)
+
+
+def test_compile_error_is_a_toolchain_error_naming_the_log(tmp_path):
+    d = write_standin(tmp_path / "model")
+    (d / "broken.c").write_text("int f(void) { return undefined_thing; }\n")
+    with pytest.raises(ToolchainError, match=r"arm-none-eabi-gcc failed for cortex-m4: .*undefined_thing.*full log: "):
+        build_firmware(d, get_target("cortex-m4"), tmp_path / "fw")
+
+
+def test_firmware_failure_status_is_explained(tmp_path):
+    target = get_target("cortex-m4")
+    img = build_firmware(write_standin(tmp_path / "model"), target, tmp_path / "fw")
+    (tmp_path / "fw" / "input.bin").write_bytes(b"\x00" * (IN + 3))
+    with pytest.raises(ToolchainError, match=r"exited with status 4 \(input.bin is not a whole number of model inputs\)"):
+        run_firmware(img.elf, "mps2-an386", tmp_path / "fw")
