@@ -1,0 +1,34 @@
+"""`edgekit build` on third-party models it did not train (skipped without ../shared/models)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekit.cli import main
+
+pytestmark = pytest.mark.shared_models
+
+
+def test_mlperf_resnet8_h5_builds_for_stm32f746(tmp_path, shared_models, capsys):
+    model = shared_models / "mlperf_tiny" / "pretrainedResnet.h5"
+    if not model.is_file():
+        pytest.skip(f"{model} absent")
+    rng = np.random.default_rng(0)
+    calib = tmp_path / "calib.npz"
+    np.savez(calib, x=rng.random((64, 32, 32, 3), dtype=np.float32))  # CIFAR-10-shaped, in [0, 1)
+    out = tmp_path / "resnet"
+    rc = main(["build", str(model), "--target", "stm32f746", "--calib", str(calib), "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    r = json.loads(captured.out)
+    assert r["model_kind"] == "tf_keras"
+    # what TFLM's interpreter reports for the reference int8 ResNet-8 is 55,984 B; ours is the same graph
+    assert 40_000 < r["memory"]["arena_bytes"] < 80_000
+    assert r["memory"]["flash_bytes"] > r["sizes"]["int8_tflite_bytes"] > 70_000
+    assert r["memory"]["fits"] is True
+    assert r["verified_on"]["labels"] is False and r["verified_on"]["samples"] == 64
+    assert r["agreement"]["int8_vs_float_top1"] is not None
+    assert (out / "tflm" / "model_data.cc").is_file()
