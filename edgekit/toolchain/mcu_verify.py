@@ -1,0 +1,275 @@
+"""Run a model's generated C on the emulated microcontroller and compare with TFLM.
+
+:func:`run_on_emulator` is the low-level step (code generation if needed,
+cross-compile, QEMU run, device measurements); :func:`verify_mcu_build` is what
+``edgekit verify BUILD_DIR --emulator`` calls for a tflm target: it runs the
+build's eval data (or seeded generated inputs) on QEMU and on the tflite-micro
+interpreter and reports how many output bytes agree.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError, ToolchainError
+from edgekit.targets import Emulator, TargetProfile, Toolchain, get_target
+from edgekit.toolchain.cross import FirmwareImage, build_firmware
+from edgekit.toolchain.qemu import run_firmware
+
+INSTRUCTION_COUNTER = "qemu-tcg-plugin (executed guest instructions, exact)"
+
+
+@dataclass(frozen=True)
+class DeviceMeasurements:
+    """What the emulated device measured for one firmware image.
+
+    ``ram_bytes`` is ``.data + .bss`` (the arena, the I/O buffers and any
+    static state) plus the stack high-water mark found by stack painting.
+    ``instructions_per_inference`` is the mean over the inputs run (None when
+    QEMU has no plugin support); min and max show the spread.
+    """
+
+    machine: str
+    runtime: str
+    flash_bytes: int
+    ram_bytes: int
+    static_ram_bytes: int
+    stack_bytes: int
+    arena_bytes: int | None
+    instructions_per_inference: int | None
+    instructions_min: int | None
+    instructions_max: int | None
+    instruction_counter: str | None
+    sections: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EmulatorResult:
+    """``report.json``'s ``emulator`` section: the model run on QEMU and compared with the TFLM interpreter."""
+
+    machine: str
+    runtime: str
+    outputs_bit_exact: float  # fraction of output bytes equal to the tflite-micro interpreter's
+    accuracy: float | None  # top-1 on the eval labels, None without labels
+    flash_bytes: int
+    ram_bytes: int
+    stack_bytes: int
+    instructions_per_inference: int | None
+    n_inputs: int
+    inputs: str  # "eval" or "generated (seed N)"
+    reference: str = "tflm-host"
+    mismatched_inputs: int = 0
+    tflm_accuracy: float | None = None
+    device: DeviceMeasurements | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _header_define(header: Path, name: str) -> int:
+    m = re.search(rf"#define\s+{name}\s+\(?\s*(\d+)", header.read_text())
+    if m is None:
+        raise ToolchainError(f"{header}: no #define {name}", "the generated code does not follow edgekit's header contract")
+    return int(m.group(1))
+
+
+def _codegen(tflite: bytes | Path, out_dir: Path) -> Path:
+    try:
+        from edgekit.aot.codegen import generate
+    except ImportError as exc:
+        raise ToolchainError(f"edgekit's C code generator is not available ({exc})") from None
+    generate(tflite, out_dir)
+    return out_dir
+
+
+def run_on_emulator(
+    tflite_or_codegen_dir: bytes | Path,
+    target: TargetProfile,
+    inputs_int8: np.ndarray,
+    work_dir: Path,
+    *,
+    timeout_s: float | None = None,
+) -> tuple[np.ndarray, DeviceMeasurements]:
+    """Run ``inputs_int8`` (one row per inference) through the model on ``target``'s QEMU machine.
+
+    ``tflite_or_codegen_dir`` is a ``.tflite`` (bytes or path; C code is
+    generated into ``work_dir/codegen``) or a folder that already holds
+    ``edgekit_model.h`` and its ``.c`` files. Returns the raw int8 outputs,
+    shape ``[N, EDGEKIT_OUTPUT_BYTES]``, and the device's measurements.
+    Raises BudgetError when the firmware does not fit the target, ToolchainError
+    when a tool is missing or the firmware fails.
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    src = tflite_or_codegen_dir
+    if isinstance(src, (str, Path)) and Path(src).is_dir():
+        codegen_dir = Path(src)
+    else:
+        codegen_dir = _codegen(src if isinstance(src, bytes) else Path(src), work_dir / "codegen")
+    header = codegen_dir / "edgekit_model.h"
+    in_bytes, out_bytes = _header_define(header, "EDGEKIT_INPUT_BYTES"), _header_define(header, "EDGEKIT_OUTPUT_BYTES")
+    x = np.ascontiguousarray(inputs_int8, dtype=np.int8).reshape(len(inputs_int8), -1)
+    if x.shape[1] != in_bytes:
+        raise InputError(f"inputs have {x.shape[1]} bytes per sample; the model takes {in_bytes}")
+    image = build_firmware(codegen_dir, target, work_dir / "firmware")
+    run_dir = work_dir / "run"
+    run_dir.mkdir(exist_ok=True)
+    x.tofile(run_dir / "input.bin")
+    (run_dir / "output.bin").unlink(missing_ok=True)
+    run = run_firmware(
+        image.elf, target.emulator.machine, run_dir,
+        marks=(image.mark_begin, image.mark_end), timeout_s=timeout_s or 120.0 + 2.0 * len(x),
+    )
+    outputs = np.fromfile(run_dir / "output.bin", dtype=np.int8)
+    if outputs.size != len(x) * out_bytes:
+        raise ToolchainError(f"{run_dir / 'output.bin'}: {outputs.size} bytes, expected {len(x) * out_bytes}")
+    return outputs.reshape(len(x), out_bytes), _measurements(image, run, codegen_dir, len(x))
+
+
+def _measurements(image: FirmwareImage, run, codegen_dir: Path, n: int) -> DeviceMeasurements:
+    counts = run.instructions_per_inference if len(run.instructions_per_inference) == n else []
+    try:
+        arena = _header_define(codegen_dir / "edgekit_model.h", "EDGEKIT_ARENA_BYTES")
+    except ToolchainError:
+        arena = None
+    return DeviceMeasurements(
+        machine=run.machine,
+        runtime=f"edgekit-qemu:{run.machine}",
+        flash_bytes=image.flash_bytes,
+        ram_bytes=image.static_ram_bytes + run.stack_bytes,
+        static_ram_bytes=image.static_ram_bytes,
+        stack_bytes=run.stack_bytes,
+        arena_bytes=arena,
+        instructions_per_inference=round(sum(counts) / len(counts)) if counts else None,
+        instructions_min=min(counts) if counts else None,
+        instructions_max=max(counts) if counts else None,
+        instruction_counter=INSTRUCTION_COUNTER if counts else None,
+        sections=dict(image.sections),
+    )
+
+
+def io_quantization(tflite: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Shape, dtype, scale and zero point of the model's first input and first output (TFLM's view)."""
+    from tflite_micro import runtime
+
+    ip = runtime.Interpreter.from_bytes(tflite)
+
+    def pack(d: dict[str, Any]) -> dict[str, Any]:
+        q = d.get("quantization_parameters") or {}
+        scales, zps = list(q.get("scales", [])), list(q.get("zero_points", []))
+        return {
+            "shape": tuple(int(s) for s in d["shape"]),
+            "dtype": np.dtype(d["dtype"]),
+            "scale": float(scales[0]) if scales else None,
+            "zero_point": int(zps[0]) if zps else 0,
+        }
+
+    return pack(ip.get_input_details(0)), pack(ip.get_output_details(0))
+
+
+def run_tflm(tflite: bytes, inputs_int8: np.ndarray) -> np.ndarray:
+    """Raw outputs of the tflite-micro interpreter, one row per input, flattened."""
+    from tflite_micro import runtime
+
+    ip = runtime.Interpreter.from_bytes(tflite)
+    shape = tuple(int(s) for s in ip.get_input_details(0)["shape"])
+    out = []
+    for row in inputs_int8:
+        ip.set_input(np.asarray(row, dtype=np.int8).reshape(shape), 0)
+        ip.invoke()
+        out.append(np.asarray(ip.get_output(0)).reshape(-1).copy())
+    return np.stack(out)
+
+
+def quantize_inputs(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """Float inputs to int8 as TFLite's QUANTIZE does: round half away from zero, add the zero point, saturate."""
+    v = x.astype(np.float32) / np.float32(scale)
+    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def generated_inputs(n: int, input_bytes: int, seed: int) -> np.ndarray:
+    """``n`` seeded uniform int8 inputs."""
+    return np.random.default_rng(seed).integers(-128, 128, size=(n, input_bytes), dtype=np.int8)
+
+
+def _target_from_report(d: dict[str, Any]) -> TargetProfile:
+    try:
+        return get_target(d["name"])
+    except InputError:
+        pass
+    d = dict(d)
+    if d.get("toolchain"):
+        d["toolchain"] = Toolchain(**d["toolchain"])
+    if d.get("emulator"):
+        d["emulator"] = Emulator(**d["emulator"])
+    return TargetProfile(**d)
+
+
+def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> EmulatorResult:
+    """Run a tflm build's model on its target's QEMU machine and compare every output byte with TFLM.
+
+    Uses up to ``n_inputs`` samples of the build's eval data (and its labels
+    for accuracy) when ``report.json`` names one; otherwise ``n_inputs``
+    seeded generated int8 inputs (bit-exactness only, accuracy None).
+    Generated C and firmware land in ``build_dir/emulator/``.
+    """
+    build_dir = Path(build_dir)
+    report_path, tflite_path = build_dir / "report.json", build_dir / "model.tflite"
+    for p in (report_path, tflite_path):
+        if not p.is_file():
+            raise InputError(f"{p}: not found", "pass a folder written by `edgekit build`")
+    report = json.loads(report_path.read_text())
+    target = _target_from_report(report["target"])
+    if not target.is_mcu:
+        raise InputError(f"{build_dir}: target {target.name} is not a microcontroller", "--emulator is for tflm targets")
+    tflite = tflite_path.read_bytes()
+    inp, _ = io_quantization(tflite)
+    if inp["dtype"] != np.int8:
+        raise InputError(f"{tflite_path}: input is {inp['dtype']}, the emulator run needs int8 I/O")
+    input_bytes = int(np.prod(inp["shape"]))
+    eval_path = (report.get("inputs") or {}).get("eval")
+    labels = None
+    if eval_path:
+        with np.load(eval_path) as data:
+            x = data["x"][:n_inputs]
+            labels = data["y"][:n_inputs] if "y" in data.files else None
+        x_q = x if np.issubdtype(x.dtype, np.integer) else quantize_inputs(x, inp["scale"], inp["zero_point"])
+        x_q = x_q.astype(np.int8).reshape(len(x_q), input_bytes)
+        source = "eval"
+    else:
+        x_q = generated_inputs(n_inputs, input_bytes, seed)
+        source = f"generated (seed {seed})"
+    ours, device = run_on_emulator(tflite, target, x_q, build_dir / "emulator")
+    ref = run_tflm(tflite, x_q)
+    equal = ours == ref.reshape(ours.shape)
+    return EmulatorResult(
+        machine=device.machine,
+        runtime=device.runtime,
+        outputs_bit_exact=float(equal.mean()),
+        accuracy=_top1(ours, labels),
+        flash_bytes=device.flash_bytes,
+        ram_bytes=device.ram_bytes,
+        stack_bytes=device.stack_bytes,
+        instructions_per_inference=device.instructions_per_inference,
+        n_inputs=len(x_q),
+        inputs=source,
+        mismatched_inputs=int((~equal.all(axis=1)).sum()),
+        tflm_accuracy=_top1(ref.reshape(ours.shape), labels),
+        device=device,
+    )
+
+
+def _top1(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
+    if labels is None or outputs.shape[1] < 2 or not np.issubdtype(np.asarray(labels).dtype, np.integer):
+        return None
+    return float((outputs.argmax(axis=1) == np.asarray(labels).reshape(-1)).mean())
