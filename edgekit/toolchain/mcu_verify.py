@@ -273,3 +273,40 @@ def _top1(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
     if labels is None or outputs.shape[1] < 2 or not np.issubdtype(np.asarray(labels).dtype, np.integer):
         return None
     return float((outputs.argmax(axis=1) == np.asarray(labels).reshape(-1)).mean())
+
+
+def tflm_arena_bytes(tflite: bytes) -> int:
+    """The arena the tflite-micro interpreter actually allocated for ``tflite`` (head + tail), after one invoke.
+
+    Read from ``print_allocations()``, which the C++ side writes to file
+    descriptor 2; it is redirected to a temporary file for the call.
+    """
+    import ctypes
+    import os
+    import sys
+    import tempfile
+
+    from tflite_micro import runtime
+
+    ip = runtime.Interpreter.from_bytes(tflite)
+    shape = tuple(int(s) for s in ip.get_input_details(0)["shape"])
+    ip.set_input(np.zeros(shape, dtype=np.dtype(ip.get_input_details(0)["dtype"])), 0)
+    ip.invoke()
+    libc = ctypes.CDLL(None)
+    sys.stderr.flush()
+    libc.fflush(None)
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            ip.print_allocations()
+            libc.fflush(None)  # the C++ side printf()s into C stdio's buffer
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        text = tmp.read().decode(errors="replace")
+    m = re.search(r"Arena allocation total (\d+) bytes", text)
+    if m is None:
+        raise ToolchainError("tflite-micro did not report its arena size", "print_allocations() output changed")
+    return int(m.group(1))

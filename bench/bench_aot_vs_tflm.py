@@ -1,0 +1,135 @@
+"""edgekit's generated C on an emulated Cortex-M versus the TFLM interpreter.
+
+For the MLPerf Tiny reference models and TFLM's person_detect (from
+../shared/models, or EDGEKIT_SHARED_MODELS), prints side by side:
+
+- RAM: edgekit's arena (and total RAM measured on the device: arena + static
+  data + stack high-water) versus the arena the tflite-micro interpreter
+  allocated (x86 host, reference kernels); goal: at most 0.7x;
+- flash: edgekit's firmware (code + weights + harness) versus the .tflite size
+  (TFLM's flash would be the .tflite plus the interpreter's code on top);
+- instructions per inference on QEMU (executed guest instructions, counted by
+  a TCG plugin);
+- outputs: the fraction of output bytes bit-identical with TFLM on seeded
+  generated inputs.
+
+    python bench/bench_aot_vs_tflm.py [--target cortex-m4] [--inputs 10] [--json out.json]
+
+Models whose ops edgekit's generator does not support are listed as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edgekit.errors import EdgekitError, UnsupportedOpError  # noqa: E402
+from edgekit.targets import get_target  # noqa: E402
+from edgekit.toolchain.mcu_verify import (  # noqa: E402
+    generated_inputs,
+    io_quantization,
+    run_on_emulator,
+    run_tflm,
+    tflm_arena_bytes,
+)
+
+MODELS = [
+    "mlperf_tiny/kws_ref_model.tflite",
+    "mlperf_tiny/vww_96_int8.tflite",
+    "mlperf_tiny/pretrainedResnet_quant.tflite",
+    "mlperf_tiny/ad01_int8.tflite",
+    "tflm/person_detect.tflite",
+]
+
+
+def shared_models() -> Path:
+    return Path(os.environ.get("EDGEKIT_SHARED_MODELS", REPO.parent / "shared" / "models"))
+
+
+def bench_model(path: Path, target_name: str, n_inputs: int, seed: int, work: Path) -> dict:
+    """One row of the table: measurements of edgekit on QEMU and of TFLM on the host."""
+    tflite = path.read_bytes()
+    row: dict = {"model": path.name, "tflite_bytes": len(tflite), "tflm_arena_bytes": tflm_arena_bytes(tflite)}
+    inp, _ = io_quantization(tflite)
+    x = generated_inputs(n_inputs, int(np.prod(inp["shape"])), seed)
+    t0 = time.monotonic()
+    try:
+        ours, dev = run_on_emulator(tflite, get_target(target_name), x, work / path.stem)
+    except UnsupportedOpError as exc:
+        row["skipped"] = exc.message
+        return row
+    except EdgekitError as exc:  # over budget, toolchain: a result too, shown in the table
+        row["failed"] = f"{type(exc).__name__}: {exc.message}"
+        return row
+    ref = run_tflm(tflite, x).reshape(ours.shape)
+    row.update(
+        machine=dev.machine,
+        arena_bytes=dev.arena_bytes,
+        ram_bytes=dev.ram_bytes,
+        stack_bytes=dev.stack_bytes,
+        flash_bytes=dev.flash_bytes,
+        instructions_per_inference=dev.instructions_per_inference,
+        outputs_bit_exact=float((ours == ref).mean()),
+        n_inputs=n_inputs,
+        emulator_seconds=round(time.monotonic() - t0, 1),
+    )
+    if dev.arena_bytes:
+        row["arena_ratio"] = round(dev.arena_bytes / row["tflm_arena_bytes"], 3)
+    return row
+
+
+def print_table(rows: list[dict], target: str) -> None:
+    print(f"edgekit generated C on QEMU ({target}) vs tflite-micro interpreter (host)")
+    head = (f"{'model':<28} {'arena':>9} {'TFLM arena':>10} {'ratio':>6} {'RAM dev':>9} {'stack':>6} "
+            f"{'flash':>9} {'.tflite':>9} {'instr/inf':>12} {'bit-exact':>9}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        if "skipped" in r or "failed" in r:
+            status = f"skipped: {r['skipped']}" if "skipped" in r else f"failed: {r['failed']}"
+            print(f"{r['model']:<28} {'':>9} {r['tflm_arena_bytes']:>10,} {status}")
+            continue
+        ipi = f"{r['instructions_per_inference']:,}" if r["instructions_per_inference"] else "n/a"
+        print(
+            f"{r['model']:<28} {r['arena_bytes'] or 0:>9,} {r['tflm_arena_bytes']:>10,} {r.get('arena_ratio', 0):>6.2f} "
+            f"{r['ram_bytes']:>9,} {r['stack_bytes']:>6,} {r['flash_bytes']:>9,} {r['tflite_bytes']:>9,} "
+            f"{ipi:>12} {r['outputs_bit_exact']:>9.4f}"
+        )
+    print("arena: edgekit's planned arena; RAM dev: arena + .data + .bss + stack high-water on the device;")
+    print("TFLM arena: tflite-micro's allocation (x86, reference kernels); flash: whole firmware image.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target", default="cortex-m4")
+    ap.add_argument("--inputs", type=int, default=10, help="seeded generated inputs per model")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    args = ap.parse_args(argv)
+    root = shared_models()
+    if not root.is_dir():
+        print(f"third-party models not found at {root} (set EDGEKIT_SHARED_MODELS)", file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgekit-bench-") as tmp:
+        for rel in MODELS:
+            if (root / rel).is_file():
+                rows.append(bench_model(root / rel, args.target, args.inputs, args.seed, Path(tmp)))
+    print_table(rows, args.target)
+    if args.json:
+        args.json.write_text(json.dumps({"target": args.target, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
