@@ -22,8 +22,6 @@ from edgekit.toolchain.qemu import INSTALL_HINT, require_tool
 
 GCC = "arm-none-eabi-gcc"
 HARNESS_SOURCES = ("main.c", "startup.c")
-FLASH_SECTIONS = (".isr_vector", ".text", ".rodata", ".ARM.extab", ".ARM.exidx", ".data")
-_NOT_LOADED = (".debug", ".comment", ".ARM.attributes", ".stab")
 _OVERFLOW = re.compile(r"region `(\w+)' overflowed by (\d+) bytes")
 
 
@@ -33,8 +31,8 @@ class FirmwareImage:
 
     elf: Path
     target: str
-    flash_bytes: int  # everything stored in flash: vectors, code, read-only data (weights), .data's initial values
-    static_ram_bytes: int  # .data + .bss (the arena and the harness's I/O buffers live in .bss)
+    flash_bytes: int  # every section stored in the image: vectors, code, read-only data (weights), .data's initial values
+    static_ram_bytes: int  # every section in RAM but the stack: .data + .bss (the arena, the I/O buffers)
     min_stack_bytes: int
     sections: dict[str, int]
     mark_begin: int
@@ -81,20 +79,20 @@ def build_firmware(
     cmd = [
         gcc, *cpu_flags(target), "-Os", "-std=gnu11", "-g", "-ffunction-sections", "-fdata-sections",
         "-fno-common", *extra_cflags, f"-I{codegen_dir}", f"-I{harness}", *sources,
-        "-nostartfiles", "--specs=nano.specs", f"-T{ld}", "-Wl,--gc-sections", f"-Wl,-Map={out_dir / 'firmware.map'}",
+        "-nostartfiles", "--specs=nano.specs", f"-T{ld}", "-Wl,--gc-sections", "-lm", f"-Wl,-Map={out_dir / 'firmware.map'}",
         "-o", str(elf),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=out_dir)
     (out_dir / "build.log").write_text(" ".join(cmd) + "\n" + proc.stdout + proc.stderr)
     if proc.returncode != 0:
         _raise_build_error(proc.stderr, target, min_stack_bytes, out_dir)
-    sections = section_sizes(elf)
+    flash, static_ram, sections = _measure(elf, target)
     begin, end = _symbol_address(elf, "edgekit_mark_begin"), _symbol_address(elf, "edgekit_mark_end")
     return FirmwareImage(
         elf=elf,
         target=target.name,
-        flash_bytes=sum(sections.get(s, 0) for s in FLASH_SECTIONS),
-        static_ram_bytes=sections.get(".data", 0) + sections.get(".bss", 0),
+        flash_bytes=flash,
+        static_ram_bytes=static_ram,
         min_stack_bytes=min_stack_bytes,
         sections=sections,
         mark_begin=begin,
@@ -123,16 +121,36 @@ def _raise_build_error(stderr: str, target: TargetProfile, min_stack_bytes: int,
     raise ToolchainError(f"{GCC} failed for {target.name}: {first.strip()}", f"full log: {out_dir / 'build.log'}")
 
 
-def section_sizes(elf: Path) -> dict[str, int]:
-    """Allocated section sizes of ``elf`` in bytes (``arm-none-eabi-size -A``)."""
-    out = _run_tool("arm-none-eabi-size", ["-A", "-d", str(elf)])
-    sizes: dict[str, int] = {}
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit() and parts[2].isdigit():
-            if not parts[0].startswith(_NOT_LOADED):
-                sizes[parts[0]] = int(parts[1])
-    return sizes
+@dataclass(frozen=True)
+class Section:
+    """One allocated section of the ELF, as ``objdump -h`` lists it."""
+
+    name: str
+    size: int
+    vma: int
+    load: bool  # has contents stored in the image (flash), not only reserved space
+
+
+def sections_of(elf: Path) -> list[Section]:
+    """The allocated (ALLOC) sections of ``elf``, in address order."""
+    lines = _run_tool("arm-none-eabi-objdump", ["-h", str(elf)]).splitlines()
+    out = []
+    for head, flags in zip(lines, lines[1:]):
+        parts = head.split()
+        if len(parts) == 7 and parts[0].isdigit() and "ALLOC" in flags:
+            out.append(Section(parts[1], int(parts[2], 16), int(parts[3], 16), "LOAD" in flags))
+    return out
+
+
+def _measure(elf: Path, target: TargetProfile) -> tuple[int, int, dict[str, int]]:
+    """Flash bytes (every section stored in the image), static RAM bytes (every section in RAM but
+    the stack reserve) and the section sizes."""
+    secs = sections_of(elf)
+    ram_lo = target.emulator.ram_origin
+    ram_hi = ram_lo + target.ram_bytes
+    flash = sum(s.size for s in secs if s.load)
+    ram = sum(s.size for s in secs if ram_lo <= s.vma < ram_hi and s.name != ".stack_reserve")
+    return flash, ram, {s.name: s.size for s in secs}
 
 
 def _symbol_address(elf: Path, name: str) -> int:
