@@ -182,12 +182,16 @@ def run_firmware(
     *,
     marks: tuple[int, int] | None = None,
     timeout_s: float = 600.0,
+    count_mode: str = "tb",
 ) -> QemuRun:
     """Run ``elf`` on ``machine`` with ``run_dir`` as the semihosting working directory.
 
     ``run_dir`` must hold ``input.bin``; ``output.bin`` appears there. With
     ``marks`` (the addresses of ``edgekit_mark_begin``/``end``) and plugin
-    support, instructions per inference are counted. Raises ToolchainError when
+    support, instructions per inference are counted, per translation block
+    (``count_mode="tb"``, fast) or per instruction (``"insn"``, the plain
+    definition; both give the same numbers while no exception interrupts an
+    inference). Raises ToolchainError when
     QEMU is missing, times out, or the firmware exits with a non-zero status.
     """
     qemu = require_tool(QEMU)
@@ -198,9 +202,14 @@ def run_firmware(
     ]
     counts_file = run_dir / "insn_counts.txt"
     plugin = plugin_path() if marks else None
+    if count_mode not in ("tb", "insn"):
+        raise InputError(f"count_mode must be 'tb' or 'insn', not {count_mode!r}")
     if plugin is not None:
         counts_file.unlink(missing_ok=True)
-        cmd += ["-plugin", f"{plugin},begin={marks[0]:#x},end={marks[1]:#x},out={counts_file.resolve()}"]
+        cmd += [
+            "-plugin",
+            f"{plugin},begin={marks[0]:#x},end={marks[1]:#x},out={counts_file.resolve()},mode={count_mode}",
+        ]
     try:
         proc = subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:

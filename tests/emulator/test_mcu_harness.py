@@ -150,3 +150,16 @@ def test_firmware_failure_status_is_explained(tmp_path):
     (tmp_path / "fw" / "input.bin").write_bytes(b"\x00" * (IN + 3))
     with pytest.raises(ToolchainError, match=r"exited with status 4 \(input.bin is not a whole number of model inputs\)"):
         run_firmware(img.elf, "mps2-an386", tmp_path / "fw")
+
+
+def test_block_counting_equals_per_instruction_counting(tmp_path):
+    """The fast per-translation-block count is the exact per-instruction count."""
+    target = get_target("stm32f746")
+    img = build_firmware(write_standin(tmp_path / "model"), target, tmp_path / "fw")
+    np.random.default_rng(2).integers(-128, 128, (5, IN), dtype=np.int8).tofile(tmp_path / "fw" / "input.bin")
+    runs = [
+        run_firmware(img.elf, "mps2-an500", tmp_path / "fw", marks=(img.mark_begin, img.mark_end), count_mode=m)
+        for m in ("tb", "insn")
+    ]
+    assert len(runs[0].instructions_per_inference) == 5
+    assert runs[0].instructions_per_inference == runs[1].instructions_per_inference
