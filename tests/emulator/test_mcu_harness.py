@@ -163,3 +163,16 @@ def test_block_counting_equals_per_instruction_counting(tmp_path):
     ]
     assert len(runs[0].instructions_per_inference) == 5
     assert runs[0].instructions_per_inference == runs[1].instructions_per_inference
+
+
+def test_a_plugin_qemu_refuses_falls_back_to_no_instruction_count(tmp_path, monkeypatch):
+    """A QEMU with another plugin API must not break the run, only the count."""
+    import edgekit.toolchain.qemu as qemu
+
+    bad = tmp_path / "not_a_plugin.so"
+    bad.write_bytes(b"not an ELF shared object")
+    monkeypatch.setattr(qemu, "plugin_path", lambda cache_dir=None: bad)
+    img = build_firmware(write_standin(tmp_path / "model"), get_target("cortex-m4"), tmp_path / "fw")
+    np.zeros((2, IN), np.int8).tofile(tmp_path / "fw" / "input.bin")
+    run = run_firmware(img.elf, "mps2-an386", tmp_path / "fw", marks=(img.mark_begin, img.mark_end))
+    assert run.n_inferences == 2 and run.instructions_per_inference == []
