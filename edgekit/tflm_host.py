@@ -1,0 +1,204 @@
+"""The TFLM interpreter on the build host (``tflite-micro`` package, reference kernels).
+
+- :func:`run_tflm` runs a model sample by sample (runtime label ``tflm-host``).
+- :func:`measure_arena` reads the arena TFLM actually allocates
+  (``RecordingMicroAllocator``'s "Arena allocation total") and searches for the
+  smallest arena with which the model still allocates and runs. Both happen in
+  child processes: ``print_allocations()`` writes to C-level stderr, and a
+  too-small arena may crash the process instead of raising.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgekit.errors import UnsupportedOpError, VerificationError
+
+RUNTIME_LABEL = "tflm-host"
+# Arena TFLM's allocator needs is always above this many bytes per model byte: used
+# only to pick the generous arena run_tflm gives the host interpreter.
+_HOST_ARENA_MIN = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArenaMeasurement:
+    """Arena bytes TFLM allocated for the model (``used_bytes``) and the smallest arena that works."""
+
+    used_bytes: int
+    min_bytes: int
+    runtime: str = RUNTIME_LABEL
+    probes: int = 0
+
+    def to_dict(self) -> dict:
+        """Plain data for reports."""
+        return asdict(self)
+
+
+def _host_arena(tflite: bytes) -> int:
+    from edgekit.tflite_model import read_model
+
+    info = read_model(tflite)
+    return max(_HOST_ARENA_MIN, 2 * info.activation_bytes + 65536)
+
+
+def _interpreter(tflite: bytes, arena: int):
+    from tflite_micro import runtime
+
+    try:
+        return runtime.Interpreter.from_bytes(bytes(tflite), arena_size=arena)
+    except RuntimeError as exc:
+        raise UnsupportedOpError(f"the TFLM interpreter could not load the model ({exc})",
+                                 "run `edgekit inspect MODEL.tflite` to see which ops TFLM lacks") from None
+
+
+def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
+    """Raw outputs of the TFLM interpreter for ``x`` ([N, *input shape without batch], model dtype).
+
+    The model must have batch 1; each sample is one ``invoke()``, and the
+    interpreter is reset between samples so stateful models start fresh.
+    Returns [N, *output shape without batch] in the output dtype.
+    """
+    ip = _interpreter(tflite, _host_arena(tflite))
+    inp = ip.get_input_details(0)
+    out = ip.get_output_details(0)
+    in_shape = tuple(int(d) for d in inp["shape"])
+    x = np.asarray(x)
+    if x.dtype != np.dtype(inp["dtype"]):
+        raise VerificationError(f"run_tflm: input dtype {x.dtype} differs from the model's {np.dtype(inp['dtype'])}",
+                                "quantize the inputs first (edgekit.runtimes.quantize)")
+    results = []
+    for sample in x:
+        ip.set_input(sample.reshape(in_shape), 0)
+        ip.invoke()
+        results.append(np.array(ip.get_output(0)).reshape(tuple(int(d) for d in out["shape"])[1:]))
+        ip.reset()
+    if not results:
+        return np.zeros((0, *tuple(int(d) for d in out["shape"])[1:]), dtype=np.dtype(out["dtype"]))
+    return np.stack(results)
+
+
+# The probe runs in a child: it loads the model with each arena size given on the
+# command line, runs one inference, and prints one JSON line per size as it goes,
+# so a crash at one size still leaves the answers before it.
+_PROBE = r"""
+import json, os, sys
+import numpy as np
+from tflite_micro import runtime
+buf = open(sys.argv[1], "rb").read()
+mode = sys.argv[2]
+for size in map(int, sys.argv[3:]):
+    print(json.dumps({"size": size, "started": True}), flush=True)
+    try:
+        ip = runtime.Interpreter.from_bytes(buf, arena_size=size)
+        for i in range(64):
+            try:
+                d = ip.get_input_details(i)
+            except Exception:
+                break
+            ip.set_input(np.zeros(d["shape"], d["dtype"]), i)
+        ip.invoke()
+        ok = True
+    except Exception as exc:
+        ok = False
+    if ok and mode == "alloc":
+        sys.stderr.flush()
+        r, w = os.pipe()
+        saved = os.dup(2)
+        os.dup2(w, 2)
+        ip.print_allocations()
+        os.dup2(saved, 2)
+        os.close(w)
+        text = os.read(r, 1 << 20).decode("utf-8", "replace")
+        print(json.dumps({"size": size, "ok": ok, "alloc": text}), flush=True)
+    else:
+        print(json.dumps({"size": size, "ok": ok}), flush=True)
+"""
+
+
+def _probe(path: Path, sizes: list[int], mode: str = "fit") -> dict[int, dict]:
+    """Try each arena size in one child process; a size that crashes the child counts as failing."""
+    results: dict[int, dict] = {}
+    pending = list(sizes)
+    while pending:
+        proc = subprocess.run([sys.executable, "-c", _PROBE, str(path), mode, *map(str, pending)],
+                              capture_output=True, text=True, timeout=300)
+        started = None
+        for line in proc.stdout.splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("started"):
+                started = rec["size"]
+            else:
+                results[rec["size"]] = rec
+                started = None
+        if started is not None and started not in results:  # the child died on this size
+            results[started] = {"size": started, "ok": False, "crashed": proc.returncode}
+        elif not any(s in results for s in pending):
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise VerificationError(f"the TFLM arena probe failed before trying any size: {last}")
+        pending = [s for s in pending if s not in results]
+    return results
+
+
+def _used_bytes(alloc_text: str) -> int:
+    m = re.search(r"Arena allocation total (\d+) bytes", alloc_text)
+    if not m:
+        raise VerificationError("TFLM's print_allocations() did not report the arena total",
+                                "the tflite-micro package may have changed its output; see edgekit env")
+    return int(m.group(1))
+
+
+def measure_arena(tflite: bytes) -> ArenaMeasurement:
+    """Measure the arena TFLM uses for ``tflite`` and the smallest arena that still works.
+
+    The used figure comes from TFLM's RecordingMicroAllocator with a generous
+    arena. The minimum is found by bisection between half the used size and
+    the used size (16-byte steps, TFLM's arena alignment), several sizes per
+    child process.
+    """
+    with tempfile.TemporaryDirectory(prefix="edgekit-arena-") as d:
+        path = Path(d) / "model.tflite"
+        path.write_bytes(bytes(tflite))
+        big = _host_arena(tflite)
+        first = _probe(path, [big], mode="alloc")[big]
+        if not first.get("ok"):
+            raise UnsupportedOpError("the TFLM interpreter could not allocate or run the model with a "
+                                     f"{big:,}-byte arena", "run `edgekit inspect MODEL.tflite` to see what TFLM lacks")
+        used = _used_bytes(first["alloc"])
+        probes = 1
+        # smallest working size: bisect on multiples of 16 in (lo, hi]
+        hi = used + 16 * 4
+        check = _probe(path, [used, hi])
+        probes += 2
+        if not check[hi]["ok"]:  # needs more than it reports (alignment of the host buffer): walk up
+            hi = used * 2
+            while not _probe(path, [hi])[hi]["ok"]:
+                probes += 1
+                hi *= 2
+        if check[used]["ok"]:
+            hi = used
+        lo = max(16, used // 2) // 16 * 16
+        while hi - lo > 16:
+            # several points per child: split (lo, hi] into 4 and probe the 3 inner points
+            step = max(16, (hi - lo) // 4 // 16 * 16)
+            points = sorted({min(hi - 16, lo + step * k) for k in (1, 2, 3)})
+            res = _probe(path, points)
+            probes += len(points)
+            ok = [p for p in points if res[p]["ok"]]
+            bad = [p for p in points if not res[p]["ok"]]
+            new_hi = min(ok) if ok else hi
+            new_lo = max([b for b in bad if b < new_hi], default=lo)
+            if (new_lo, new_hi) == (lo, hi):
+                break
+            lo, hi = new_lo, new_hi
+        return ArenaMeasurement(used_bytes=used, min_bytes=hi, probes=probes)
