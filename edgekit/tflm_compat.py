@@ -136,8 +136,11 @@ def check_tflm(info: ModelInfo, *, allow_float: bool = False) -> list[str]:
 def ensure_tflm(info: ModelInfo, allow_float: bool = False) -> None:
     """Raise UnsupportedOpError (exit 4) listing every problem :func:`check_tflm` finds, in one line."""
     problems = check_tflm(info, allow_float=allow_float)
-    if problems:
-        raise UnsupportedOpError(f"{info.name}: TFLM cannot run this model: " + "; ".join(problems))
+    if not problems:
+        return
+    if all(p.startswith("float model:") for p in problems):
+        raise UnsupportedOpError(f"{info.name}: not emitting a float model for TFLM without --allow-float: " + problems[0])
+    raise UnsupportedOpError(f"{info.name}: TFLM cannot run this model: " + "; ".join(problems))
 
 
 def float_ops(info: ModelInfo) -> list[OperatorInfo]:
