@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -40,8 +39,8 @@ from edgekit.toolchain.mcu_verify import (  # noqa: E402
     io_quantization,
     run_on_emulator,
     run_tflm,
-    tflm_arena_bytes,
 )
+from edgekit.tflm_host import measure_arena  # noqa: E402
 
 MODELS = [
     "mlperf_tiny/kws_ref_model.tflite",
@@ -59,9 +58,11 @@ def shared_models() -> Path:
 def bench_model(path: Path, target_name: str, n_inputs: int, seed: int, work: Path) -> dict:
     """One row of the table: measurements of edgekit on QEMU and of TFLM on the host."""
     tflite = path.read_bytes()
-    row: dict = {"model": path.name, "tflite_bytes": len(tflite), "tflm_arena_bytes": tflm_arena_bytes(tflite)}
+    arena = measure_arena(tflite)
+    row: dict = {"model": path.name, "tflite_bytes": len(tflite), "tflm_arena_bytes": arena.used_bytes,
+                 "tflm_min_arena_bytes": arena.min_bytes}
     inp, _ = io_quantization(tflite)
-    x = generated_inputs(n_inputs, int(np.prod(inp["shape"])), seed)
+    x = generated_inputs(n_inputs, inp.nbytes, seed)
     t0 = time.monotonic()
     try:
         ours, dev = run_on_emulator(tflite, get_target(target_name), x, work / path.stem)
@@ -106,7 +107,8 @@ def print_table(rows: list[dict], target: str) -> None:
             f"{ipi:>12} {r['outputs_bit_exact']:>9.4f}"
         )
     print("arena: edgekit's planned arena; RAM dev: arena + .data + .bss + stack high-water on the device;")
-    print("TFLM arena: tflite-micro's allocation (x86, reference kernels); flash: whole firmware image.")
+    print("TFLM arena: tflite-micro's allocation (x86, reference kernels); flash: whole firmware image;")
+    print("instr/inf: executed guest instructions per inference (QEMU TCG plugin), not cycles.")
 
 
 def main(argv: list[str] | None = None) -> int:

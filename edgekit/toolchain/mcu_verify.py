@@ -19,6 +19,7 @@ import numpy as np
 
 from edgekit.errors import InputError, ToolchainError
 from edgekit.targets import Emulator, TargetProfile, Toolchain, get_target
+from edgekit.tflite_model import TensorSpec, read_model
 from edgekit.toolchain.cross import FirmwareImage, build_firmware
 from edgekit.toolchain.qemu import run_firmware
 
@@ -157,37 +158,19 @@ def _measurements(image: FirmwareImage, run, codegen_dir: Path, n: int) -> Devic
     )
 
 
-def io_quantization(tflite: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Shape, dtype, scale and zero point of the model's first input and first output (TFLM's view)."""
-    from tflite_micro import runtime
-
-    ip = runtime.Interpreter.from_bytes(tflite)
-
-    def pack(d: dict[str, Any]) -> dict[str, Any]:
-        q = d.get("quantization_parameters") or {}
-        scales, zps = list(q.get("scales", [])), list(q.get("zero_points", []))
-        return {
-            "shape": tuple(int(s) for s in d["shape"]),
-            "dtype": np.dtype(d["dtype"]),
-            "scale": float(scales[0]) if scales else None,
-            "zero_point": int(zps[0]) if zps else 0,
-        }
-
-    return pack(ip.get_input_details(0)), pack(ip.get_output_details(0))
+def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
+    """The model's first input and first output: shape, dtype, scale, zero point (from the flatbuffer)."""
+    info = read_model(tflite)
+    return info.inputs[0], info.outputs[0]
 
 
 def run_tflm(tflite: bytes, inputs_int8: np.ndarray) -> np.ndarray:
-    """Raw outputs of the tflite-micro interpreter, one row per input, flattened."""
-    from tflite_micro import runtime
+    """Raw outputs of the tflite-micro interpreter (``tflm-host``), one flattened row per input."""
+    from edgekit.tflm_host import run_tflm as tflm
 
-    ip = runtime.Interpreter.from_bytes(tflite)
-    shape = tuple(int(s) for s in ip.get_input_details(0)["shape"])
-    out = []
-    for row in inputs_int8:
-        ip.set_input(np.asarray(row, dtype=np.int8).reshape(shape), 0)
-        ip.invoke()
-        out.append(np.asarray(ip.get_output(0)).reshape(-1).copy())
-    return np.stack(out)
+    inp, _ = io_quantization(tflite)
+    x = np.asarray(inputs_int8, dtype=np.int8).reshape(len(inputs_int8), *inp.shape[1:])
+    return tflm(tflite, x).reshape(len(x), -1)
 
 
 def quantize_inputs(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -233,17 +216,20 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     if not target.is_mcu:
         raise InputError(f"{build_dir}: target {target.name} is not a microcontroller", "--emulator is for tflm targets")
     tflite = tflite_path.read_bytes()
-    inp, _ = io_quantization(tflite)
-    if inp["dtype"] != np.int8:
-        raise InputError(f"{tflite_path}: input is {inp['dtype']}, the emulator run needs int8 I/O")
-    input_bytes = int(np.prod(inp["shape"]))
+    inp, out = io_quantization(tflite)
+    if inp.dtype != "int8" or out.dtype != "int8":
+        raise InputError(
+            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs int8 I/O",
+            "build with full-int8 quantization (the default for tflm targets)",
+        )
+    input_bytes = inp.nbytes
     eval_path = (report.get("inputs") or {}).get("eval")
     labels = None
     if eval_path:
         with np.load(eval_path) as data:
             x = data["x"][:n_inputs]
             labels = data["y"][:n_inputs] if "y" in data.files else None
-        x_q = x if np.issubdtype(x.dtype, np.integer) else quantize_inputs(x, inp["scale"], inp["zero_point"])
+        x_q = x if np.issubdtype(x.dtype, np.integer) else quantize_inputs(x, inp.scale, inp.zero_point)
         x_q = x_q.astype(np.int8).reshape(len(x_q), input_bytes)
         source = "eval"
     else:
@@ -274,39 +260,3 @@ def _top1(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
         return None
     return float((outputs.argmax(axis=1) == np.asarray(labels).reshape(-1)).mean())
 
-
-def tflm_arena_bytes(tflite: bytes) -> int:
-    """The arena the tflite-micro interpreter actually allocated for ``tflite`` (head + tail), after one invoke.
-
-    Read from ``print_allocations()``, which the C++ side writes to file
-    descriptor 2; it is redirected to a temporary file for the call.
-    """
-    import ctypes
-    import os
-    import sys
-    import tempfile
-
-    from tflite_micro import runtime
-
-    ip = runtime.Interpreter.from_bytes(tflite)
-    shape = tuple(int(s) for s in ip.get_input_details(0)["shape"])
-    ip.set_input(np.zeros(shape, dtype=np.dtype(ip.get_input_details(0)["dtype"])), 0)
-    ip.invoke()
-    libc = ctypes.CDLL(None)
-    sys.stderr.flush()
-    libc.fflush(None)
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            ip.print_allocations()
-            libc.fflush(None)  # the C++ side printf()s into C stdio's buffer
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        tmp.seek(0)
-        text = tmp.read().decode(errors="replace")
-    m = re.search(r"Arena allocation total (\d+) bytes", text)
-    if m is None:
-        raise ToolchainError("tflite-micro did not report its arena size", "print_allocations() output changed")
-    return int(m.group(1))
