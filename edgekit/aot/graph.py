@@ -1,0 +1,159 @@
+"""Parse a ``.tflite`` flatbuffer into a small list of tensors and ops for the AOT code generator.
+
+Only the main subgraph is read. Constants come out as numpy arrays; quantization
+parameters keep their float32 values exactly as stored (never rounded through
+another API), because the host-side multipliers must match TFLM's bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekit.errors import InputError, UnsupportedOpError
+
+# TensorType enum value -> numpy dtype (only the types the runtime can meet)
+_DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8, 6: np.bool_}
+_TYPE_NAMES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8", 17: "int4"}
+
+
+@dataclass
+class Tensor:
+    """One tensor of the main subgraph: shape, dtype, quantization, and data when constant."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    scale: np.ndarray  # float32, empty when not quantized
+    zero_point: np.ndarray  # int64, empty when not quantized
+    quantized_dimension: int = 0
+    data: np.ndarray | None = None  # constant contents, shaped
+
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes (``0`` for unknown types)."""
+        n = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+        return n * np.dtype(_DTYPES.get(_REV_TYPES.get(self.dtype, -1), np.int8)).itemsize
+
+    @property
+    def size(self) -> int:
+        """Number of elements."""
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def zp(self) -> int:
+        """The per-tensor zero point (0 when not quantized)."""
+        return int(self.zero_point[0]) if self.zero_point.size else 0
+
+    @property
+    def s(self) -> np.float32:
+        """The per-tensor scale as float32 (first entry for per-channel tensors)."""
+        return np.float32(self.scale[0]) if self.scale.size else np.float32(0.0)
+
+
+_REV_TYPES = {v: k for k, v in _TYPE_NAMES.items()}
+
+
+@dataclass
+class Op:
+    """One op in execution order: builtin name, tensor indices (-1 = absent optional input), options."""
+
+    index: int
+    name: str
+    inputs: list[int]
+    outputs: list[int]
+    options: Any = None
+
+
+@dataclass
+class Graph:
+    """The main subgraph: tensors, ops in order, and the model's input and output tensor indices."""
+
+    tensors: list[Tensor]
+    ops: list[Op]
+    inputs: list[int]
+    outputs: list[int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def t(self, index: int) -> Tensor:
+        """The tensor at ``index``."""
+        return self.tensors[index]
+
+    def is_const(self, index: int) -> bool:
+        """True when tensor ``index`` has constant data."""
+        return index >= 0 and self.tensors[index].data is not None
+
+
+def _op_names() -> dict[int, str]:
+    from ai_edge_litert import schema_py_generated as s
+
+    return {v: k for k, v in vars(s.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+def read_bytes(tflite: bytes | Path | str) -> bytes:
+    """The flatbuffer bytes of ``tflite`` (bytes, or a path to a ``.tflite`` file)."""
+    if isinstance(tflite, (bytes, bytearray)):
+        return bytes(tflite)
+    p = Path(tflite)
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read ({exc.strerror})", "pass an existing .tflite file") from None
+
+
+def parse(tflite: bytes | Path | str) -> Graph:
+    """Parse ``tflite`` into a :class:`Graph` (raises InputError for a file that is not a TFLite model)."""
+    from ai_edge_litert import schema_py_generated as s
+
+    buf = read_bytes(tflite)
+    where = tflite if not isinstance(tflite, (bytes, bytearray)) else "model"
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise InputError(f"{where}: not a TFLite flatbuffer (no TFL3 identifier)", "pass a .tflite file")
+    try:
+        m = s.ModelT.InitFromPackedBuf(buf, 0)
+    except Exception as exc:  # a truncated or corrupt flatbuffer
+        raise InputError(f"{where}: cannot parse the flatbuffer ({type(exc).__name__})", "the file is damaged") from None
+    if not m.subgraphs:
+        raise InputError(f"{where}: the model has no subgraph", "pass a converted .tflite model")
+    if len(m.subgraphs) > 1:
+        raise UnsupportedOpError(
+            f"{where}: {len(m.subgraphs)} subgraphs; edgekit's AOT runtime runs single-subgraph models only",
+            "control flow (WHILE/IF) is not supported; use the TFLM runtime",
+        )
+    names = _op_names()
+    g = m.subgraphs[0]
+    tensors: list[Tensor] = []
+    for i, t in enumerate(g.tensors or []):
+        q = t.quantization
+        scale = np.asarray(q.scale if q is not None and q.scale is not None else [], dtype=np.float32)
+        zp = np.asarray(q.zeroPoint if q is not None and q.zeroPoint is not None else [], dtype=np.int64)
+        dtype = _TYPE_NAMES.get(t.type, f"type{t.type}")
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        data = None
+        b = m.buffers[t.buffer] if t.buffer < len(m.buffers) else None
+        if b is not None and b.data is not None and len(b.data) and t.type in _DTYPES:
+            data = np.frombuffer(bytes(np.asarray(b.data, dtype=np.uint8)), dtype=_DTYPES[t.type]).copy()
+            data = data.reshape(shape) if shape else data
+        elif b is not None and b.offset:  # large models store buffers after the flatbuffer
+            raw = buf[b.offset : b.offset + b.size]
+            if t.type in _DTYPES:
+                data = np.frombuffer(raw, dtype=_DTYPES[t.type]).copy().reshape(shape)
+        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or f"t{i}")
+        qd = int(q.quantizedDimension) if q is not None else 0
+        tensors.append(Tensor(i, name, shape, dtype, scale, zp, qd, data))
+    ops: list[Op] = []
+    for k, o in enumerate(g.operators or []):
+        code = m.operatorCodes[o.opcodeIndex]
+        c = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        name = names.get(c, f"BUILTIN_{c}")
+        if name == "CUSTOM":
+            cc = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            name = f"CUSTOM({cc})"
+        ins = [int(x) for x in (o.inputs if o.inputs is not None else [])]
+        outs = [int(x) for x in (o.outputs if o.outputs is not None else [])]
+        ops.append(Op(k, name, ins, outs, o.builtinOptions))
+    return Graph(tensors, ops, [int(x) for x in g.inputs], [int(x) for x in g.outputs])

@@ -1,0 +1,404 @@
+"""Lower each TFLite op to one call of edgekit's C runtime, with its host-computed parameters.
+
+``lower_op`` returns a :class:`Lowered`: the C declarations (constant arrays
+and a parameter struct), the call, which runtime source file it needs, and how
+the planner may reuse memory for it. Tensor pointers are written as
+``{t<index>}`` placeholders that the code generator fills in from the plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgekit.aot import quant
+from edgekit.aot.graph import Graph, Op, Tensor
+from edgekit.errors import UnsupportedOpError
+
+SUPPORTED_OPS = (
+    "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "EXPAND_DIMS",
+    "FULLY_CONNECTED", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "PADV2", "QUANTIZE", "RESHAPE",
+    "SOFTMAX", "SQUEEZE",
+)
+ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+MAX_DIMS = 6
+
+
+@dataclass
+class Lowered:
+    """One op ready for emission."""
+
+    op: str
+    source: str  # runtime .c file implementing it
+    decls: list[str]
+    call: str
+    reads: tuple[int, ...]
+    write: int
+    alias_of: int | None = None
+    inplace: tuple[int, ...] = ()
+    const_bytes: int = 0
+    consts: list[int] = field(default_factory=list)  # constant tensors the call reads by name
+
+
+def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
+    vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
+    if not vals:
+        vals = ["0"]
+    lines = [", ".join(vals[i : i + per_line]) for i in range(0, len(vals), per_line)]
+    body = ",\n    ".join(lines)
+    return f"static const {ctype} {name}[{len(vals)}] = {{\n    {body}\n}};"
+
+
+def _struct(ctype: str, name: str, fields: dict[str, object]) -> str:
+    def fmt(v: object) -> str:
+        if isinstance(v, (list, tuple)):
+            return "{" + ", ".join(str(int(x)) for x in v) + "}"
+        return str(v)
+
+    body = ",\n    ".join(f".{k} = {fmt(v)}" for k, v in fields.items())
+    return f"static const {ctype} {name} = {{\n    {body}\n}};"
+
+
+def _unsupported(op: Op, why: str) -> UnsupportedOpError:
+    return UnsupportedOpError(
+        f"op {op.index} {op.name}: {why}",
+        "edgekit's AOT runtime runs int8 " + ", ".join(SUPPORTED_OPS) + "; use the TFLM runtime for this model",
+    )
+
+
+def _need_int8(op: Op, *tensors: Tensor) -> None:
+    for t in tensors:
+        if t.dtype != "int8":
+            raise _unsupported(op, f"tensor '{t.name}' is {t.dtype}, only int8 is supported")
+
+
+def _act(op: Op) -> int:
+    return int(getattr(op.options, "fusedActivationFunction", 0) or 0)
+
+
+def _per_channel(op: Op, x: Tensor, w: Tensor, y: Tensor, oc: int) -> tuple[np.ndarray, np.ndarray]:
+    if w.scale.size not in (1, oc):
+        raise _unsupported(op, f"filter '{w.name}' has {w.scale.size} scales for {oc} output channels")
+    sw = np.broadcast_to(w.scale, (oc,))
+    ms = [quant.quantize_multiplier(float(x.s) * float(sw[c]) / float(y.s)) for c in range(oc)]
+    return np.array([m for m, _ in ms], dtype=np.int64), np.array([s for _, s in ms], dtype=np.int64)
+
+
+def _pad4(shape: tuple[int, ...], rank: int) -> list[int]:
+    return [1] * (rank - len(shape)) + list(shape)
+
+
+class _Ctx:
+    """Names and byte counts of the constants one op emits."""
+
+    def __init__(self, g: Graph, op: Op):
+        self.g, self.op, self.decls, self.const_bytes = g, op, [], 0
+        self.p = f"op{op.index}"
+
+    def array(self, ctype: str, suffix: str, values: np.ndarray, itemsize: int) -> str:
+        name = f"{self.p}_{suffix}"
+        self.decls.append(_c_array(ctype, name, values))
+        self.const_bytes += max(1, np.asarray(values).size) * itemsize
+        return name
+
+
+def lower_op(g: Graph, op: Op) -> Lowered:
+    """Lower ``op``; raises UnsupportedOpError naming the op when the runtime cannot run it."""
+    fn = _LOWER.get(op.name)
+    if fn is None:
+        raise _unsupported(op, "not supported by edgekit's AOT runtime")
+    return fn(g, op)
+
+
+def _conv(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    _need_int8(op, x, w, y)
+    if w.data is None:
+        raise _unsupported(op, "the filter is not a constant")
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    o = op.options
+    _, in_h, in_w, in_c = x.shape
+    b, out_h, out_w, out_c = y.shape
+    if depthwise:
+        _, kh, kw, _ = w.shape
+    else:
+        _, kh, kw, fic = w.shape
+    sh, sw_, dh, dw = o.strideH, o.strideW, o.dilationHFactor or 1, o.dilationWFactor or 1
+    mult, shift = _per_channel(op, x, w, y, out_c)
+    act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)
+    bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else -1
+    fields = {
+        "batches": b, "in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w, "out_c": out_c,
+        "k_h": kh, "k_w": kw, "stride_h": sh, "stride_w": sw_, "dil_h": dh, "dil_w": dw,
+        "pad_h": quant.padding(in_h, kh, sh, dh, out_h) if o.padding == 0 else 0,
+        "pad_w": quant.padding(in_w, kw, sw_, dw, out_w) if o.padding == 0 else 0,
+        "filter_in_c": in_c if depthwise else fic,
+        "depth_multiplier": out_c // in_c if depthwise else 1,
+        "in_zp": x.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
+        "filter": c.array("int8_t", "filter", w.data, 1),
+        "bias": _bias(c, g, op, bias),
+        "mult": c.array("int32_t", "mult", mult, 4),
+        "shift": c.array("int32_t", "shift", shift, 4),
+    }
+    c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
+    kern = "ek_depthwise_conv2d" if depthwise else "ek_conv2d"
+    call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
+
+
+def _bias(c: _Ctx, g: Graph, op: Op, bias: int) -> str:
+    if bias < 0:
+        return "0"
+    bt = g.t(bias)
+    if bt.data is None or bt.dtype != "int32":
+        raise _unsupported(op, f"bias '{bt.name}' must be a constant int32 tensor, not {bt.dtype}")
+    return c.array("int32_t", "bias", bt.data, 4)
+
+
+def _fc(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    _need_int8(op, x, w, y)
+    if w.data is None:
+        raise _unsupported(op, "the weights are not a constant")
+    if getattr(op.options, "weightsFormat", 0):
+        raise _unsupported(op, "shuffled weights format")
+    units, depth = int(w.shape[0]), int(w.shape[-1])
+    batches = y.size // units
+    per_channel = w.scale.size > 1
+    if per_channel:
+        mult, shift = _per_channel(op, x, w, y, units)
+    else:
+        # per-tensor FC: TFLM rounds the product of the scales to float32 first
+        m, s = quant.quantize_multiplier(float(np.float32(x.s * w.s)) / float(y.s))
+        mult, shift = np.array([m]), np.array([s])
+    act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)
+    bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else -1
+    fields = {
+        "batches": batches, "units": units, "depth": depth,
+        "in_zp": x.zp, "w_zp": 0 if per_channel else w.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
+        "per_channel": int(per_channel),
+        "weights": c.array("int8_t", "weights", w.data, 1),
+        "bias": _bias(c, g, op, bias),
+        "mult": c.array("int32_t", "mult", mult, 4),
+        "shift": c.array("int32_t", "shift", shift, 4),
+    }
+    c.decls.append(_struct("ek_fc_params", f"{c.p}_params", fields))
+    call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_fc.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
+
+
+def _pool(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    _need_int8(op, x, y)
+    o = op.options
+    b, in_h, in_w, ch = x.shape
+    _, out_h, out_w, _ = y.shape
+    kh, kw, sh, sw_ = o.filterHeight, o.filterWidth, o.strideH, o.strideW
+    act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)
+    fields = {
+        "batches": b, "in_h": in_h, "in_w": in_w, "channels": ch, "out_h": out_h, "out_w": out_w,
+        "k_h": kh, "k_w": kw, "stride_h": sh, "stride_w": sw_,
+        "pad_h": quant.padding(in_h, kh, sh, 1, out_h) if o.padding == 0 else 0,
+        "pad_w": quant.padding(in_w, kw, sw_, 1, out_w) if o.padding == 0 else 0,
+        "act_min": act_min, "act_max": act_max,
+    }
+    c.decls.append(_struct("ek_pool_params", f"{c.p}_params", fields))
+    kern = "ek_avg_pool" if op.name == "AVERAGE_POOL_2D" else "ek_max_pool"
+    call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_pool.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
+
+
+def _operand(c: _Ctx, g: Graph, idx: int, consts: list[int]) -> str:
+    """The C expression for an input that may be a constant tensor."""
+    t = g.t(idx)
+    if t.data is not None:
+        consts.append(idx)
+        return c.array("int8_t", f"c{idx}", t.data, 1)
+    return f"{{t{idx}}}"
+
+
+def _binary(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    _need_int8(op, a, b, y)
+    if len(y.shape) > MAX_DIMS:
+        raise _unsupported(op, f"rank {len(y.shape)} > {MAX_DIMS}")
+    od = _pad4(y.shape, MAX_DIMS)
+    ad, bd = _pad4(a.shape, MAX_DIMS), _pad4(b.shape, MAX_DIMS)
+
+    def strides(d: list[int]) -> list[int]:
+        st, s = [0] * MAX_DIMS, 1
+        for k in range(MAX_DIMS - 1, -1, -1):
+            st[k] = 0 if d[k] == 1 and od[k] != 1 else s
+            s *= d[k]
+        return st
+
+    act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)
+    f: dict[str, object] = {
+        "count": y.size, "out_dims": od, "stride1": strides(ad), "stride2": strides(bd),
+        "broadcast": int(not (ad == od and bd == od)),
+        "zp1": a.zp, "zp2": b.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
+    }
+    if op.name == "ADD":
+        s1, s2, so = float(a.s), float(b.s), float(y.s)
+        twice_max = 2.0 * max(s1, s2)
+        m1, sh1 = quant.quantize_multiplier(s1 / twice_max)
+        m2, sh2 = quant.quantize_multiplier(s2 / twice_max)
+        mo_real = twice_max / ((1 << 20) * so)
+        if not mo_real < 1.0:
+            raise _unsupported(op, "output scale too small for TFLM's int8 ADD")
+        mo, sho = quant.quantize_multiplier(mo_real)
+        f.update(m1=m1, s1=sh1, m2=m2, s2=sh2, mo=mo, so=sho)
+    else:
+        mo, sho = quant.quantize_multiplier(float(a.s) * float(b.s) / float(y.s))
+        f.update(m1=0, s1=0, m2=0, s2=0, mo=mo, so=sho)
+    consts: list[int] = []
+    ea, eb = _operand(c, g, a.index, consts), _operand(c, g, b.index, consts)
+    c.decls.append(_struct("ek_binary_params", f"{c.p}_params", f))
+    kern = "ek_add" if op.name == "ADD" else "ek_mul"
+    call = f"{kern}(&{c.p}_params, {ea}, {eb}, {{t{y.index}}});"
+    inplace = tuple(t.index for t, d in ((a, ad), (b, bd)) if d == od and t.data is None)
+    reads = tuple(t.index for t in (a, b) if t.data is None)
+    return Lowered(op.name, "ek_binary.c", c.decls, call, reads, y.index, inplace=inplace, const_bytes=c.const_bytes)
+
+
+def _lut(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if op.name == "QUANTIZE" and x.dtype == "float32" and y.dtype == "int8":
+        call = f"ek_quantize_f32({y.size}, {_float(y.s)}, {y.zp}, {{t{x.index}}}, {{t{y.index}}});"
+        return Lowered(op.name, "ek_misc.c", [], call, (x.index,), y.index)
+    if op.name == "DEQUANTIZE" and x.dtype == "int8" and y.dtype == "float32":
+        call = f"ek_dequantize_f32({y.size}, {_float(x.s)}, {x.zp}, {{t{x.index}}}, {{t{y.index}}});"
+        return Lowered(op.name, "ek_misc.c", [], call, (x.index,), y.index)
+    _need_int8(op, x, y)
+    if op.name == "LOGISTIC":
+        if y.zp != -128:
+            raise _unsupported(op, f"output zero point {y.zp}, TFLM requires -128")
+        table = quant.logistic_table(float(x.s), x.zp)
+    elif op.name == "QUANTIZE":
+        table = quant.requantize_table(float(x.s), x.zp, float(y.s), y.zp)
+    else:
+        raise _unsupported(op, f"{x.dtype} -> {y.dtype}")
+    name = c.array("int8_t", "table", table, 1)
+    call = f"ek_lut({y.size}, {name}, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_misc.c", c.decls, call, (x.index,), y.index, inplace=(x.index,), const_bytes=c.const_bytes)
+
+
+def _float(v: float) -> str:
+    """An exact C float literal (hex float) for a float32 value."""
+    return f"{float(np.float32(v)).hex()}f"
+
+
+def _softmax(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    _need_int8(op, x, y)
+    if y.zp != -128 or float(y.s) != 1.0 / 256:
+        raise _unsupported(op, "int8 SOFTMAX output must have scale 1/256 and zero point -128")
+    beta = float(getattr(op.options, "beta", 1.0))
+    if not beta * float(x.s) * 2.0**26 > 1.0:
+        raise _unsupported(op, "input scale too small for TFLM's int8 SOFTMAX")
+    table, diff_min = quant.softmax_params(float(x.s), beta)
+    depth = y.shape[-1]
+    fields = {"rows": y.size // depth, "depth": depth, "diff_min": diff_min,
+              "exp_table": c.array("int32_t", "exp", table, 4)}
+    c.decls.append(_struct("ek_softmax_params", f"{c.p}_params", fields))
+    call = f"ek_softmax(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_softmax.c", c.decls, call, (x.index,), y.index, inplace=(x.index,), const_bytes=c.const_bytes)
+
+
+def _reshape(g: Graph, op: Op) -> Lowered:
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if x.data is not None:
+        raise _unsupported(op, "reshaping a constant")
+    call = f"ek_copy({y.nbytes}, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_misc.c", [], call, (x.index,), y.index, alias_of=x.index)
+
+
+def _mean(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    _need_int8(op, x, y)
+    axes_t = g.t(op.inputs[1])
+    if axes_t.data is None:
+        raise _unsupported(op, "the axes are not a constant")
+    rank = len(x.shape)
+    if rank > MAX_DIMS:
+        raise _unsupported(op, f"rank {rank} > {MAX_DIMS}")
+    axes = sorted({int(a) + rank if int(a) < 0 else int(a) for a in axes_t.data.reshape(-1)})
+    dims = _pad4(x.shape, MAX_DIMS)
+    red = [0] * MAX_DIMS
+    for a in axes:
+        red[a + MAX_DIMS - rank] = 1
+    n = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    m, s = quant.quantize_multiplier(float(x.s) / float(y.s))
+    k = min(n.bit_length() - 1, 32, 31 + s)
+    m2, s2 = (m << k) // n, s - k
+    fields = {"dims": dims, "reduce": red, "in_zp": x.zp, "out_zp": y.zp, "mult": m2, "shift": s2, "n": n}
+    c.decls.append(_struct("ek_mean_params", f"{c.p}_params", fields))
+    call = f"ek_mean(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_misc.c", c.decls, call, (x.index,), y.index)
+
+
+def _pad(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    _need_int8(op, x, y)
+    pt = g.t(op.inputs[1])
+    if pt.data is None:
+        raise _unsupported(op, "the paddings are not a constant")
+    rank = len(x.shape)
+    if rank > 5:
+        raise _unsupported(op, f"rank {rank} > 5")
+    pads = pt.data.reshape(rank, 2)
+    value = y.zp
+    if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        cv = g.t(op.inputs[2])
+        if cv.data is None:
+            raise _unsupported(op, "the constant value is not a constant")
+        value = int(cv.data.reshape(-1)[0])
+    fields = {"in_dims": _pad4(x.shape, 5), "out_dims": _pad4(y.shape, 5),
+              "before": [0] * (5 - rank) + [int(p) for p in pads[:, 0]], "pad_value": value}
+    c.decls.append(_struct("ek_pad_params", f"{c.p}_params", fields))
+    call = f"ek_pad(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    return Lowered(op.name, "ek_misc.c", c.decls, call, (x.index,), y.index)
+
+
+def _concat(g: Graph, op: Op) -> Lowered:
+    c = _Ctx(g, op)
+    y = g.t(op.outputs[0])
+    ins = [g.t(i) for i in op.inputs]
+    _need_int8(op, y, *ins)
+    if _act(op):
+        raise _unsupported(op, "fused activation on CONCATENATION")
+    for t in ins:
+        if t.zp != y.zp or np.float32(t.s) != np.float32(y.s):
+            raise _unsupported(op, f"input '{t.name}' quantization differs from the output's")
+    rank = len(y.shape)
+    axis = op.options.axis + rank if op.options.axis < 0 else op.options.axis
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(y.shape[axis + 1 :], dtype=np.int64))
+    consts: list[int] = []
+    exprs = [_operand(c, g, t.index, consts) for t in ins]
+    blocks = c.array("int32_t", "blocks", np.array([t.shape[axis] * inner for t in ins]), 4)
+    call = (
+        f"{{ const int8_t *const srcs[{len(ins)}] = {{{', '.join(exprs)}}};\n"
+        f"      ek_concat({outer}, {len(ins)}, srcs, {blocks}, {{t{y.index}}}); }}"
+    )
+    reads = tuple(t.index for t in ins if t.data is None)
+    return Lowered(op.name, "ek_misc.c", c.decls, call, reads, y.index, const_bytes=c.const_bytes)
+
+
+_LOWER = {
+    "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
+    "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "MUL": _binary,
+    "LOGISTIC": _lut, "QUANTIZE": _lut, "DEQUANTIZE": _lut, "SOFTMAX": _softmax,
+    "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
+    "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
+}

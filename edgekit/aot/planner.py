@@ -1,0 +1,185 @@
+"""Static memory planner: every intermediate tensor gets an offset in one arena.
+
+The plan is data (buffers with sizes, lifetimes and offsets); the generated C,
+the report and the linker script all read it.
+
+- A *step* is one op: the tensors it reads and the tensor it writes.
+- Tensors whose data is identical (RESHAPE and friends) share one buffer.
+- An elementwise op may write over an input that dies at that op (in place),
+  unless that input is the caller's read-only input buffer.
+- The model's input lives in the caller's ``in`` buffer and its output in the
+  caller's ``out`` buffer, so neither takes arena space; a buffer merged with
+  them lives there too.
+- Arena buffers are placed greedily (largest first, lowest offset that does not
+  overlap any buffer alive at the same time, as TFLM's GreedyMemoryPlanner);
+  a few orderings are tried and the smallest arena kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ALIGN = 4  # float I/O intermediates need 4-byte alignment; int8 needs none
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op as the planner sees it."""
+
+    reads: tuple[int, ...]
+    write: int
+    alias_of: int | None = None  # the output is this input, byte for byte (RESHAPE)
+    inplace: tuple[int, ...] = ()  # inputs the output may overwrite (same byte size)
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A piece of memory holding one or more tensors (aliases) over steps ``first..last``."""
+
+    tensors: tuple[int, ...]
+    size: int
+    first: int
+    last: int
+    home: str  # "arena", "input" or "output"
+    offset: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """Where every non-constant tensor lives; ``arena_bytes`` is the arena the generated C declares."""
+
+    buffers: tuple[Buffer, ...]
+    arena_bytes: int
+    lower_bound_bytes: int  # largest sum of arena buffers alive at one step
+    unshared_bytes: int  # arena needed with no reuse at all (every intermediate tensor on its own)
+    aliased_steps: int  # steps that needed no new memory (aliases and in-place ops)
+    tensor_buffer: dict[int, int] = field(default_factory=dict)
+
+    def location(self, tensor: int) -> tuple[str, int]:
+        """(home, offset) of ``tensor``."""
+        b = self.buffers[self.tensor_buffer[tensor]]
+        return b.home, b.offset
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arena_bytes": self.arena_bytes,
+            "lower_bound_bytes": self.lower_bound_bytes,
+            "unshared_bytes": self.unshared_bytes,
+            "aliased_steps": self.aliased_steps,
+            "buffers": [b.to_dict() for b in self.buffers],
+        }
+
+
+def _align(v: int) -> int:
+    return (v + ALIGN - 1) // ALIGN * ALIGN
+
+
+def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, model_output: int) -> MemoryPlan:
+    """Plan ``steps`` (in execution order); ``sizes`` gives the byte size of every non-constant tensor."""
+    n = len(steps)
+    first = {t: n for t in sizes}
+    last = {t: -1 for t in sizes}
+    first[model_input] = -1
+    for i, s in enumerate(steps):
+        first[s.write] = min(first[s.write], i)
+        last[s.write] = max(last[s.write], i)
+        for r in s.reads:
+            if r in sizes:
+                last[r] = max(last[r], i)
+    last[model_output] = n
+    last[model_input] = max(last[model_input], -1)
+
+    parent = {t: t for t in sizes}
+
+    def find(t: int) -> int:
+        while parent[t] != t:
+            parent[t] = parent[parent[t]]
+            t = parent[t]
+        return t
+
+    def members(root: int) -> list[int]:
+        return [t for t in sizes if find(t) == root]
+
+    def home(root: int) -> str:
+        ms = members(root)
+        return "input" if model_input in ms else ("output" if model_output in ms else "arena")
+
+    aliased = 0
+    for i, s in enumerate(steps):
+        if s.alias_of is not None and s.alias_of in sizes:
+            a, b = find(s.alias_of), find(s.write)
+            if {home(a), home(b)} != {"input", "output"}:
+                parent[b] = a
+                aliased += 1
+                continue
+        for cand in s.inplace:
+            if cand not in sizes:
+                continue
+            g = find(cand)
+            if home(g) == "input" or sizes[cand] != sizes[s.write]:
+                continue
+            if max(last[t] for t in members(g)) != i:
+                continue  # someone reads the input after this op
+            if home(g) == "output" and home(find(s.write)) == "output":
+                continue
+            parent[find(s.write)] = g
+            aliased += 1
+            break
+
+    groups: dict[int, list[int]] = {}
+    for t in sorted(sizes):
+        groups.setdefault(find(t), []).append(t)
+    buffers = []
+    for root in sorted(groups):
+        ts = groups[root]
+        buffers.append(
+            Buffer(tuple(ts), max(sizes[t] for t in ts), min(first[t] for t in ts), max(last[t] for t in ts), home(root))
+        )
+    arena_ids = [k for k, b in enumerate(buffers) if b.home == "arena"]
+
+    lower = 0
+    for i in range(n):
+        lower = max(lower, sum(buffers[k].size for k in arena_ids if buffers[k].first <= i <= buffers[k].last))
+
+    best: dict[int, int] | None = None
+    best_size = -1
+    orders = [
+        sorted(arena_ids, key=lambda k: (-buffers[k].size, buffers[k].first, k)),
+        sorted(arena_ids, key=lambda k: (-(buffers[k].last - buffers[k].first), -buffers[k].size, k)),
+        sorted(arena_ids, key=lambda k: (buffers[k].first, -buffers[k].size, k)),
+        sorted(arena_ids, key=lambda k: (-buffers[k].size * (buffers[k].last - buffers[k].first + 1), k)),
+    ]
+    for order in orders:
+        offsets = _greedy(buffers, order)
+        size = max((offsets[k] + buffers[k].size for k in arena_ids), default=0)
+        if best is None or size < best_size:
+            best, best_size = offsets, size
+    assert best is not None
+    placed = tuple(
+        Buffer(b.tensors, b.size, b.first, b.last, b.home, best.get(k, 0)) for k, b in enumerate(buffers)
+    )
+    tensor_buffer = {t: k for k, b in enumerate(placed) for t in b.tensors}
+    unshared = sum(_align(sizes[t]) for t in sizes if t not in (model_input, model_output))
+    return MemoryPlan(placed, _align(best_size), lower, unshared, aliased, tensor_buffer)
+
+
+def _greedy(buffers: list[Buffer], order: list[int]) -> dict[int, int]:
+    offsets: dict[int, int] = {}
+    for k in order:
+        b = buffers[k]
+        live = sorted(
+            (offsets[j], offsets[j] + buffers[j].size)
+            for j in offsets
+            if not (buffers[j].last < b.first or b.last < buffers[j].first)
+        )
+        off = 0
+        for lo, hi in live:
+            if off + b.size <= lo:
+                break
+            off = max(off, _align(hi))
+        offsets[k] = off
+    return offsets

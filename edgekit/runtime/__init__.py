@@ -1,0 +1,1 @@
+"""edgekit's hand-written C runtime (package data in ``c/``)."""

@@ -1,0 +1,40 @@
+/* edgekit runtime: TFLM's int8 fixed-point primitives (int8-arithmetic.md, section 1).
+ * Part of edgekit's hand-written C99 runtime; copied next to the generated model. */
+#ifndef EK_COMMON_H
+#define EK_COMMON_H
+
+#include <stdint.h>
+
+#define EK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define EK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline int32_t ek_clamp(int32_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+/* SaturatingRoundingDoublingHighMul: (a*b + 2^30) >> 31 on int64, saturating -1*-1. */
+static inline int32_t ek_srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    int64_t p = (int64_t)a * (int64_t)b + ((int64_t)1 << 30);
+    /* arithmetic shift of a negative int64: gcc and arm-none-eabi-gcc sign-extend */
+    return (int32_t)(p >> 31);
+}
+
+/* RoundingDivideByPOT: round half away from zero, 0 <= e <= 31. */
+static inline int32_t ek_rdbp(int32_t x, int32_t e) {
+    int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
+    int32_t rem = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> e) + (rem > threshold ? 1 : 0);
+}
+
+/* MultiplyByQuantizedMultiplier, double rounding (TFLM default build). */
+static inline int32_t ek_mbqm(int32_t x, int32_t m, int32_t shift) {
+    int32_t left = shift > 0 ? shift : 0;
+    int32_t right = shift > 0 ? 0 : -shift;
+    return ek_rdbp(ek_srdhm((int32_t)((uint32_t)x << left), m), right);
+}
+
+static inline int8_t ek_sat8(int32_t v) { return (int8_t)ek_clamp(v, -128, 127); }
+
+#endif

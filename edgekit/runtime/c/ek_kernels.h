@@ -1,0 +1,101 @@
+/* edgekit runtime: int8 kernels bit-exact with TFLM's reference kernels.
+ * Parameters are computed on the host by edgekit's code generator; the kernels
+ * only do the Eval-time work. No allocation, no libc beyond <string.h>. */
+#ifndef EK_KERNELS_H
+#define EK_KERNELS_H
+
+#include <stdint.h>
+
+/* CONV_2D (groups allowed) and DEPTHWISE_CONV_2D. Shapes NHWC; filter OHWI
+ * for conv, [1,KH,KW,OC] for depthwise. */
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+    int32_t filter_in_c;      /* conv: filter's input depth (in_c / groups) */
+    int32_t depth_multiplier; /* depthwise only */
+    int32_t in_zp, out_zp, act_min, act_max;
+    const int8_t *filter;
+    const int32_t *bias; /* may be 0 */
+    const int32_t *mult, *shift; /* one per output channel */
+} ek_conv_params;
+
+void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
+void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
+
+/* FULLY_CONNECTED: per-channel (n_mult == units) or per-tensor (n_mult == 1, weight zp applied). */
+typedef struct {
+    int32_t batches, units, depth;
+    int32_t in_zp, w_zp, out_zp, act_min, act_max;
+    int32_t per_channel;
+    const int8_t *weights;
+    const int32_t *bias; /* may be 0 */
+    const int32_t *mult, *shift;
+} ek_fc_params;
+
+void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out);
+
+/* AVERAGE_POOL_2D and MAX_POOL_2D. */
+typedef struct {
+    int32_t batches, in_h, in_w, channels, out_h, out_w;
+    int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+    int32_t act_min, act_max;
+} ek_pool_params;
+
+void ek_avg_pool(const ek_pool_params *p, const int8_t *in, int8_t *out);
+void ek_max_pool(const ek_pool_params *p, const int8_t *in, int8_t *out);
+
+/* ADD and MUL with NumPy broadcasting, shapes padded to EK_MAX_DIMS; a stride
+ * of 0 repeats an input along that axis. count = number of output elements. */
+#define EK_MAX_DIMS 6
+typedef struct {
+    int32_t count;
+    int32_t out_dims[EK_MAX_DIMS];
+    int32_t stride1[EK_MAX_DIMS], stride2[EK_MAX_DIMS];
+    int32_t broadcast; /* 0: both inputs have the output's shape */
+    int32_t zp1, zp2, out_zp, act_min, act_max;
+    int32_t m1, s1, m2, s2, mo, so; /* ADD: three multipliers; MUL: mo, so only */
+} ek_binary_params;
+
+void ek_add(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ek_mul(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+
+/* A 256-entry int8 table indexed by x + 128: LOGISTIC and int8 -> int8 QUANTIZE. */
+void ek_lut(int32_t count, const int8_t *table, const int8_t *in, int8_t *out);
+
+/* SOFTMAX over rows of `depth`; exp_table[-d] for d = x - max in [-255, 0]. */
+typedef struct {
+    int32_t rows, depth, diff_min;
+    const int32_t *exp_table;
+} ek_softmax_params;
+
+void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out);
+
+/* MEAN over the axes flagged in `reduce`, input padded to EK_MAX_DIMS. */
+typedef struct {
+    int32_t dims[EK_MAX_DIMS];
+    int32_t reduce[EK_MAX_DIMS];
+    int32_t in_zp, out_zp, mult, shift; /* multiplier with 1/n folded in */
+    int32_t n;                          /* elements reduced per output */
+} ek_mean_params;
+
+void ek_mean(const ek_mean_params *p, const int8_t *in, int8_t *out);
+
+/* PAD / PADV2 on shapes padded to 5-D; elem_bytes 1 for int8. */
+typedef struct {
+    int32_t in_dims[5], out_dims[5], before[5];
+    int8_t pad_value;
+} ek_pad_params;
+
+void ek_pad(const ek_pad_params *p, const int8_t *in, int8_t *out);
+
+/* CONCATENATION: for each outer index, copy each input's block of bytes. */
+void ek_concat(int32_t outer, int32_t n_inputs, const int8_t *const *inputs, const int32_t *block_bytes, int8_t *out);
+
+/* QUANTIZE float -> int8 and DEQUANTIZE int8 -> float. */
+void ek_quantize_f32(int32_t count, float scale, int32_t zp, const float *in, int8_t *out);
+void ek_dequantize_f32(int32_t count, float scale, int32_t zp, const int8_t *in, float *out);
+
+/* RESHAPE and friends when the planner could not alias the buffers. */
+void ek_copy(int32_t bytes, const void *in, void *out);
+
+#endif

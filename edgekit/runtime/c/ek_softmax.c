@@ -1,0 +1,50 @@
+/* edgekit runtime: SOFTMAX int8 -> int8 (int8-arithmetic.md sections 9 and 11;
+ * TFLM reference_ops::Softmax). exp(d) for the 256 possible d = x - max is a
+ * host-computed table; the sum, reciprocal and scaling run here as in TFLM. */
+#include "ek_common.h"
+#include "ek_kernels.h"
+
+static int32_t sat_shl(int32_t v, int e) {
+    const int64_t r = (int64_t)v * ((int64_t)1 << e);
+    return r > INT32_MAX ? INT32_MAX : (r < INT32_MIN ? INT32_MIN : (int32_t)r);
+}
+
+/* gemmlowp one_over_one_plus_x_for_x_in_0_1, a >= 0 in Q0.31. */
+static int32_t recip(int32_t a) {
+    const int32_t h = (int32_t)(((int64_t)a + ((int64_t)1 << 31)) / 2);
+    int32_t x = 1515870810 + ek_srdhm(h, -1010580540);
+    for (int i = 0; i < 3; i++) x = x + sat_shl(ek_srdhm(x, (1 << 29) - ek_srdhm(h, x)), 2);
+    return sat_shl(x, 1);
+}
+
+static int clz32(uint32_t v) {
+    int n = 0;
+    if (v == 0) return 32;
+    while (!(v & 0x80000000u)) { v <<= 1; n++; }
+    return n;
+}
+
+void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out) {
+    for (int32_t r = 0; r < p->rows; r++) {
+        const int8_t *x = in + r * p->depth;
+        int8_t *y = out + r * p->depth;
+        int32_t mx = -128;
+        for (int32_t c = 0; c < p->depth; c++) mx = EK_MAX(mx, x[c]);
+        int32_t sum = 0;
+        for (int32_t c = 0; c < p->depth; c++) {
+            const int32_t d = x[c] - mx;
+            if (d >= p->diff_min) sum += ek_rdbp(p->exp_table[-d], 12);
+        }
+        const int hp = clz32((uint32_t)sum);
+        const int32_t exponent = 12 - hp + 23;
+        const int32_t z = (int32_t)(((uint32_t)sum << hp) - 0x80000000u);
+        const int32_t scale = recip(z);
+        /* y[c] is written after x[c] is read: out may alias in */
+        for (int32_t c = 0; c < p->depth; c++) {
+            const int32_t d = x[c] - mx;
+            int32_t v = -128;
+            if (d >= p->diff_min) v = ek_rdbp(ek_srdhm(scale, p->exp_table[-d]), exponent) - 128;
+            y[c] = ek_sat8(v);
+        }
+    }
+}

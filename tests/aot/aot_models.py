@@ -1,0 +1,71 @@
+"""Model builders for the AOT tests: single-op int8 models (spec §13) and the digits CNN."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def convert(fn: Callable, input_shape: Sequence[int], *, seed: int = 0, float_io: bool = False,
+            low: float = -1.0, high: float = 1.0, per_tensor_dense: bool = False) -> bytes:
+    """Full-int8 convert a ``tf.function`` of one float32 input, calibrated on seeded uniform data."""
+    import tensorflow as tf
+
+    spec = tf.TensorSpec(list(input_shape), tf.float32)
+    tf_fn = tf.function(fn)
+    conc = tf_fn.get_concrete_function(spec)
+    rng = np.random.default_rng(seed)
+
+    def rep():
+        for _ in range(50):
+            yield [rng.uniform(low, high, size=input_shape).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([conc], tf_fn)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if per_tensor_dense:
+        conv._experimental_disable_per_channel_quantization_for_dense_layers = True
+    if not float_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def convert_keras(model, calib: np.ndarray) -> bytes:
+    """Full-int8 convert a Keras model (int8 I/O) through a concrete function."""
+    import tensorflow as tf
+
+    shape = [1, *model.input_shape[1:]]
+    fn = tf.function(lambda x: model(x, training=False))
+    conc = fn.get_concrete_function(tf.TensorSpec(shape, tf.float32))
+
+    def rep():
+        for x in calib[:100]:
+            yield [x[None].astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([conc], fn)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def random_inputs(tflite: bytes, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` seeded inputs in the model's input dtype: all -128, all 127, then uniform random."""
+    from edgekit.aot.graph import parse
+
+    g = parse(tflite)
+    t = g.t(g.inputs[0])
+    rng = np.random.default_rng(seed)
+    if t.dtype == "float32":
+        x = rng.uniform(-1.5, 1.5, size=(n, *t.shape)).astype(np.float32)
+        return x
+    x = rng.integers(-128, 128, size=(n, *t.shape), dtype=np.int64).astype(np.int8)
+    if n >= 3:
+        x[0] = -128
+        x[1] = 127
+    return x
