@@ -1,0 +1,72 @@
+"""Compression stages and the recipe runner.
+
+``STAGES`` is the explicit registry: stage name → module path. Modules are
+imported when a recipe uses them, never at import time (tfmot must not be
+imported for Keras 3 models). Add a technique with one line here and a module
+following the protocol in :mod:`edgekit.compress.base`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import time
+from typing import Any, Callable
+
+from edgekit.compress.base import CompressResult
+from edgekit.data import Dataset
+from edgekit.errors import InputError
+from edgekit.load import LoadedModel
+
+STAGES: dict[str, str] = {
+    "prune": "edgekit.compress.prune",
+    "qat": "edgekit.compress.qat",
+    "cluster": "edgekit.compress.cluster",
+    "distill": "edgekit.compress.distill",
+}
+
+__all__ = ["STAGES", "CompressResult", "apply_recipe", "stage_module", "stage_config"]
+
+
+def stage_module(name: str):
+    """The module implementing stage ``name``; :class:`InputError` with the closest name when unknown."""
+    if name not in STAGES:
+        close = difflib.get_close_matches(name, list(STAGES), n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}?" if close else f"valid stages: {', '.join(STAGES)}"
+        raise InputError(f"unknown compression stage {name!r}", hint)
+    return importlib.import_module(STAGES[name])
+
+
+def stage_config(spec) -> Any:
+    """The validated ``Config`` of a :class:`~edgekit.recipe.StageSpec` (raises :class:`InputError`)."""
+    return stage_module(spec.name).Config.from_dict(dict(spec.params))
+
+
+def apply_recipe(
+    loaded: LoadedModel,
+    recipe,
+    *,
+    train: Dataset | None,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> CompressResult:
+    """Run the stages of ``recipe`` in order on a Keras model; return the new model and per-stage details.
+
+    Raises :class:`InputError` for a non-Keras model or a stage that needs
+    labelled training data without it, :class:`~edgekit.errors.ConversionError`
+    when a stage cannot transform the model.
+    """
+    if recipe.stages and not loaded.is_keras:
+        raise InputError(f"{loaded.path}: compression needs a Keras model (.keras or .h5), not a {loaded.kind} model",
+                         "drop --prune/--recipe, or pass the Keras model the file was converted from")
+    current = loaded
+    done: list[dict[str, Any]] = []
+    for i, spec in enumerate(recipe.stages):
+        module = stage_module(spec.name)
+        cfg = module.Config.from_dict(dict(spec.params))
+        if progress:
+            progress(f"compress: {spec.name}")
+        t0 = time.perf_counter()
+        current, details = module.apply(current, cfg, train, seed + i)
+        done.append({"name": spec.name, "params": cfg.to_dict(), "seconds": round(time.perf_counter() - t0, 3), "details": details})
+    return CompressResult(model=current, stages=done)
