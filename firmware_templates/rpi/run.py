@@ -17,7 +17,9 @@ Input semantics (the same as edgekit's host verification):
 - inputs already of the model's input dtype (e.g. int8) pass through untouched;
 - float inputs for an integer input tensor are quantized as TFLite's QUANTIZE
   op does: ``round(x / scale) + zero_point`` with rounding half away from zero
-  (C's ``round``, not numpy's half-to-even ``np.round``), clipped to the dtype;
+  (C's ``round``, not numpy's half-to-even ``np.round``), clipped to the dtype.
+  This is bit for bit what TFLite's reference QUANTIZE kernel computes (a
+  float-input model's own QUANTIZE op under XNNPACK can differ at exact ties);
 - float inputs for a float model are cast to its dtype.
 Outputs are written dequantized to float32 (``scale * (q - zero_point)``), or in
 the output tensor's own dtype with ``--raw``.
@@ -145,7 +147,7 @@ def _run(interpreter, x: np.ndarray) -> Tuple[np.ndarray, float]:
     out = interpreter.get_output_details()[0]
     scale, zero_point = inp["quantization"]
     xq = quantize(x, scale, zero_point, inp["dtype"])
-    shape = tuple(inp["shape"])
+    shape = tuple(int(d) for d in inp["shape"])
     if int(np.prod(xq.shape[1:])) != int(np.prod(shape[1:])):
         raise RunnerError(f"each input has shape {tuple(xq.shape[1:])} but the model takes {shape[1:]}")
     results = []
