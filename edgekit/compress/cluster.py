@@ -27,7 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.compress.qat import check_params, ends_in_softmax, require_labels, tfmot
+from edgekit.compress.base import check_params, require_labels, same_kind
+from edgekit.compress.finetune import copy_model, fine_tune
+from edgekit.compress.qat import fit_wrapped, tfmot
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel, keras_module
@@ -127,9 +129,7 @@ def clusterable(model, min_weights: int) -> list:
 
 def _native(loaded: LoadedModel, cfg: Config, train: Dataset, seed: int):
     keras = keras_module(loaded.kind)
-    keras.utils.set_random_seed(seed)
-    model = keras.models.clone_model(loaded.model)
-    model.set_weights(loaded.model.get_weights())
+    model = copy_model(loaded.model)
     layers = clusterable(model, cfg.min_weights)
     assign: dict[str, tuple[Any, np.ndarray, int]] = {}
     for layer in layers:
@@ -146,14 +146,12 @@ def _native(loaded: LoadedModel, cfg: Config, train: Dataset, seed: int):
         def on_train_batch_end(self, batch, logs=None):
             snap()
 
+    hist: dict[str, Any] = {}
     if cfg.epochs:
-        model.compile(
-            optimizer=keras.optimizers.Adam(cfg.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model)),
-        )
-        model.fit(train.x, train.y, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, shuffle=True, callbacks=[Snap()])
+        hist = fine_tune(model, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+                         seed=seed, stage=NAME, callbacks=[Snap()])
     snap()
-    return model, [layer.name for layer in layers]
+    return model, [layer.name for layer in layers], hist
 
 
 def _tfmot(loaded: LoadedModel, cfg: Config, train: Dataset, seed: int):
@@ -175,13 +173,10 @@ def _tfmot(loaded: LoadedModel, cfg: Config, train: Dataset, seed: int):
     except (ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"{loaded.path}: tfmot cannot cluster this model: {first[:300]}", "try method = \"native\"") from None
-    wrapped.compile(
-        optimizer=tfk.optimizers.Adam(cfg.learning_rate),
-        loss=tfk.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(loaded.model)),
-    )
+    hist: dict[str, Any] = {}
     if cfg.epochs:
-        wrapped.fit(train.x, train.y, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, shuffle=True)
-    return cl.strip_clustering(wrapped), names
+        hist = fit_wrapped(wrapped, loaded.model, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, seed=seed, stage=NAME)
+    return cl.strip_clustering(wrapped), names, hist
 
 
 def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) -> tuple[LoadedModel, dict]:
@@ -199,13 +194,13 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         method = "tfmot" if loaded.kind == "tf_keras" else "native"
     if method == "tfmot" and loaded.kind != "tf_keras":
         raise InputError(f"{loaded.path}: tfmot clustering needs a tf_keras model, this one is Keras 3", 'use method = "native" (the default for Keras 3)')
-    model, names = (_tfmot if method == "tfmot" else _native)(loaded, cfg, train, seed)
+    model, names, hist = (_tfmot if method == "tfmot" else _native)(loaded, cfg, train, seed)
     layers = []
     for name in names:
         kernel = np.asarray(_kernel_var(model.get_layer(name)).numpy())
         layers.append({"layer": name, "weights": int(kernel.size), "distinct_values": int(len(np.unique(kernel)))})
-    details = {"stage": NAME, "method": method, "clusters": cfg.clusters, "epochs": cfg.epochs, "layers": layers}
-    return LoadedModel(loaded.kind, loaded.path, model=model, input_shape=loaded.input_shape), details
+    details = {"stage": NAME, "method": method, "clusters": cfg.clusters, "epochs": cfg.epochs, "layers": layers, **hist}
+    return same_kind(loaded, model), details
 
 
 # ---------------------------------------------------------------- index storage

@@ -22,13 +22,14 @@ tfmot is imported inside functions only: importing it sets
 
 from __future__ import annotations
 
-import difflib
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from edgekit.compress.base import check_params, ends_in_softmax, require_labels
+from edgekit.compress.finetune import check_labels
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel
@@ -36,17 +37,6 @@ from edgekit.load import LoadedModel
 NAME = "qat"
 
 PRESERVE = ("none", "cluster", "sparsity")
-
-
-def check_params(cls, params: dict[str, Any], stage: str):
-    """Build the frozen dataclass ``cls`` from ``params``, refusing unknown keys with the closest valid one."""
-    valid = [f.name for f in fields(cls)]
-    for key in params:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid: {', '.join(valid)}"
-            raise InputError(f"stage {stage}: unknown parameter {key!r}", hint)
-    return cls(**params)
 
 
 @dataclass(frozen=True)
@@ -76,14 +66,6 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def require_labels(train: Dataset | None, stage: str) -> Dataset:
-    """The training set, or an :class:`InputError` when it is missing or has no labels."""
-    if train is None or not train.has_labels:
-        where = "no training data was given" if train is None else f"{train.path} has no labels y"
-        raise InputError(f"stage {stage} trains the model, but {where}", "pass --train DATA.npz with arrays x and y")
-    return train
 
 
 def tfmot():
@@ -250,6 +232,22 @@ def init_ranges(qat_model, base, x: np.ndarray) -> None:
                 w.assign(np.full(w.shape, hi, np.float32))
 
 
+def fit_wrapped(wrapped, base, train: Dataset, *, epochs: int, learning_rate: float, batch_size: int, seed: int, stage: str) -> dict[str, Any]:
+    """Fine-tune a tfmot-wrapped tf_keras model; the loss follows ``base``'s output (the wrapper hides its softmax)."""
+    import tf_keras as tfk
+
+    check_labels(base, train, stage)
+    tfk.utils.set_random_seed(seed)
+    loss = tfk.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(base))
+    wrapped.compile(optimizer=tfk.optimizers.Adam(learning_rate), loss=loss, metrics=["accuracy"])
+    hist = wrapped.fit(train.x, train.y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True)
+    return {
+        "epochs": epochs,
+        "loss": [round(float(v), 6) for v in hist.history.get("loss", [])],
+        "train_accuracy": [round(float(v), 6) for v in hist.history.get("accuracy", [])],
+    }
+
+
 def layer_ranges(qat_model) -> list[dict[str, Any]]:
     """The ranges a QAT model learned, per layer: input/activation ``[min, max]`` and per-channel kernel extremes."""
     rows = []
@@ -292,30 +290,13 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     qat_model = _quantize(base, cfg.preserve)
     if cfg.init_ranges:
         init_ranges(qat_model, base, train.x[:256])
-    loss = _loss_for(base, tfk)
-    qat_model.compile(optimizer=tfk.optimizers.Adam(cfg.learning_rate), loss=loss, metrics=["accuracy"])
-    hist = qat_model.fit(train.x, train.y, epochs=cfg.epochs, batch_size=cfg.batch_size, verbose=0, shuffle=True)
+    hist = fit_wrapped(qat_model, base, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, seed=seed, stage=NAME)
     details = {
         "stage": NAME,
         "backend": "tfmot",
         "rebuilt_from": rebuilt_from,
         "preserve": cfg.preserve,
-        "epochs": cfg.epochs,
-        "loss": [round(float(v), 6) for v in hist.history["loss"]],
-        "train_accuracy": [round(float(v), 6) for v in hist.history.get("accuracy", [])],
+        **hist,
         "ranges": layer_ranges(qat_model),
     }
     return LoadedModel("tf_keras", loaded.path, model=qat_model, input_shape=loaded.input_shape), details
-
-
-def _loss_for(model, keras_mod):
-    """Sparse cross-entropy on probabilities when the model ends in softmax, on logits otherwise."""
-    return keras_mod.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model))
-
-
-def ends_in_softmax(model) -> bool:
-    """True when the model's last layer outputs probabilities (softmax activation or a Softmax layer)."""
-    last = model.layers[-1]
-    act = getattr(last, "activation", None)
-    name = getattr(act, "__name__", str(act)) if act is not None else ""
-    return type(last).__name__ == "Softmax" or name == "softmax" or (type(last).__name__ == "Activation" and last.get_config().get("activation") == "softmax")

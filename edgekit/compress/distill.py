@@ -1,0 +1,228 @@
+"""Knowledge distillation: train a smaller student to imitate the user's model (the teacher).
+
+The student is a narrower copy of the teacher (every Conv2D / DepthwiseConv2D
+/ SeparableConv2D / Dense width times ``width``, except the last one, which
+produces the classes) built fresh from the teacher's configuration, or a model
+the user passes (``student``: a .keras/.h5 path). The loss is
+
+    alpha * T^2 * KL(softmax(t / T) || softmax(s / T)) + (1 - alpha) * CE(y, s)
+    + feature_weight * MSE(P(student feature), teacher feature)
+
+with t, s the logits (for a model ending in softmax, log-probabilities, which
+give the same softened distribution), T the ``temperature``; the optional
+feature term matches the output of the layer named ``feature_layer`` in both
+models through a learned linear projection P (dropped after training).
+``alpha = 0`` trains the same student on the labels alone: the baseline
+distillation is judged against.
+
+Works natively on both Keras kinds (the student is built with the teacher's
+Keras); no tfmot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekit.compress.base import check_params, count_params, ends_in_softmax, require_labels, same_kind
+from edgekit.data import Dataset
+from edgekit.errors import InputError
+from edgekit.load import LoadedModel, keras_module, load_model
+
+NAME = "distill"
+
+WIDTH_KEYS = ("filters", "units", "depth_multiplier")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Distillation settings (see the module docstring for the loss)."""
+
+    width: float = 0.5
+    student: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.7
+    epochs: int = 10
+    learning_rate: float = 3e-3
+    batch_size: int = 32
+    feature_layer: str | None = None
+    feature_weight: float = 0.0
+
+    def __post_init__(self):
+        if not isinstance(self.width, (int, float)) or not 0 < self.width <= 1:
+            raise InputError(f"stage distill: width must be in (0, 1], not {self.width!r}")
+        if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
+            raise InputError(f"stage distill: temperature must be > 0, not {self.temperature!r}")
+        if not isinstance(self.alpha, (int, float)) or not 0 <= self.alpha <= 1:
+            raise InputError(f"stage distill: alpha must be in [0, 1], not {self.alpha!r}")
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise InputError(f"stage distill: epochs must be an integer >= 1, not {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise InputError(f"stage distill: batch_size must be an integer >= 1, not {self.batch_size!r}")
+        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate < 1:
+            raise InputError(f"stage distill: learning_rate must be in (0, 1), not {self.learning_rate!r}")
+        if not isinstance(self.feature_weight, (int, float)) or self.feature_weight < 0:
+            raise InputError(f"stage distill: feature_weight must be >= 0, not {self.feature_weight!r}")
+        if self.feature_weight > 0 and not self.feature_layer:
+            raise InputError("stage distill: feature_weight > 0 needs feature_layer", "name the layer whose output the student should match")
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> "Config":
+        """The config from a recipe's TOML table; unknown keys raise :class:`InputError`."""
+        return check_params(cls, dict(params), NAME)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _scalable(layer_cfg: dict[str, Any]) -> str | None:
+    for key in ("filters", "units"):
+        if key in layer_cfg:
+            return key
+    return None
+
+
+def narrow_copy(model, width: float, seed: int):
+    """A freshly initialised copy of ``model`` whose Conv/Dense widths are ``round(width * n)`` (at least 1), the last one kept.
+
+    Depthwise layers follow their input automatically. Residual ADDs stay
+    consistent because every branch is scaled by the same rule.
+    """
+    keras = _keras_of(model)
+    keras.utils.set_random_seed(seed)
+    config = model.get_config()
+    layers = config["layers"]
+
+    def inner(entry):
+        return entry["config"]
+
+    indices = [i for i, entry in enumerate(layers) if _scalable(inner(entry))]
+    if not indices:
+        raise InputError("distill: the model has no Conv2D or Dense layer to narrow", "pass a student model (student = \"path.keras\")")
+    for entry in layers:
+        entry.pop("build_config", None)  # stale input shapes once the widths change
+    for i in indices[:-1]:
+        c = inner(layers[i])
+        key = _scalable(c)
+        c[key] = max(1, int(round(c[key] * width)))
+    cls = type(model)
+    try:
+        return cls.from_config(config)
+    except Exception:  # Sequential/Functional reconstruction errors come in many types
+        return keras.Model.from_config(config)
+
+
+def _keras_of(model):
+    mod = type(model).__module__
+    if mod.startswith("tf_keras"):
+        import tf_keras
+
+        return tf_keras
+    import keras
+
+    return keras
+
+
+def _logits(out, probs: bool):
+    import tensorflow as tf
+
+    return tf.math.log(tf.clip_by_value(out, 1e-12, 1.0)) if probs else out
+
+
+def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) -> tuple[LoadedModel, dict]:
+    """Train the student (narrow copy or ``cfg.student``) against the teacher ``loaded`` on ``train``; return it and the losses.
+
+    Raises :class:`InputError` without labelled data, for an unknown
+    ``feature_layer``, or a student whose outputs differ from the teacher's.
+    """
+    import tensorflow as tf
+
+    train = require_labels(train, NAME)
+    if not loaded.is_keras:
+        raise InputError(f"{loaded.path}: a {loaded.kind} model cannot be a teacher", "pass a .keras or .h5 model")
+    teacher = loaded.model
+    if cfg.student:
+        student_loaded = load_model(cfg.student)
+        if not student_loaded.is_keras:
+            raise InputError(f"{cfg.student}: the student must be a Keras model (.keras or .h5)")
+        student, kind = student_loaded.model, student_loaded.kind
+    else:
+        student, kind = narrow_copy(teacher, cfg.width, seed), loaded.kind
+    if tuple(student.outputs[0].shape[1:]) != tuple(teacher.outputs[0].shape[1:]):
+        raise InputError(
+            f"student outputs {tuple(student.outputs[0].shape[1:])} but the teacher outputs {tuple(teacher.outputs[0].shape[1:])}",
+            "the student must predict the same classes",
+        )
+    keras = keras_module(kind)
+    keras.utils.set_random_seed(seed)
+    t_probs, s_probs = ends_in_softmax(teacher), ends_in_softmax(student)
+    x = train.x.astype(np.float32)
+    y = train.y.astype(np.int64)
+    T = float(cfg.temperature)
+
+    feat = cfg.feature_layer if cfg.feature_weight > 0 else None
+    if feat:
+        for m, who in ((teacher, "teacher"), (student, "student")):
+            if feat not in [layer.name for layer in m.layers]:
+                raise InputError(f"distill: feature_layer {feat!r} not found in the {who}", f"layers: {', '.join(layer.name for layer in m.layers)}")
+        t_feat_model = _keras_of(teacher).Model(teacher.inputs, teacher.get_layer(feat).output)
+        t_feat = t_feat_model.predict(x, batch_size=256, verbose=0)
+        run = keras.Model(student.inputs, [student.outputs[0], student.get_layer(feat).output])
+        s_dim = int(student.get_layer(feat).output.shape[-1])
+        proj = tf.Variable(np.random.default_rng(seed).normal(0, 1 / np.sqrt(s_dim), (s_dim, t_feat.shape[-1])).astype(np.float32))
+    else:
+        t_feat, run, proj = None, student, None
+
+    t_logits = np.asarray(_logits(tf.constant(teacher.predict(x, batch_size=256, verbose=0)), t_probs))
+    opt = keras.optimizers.Adam(cfg.learning_rate)
+    variables = list(student.trainable_variables) + ([proj] if proj is not None else [])
+
+    @tf.function
+    def step(xb, yb, tb, fb):
+        with tf.GradientTape() as tape:
+            outs = run(xb, training=True)
+            out, sf = (outs[0], outs[1]) if proj is not None else (outs, None)
+            s_log = _logits(out, s_probs)
+            hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=s_log))
+            p_t = tf.nn.softmax(tb / T)
+            soft = tf.reduce_mean(tf.reduce_sum(p_t * (tf.math.log(p_t + 1e-12) - tf.nn.log_softmax(s_log / T)), axis=-1)) * T * T
+            loss = cfg.alpha * soft + (1.0 - cfg.alpha) * hard
+            fl = tf.constant(0.0)
+            if proj is not None:
+                fl = tf.reduce_mean(tf.square(tf.tensordot(sf, proj, axes=1) - fb))
+                loss = loss + cfg.feature_weight * fl
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients(zip(grads, variables))
+        return loss, soft, hard, fl
+
+    rng = np.random.default_rng(seed)
+    history: dict[str, list[float]] = {"loss": [], "soft": [], "hard": [], "feature": []}
+    dummy = np.zeros((len(x), 1), np.float32)
+    fdata = t_feat if t_feat is not None else dummy
+    for _ in range(cfg.epochs):
+        order = rng.permutation(len(x))
+        sums = np.zeros(4)
+        batches = 0
+        for b in range(0, len(x), cfg.batch_size):
+            sel = order[b : b + cfg.batch_size]
+            vals = step(x[sel], y[sel], t_logits[sel], fdata[sel])
+            sums += [float(v) for v in vals]
+            batches += 1
+        for key, v in zip(history, sums / batches):
+            history[key].append(round(float(v), 6))
+    if proj is None:
+        history.pop("feature")
+    details = {
+        "stage": NAME,
+        "student": cfg.student or f"narrow copy, width {cfg.width}",
+        "teacher_params": count_params(teacher),
+        "student_params": count_params(student),
+        "temperature": T,
+        "alpha": cfg.alpha,
+        "feature_layer": feat,
+        "epochs": cfg.epochs,
+        **history,
+    }
+    return same_kind(LoadedModel(kind, loaded.path, input_shape=loaded.input_shape), student), details

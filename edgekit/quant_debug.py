@@ -1,0 +1,142 @@
+"""Which layer does int8 quantization hurt? Per-layer error from TFLite's QuantizationDebugger.
+
+The debugger runs the int8 model and, beside every quantized op, the float
+op on the dequantized inputs, and compares their outputs. ``rmse_over_scale``
+(root-mean-square error divided by the output's quantization step) is the
+number to read: about 0.29 (1/sqrt(12)) is pure rounding noise; much more
+means that layer's range or weights quantize badly (a QAT stage or a better
+calibration set is the fix).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from edgekit.convert import _converter, quiet
+from edgekit.data import Dataset
+from edgekit.errors import ConversionError, InputError
+from edgekit.load import LoadedModel
+
+ROUNDING_NOISE = 1 / np.sqrt(12)
+
+
+@dataclass(frozen=True)
+class LayerError:
+    """Quantization error of one op's output on the debug samples."""
+
+    op: str
+    tensor: int
+    name: str
+    scale: float
+    zero_point: int
+    rmse: float
+    rmse_over_scale: float
+    max_abs_error: float
+    mean_error: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QuantDebugReport:
+    """Per-layer errors of the full-int8 model, in graph order, on ``samples`` inputs."""
+
+    samples: int
+    layers: tuple[LayerError, ...]
+
+    def worst(self) -> LayerError | None:
+        """The layer with the largest ``rmse_over_scale``."""
+        return max(self.layers, key=lambda r: r.rmse_over_scale, default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        worst = self.worst()
+        return {"samples": self.samples, "worst": worst.name if worst else None, "layers": [r.to_dict() for r in self.layers]}
+
+
+def layer_errors(loaded: LoadedModel, calib: Dataset, debug: Dataset | None = None, max_samples: int = 64) -> QuantDebugReport:
+    """Quantize ``loaded`` (calibrated on ``calib``) and measure each op's output error on ``debug`` (default: ``calib``).
+
+    Raises :class:`InputError` for a model that cannot be converted (``.tflite``),
+    :class:`ConversionError` when the debugger fails.
+    """
+    import tensorflow as tf
+
+    if not (loaded.is_keras or loaded.kind == "saved_model"):
+        raise InputError(f"{loaded.path}: per-layer quantization error needs the float model, not a {loaded.kind} file")
+    cal = calib.x[:max_samples].astype(np.float32)
+    dbg = (debug or calib).x[:max_samples].astype(np.float32)
+
+    def samples(arr: np.ndarray):
+        def gen() -> Iterator[list[np.ndarray]]:
+            for i in range(len(arr)):
+                yield [arr[i : i + 1]]
+
+        return gen
+
+    conv = _converter(loaded)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = samples(cal)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    buf = io.StringIO()
+    try:
+        with quiet():
+            debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=samples(dbg))
+            debugger.run()
+            debugger.layer_statistics_dump(buf)
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConversionError(f"{loaded.path}: quantization debugger failed: {first[:300]}") from None
+    return QuantDebugReport(len(dbg), tuple(_parse(buf.getvalue())))
+
+
+def _parse(csv_text: str) -> list[LayerError]:
+    lines = [ln for ln in csv_text.strip().splitlines() if ln]
+    if not lines:
+        return []
+    header = lines[0].split(",")
+    rows = []
+    for line in lines[1:]:
+        parts = line.split(",", len(header) - 1)
+        rec = dict(zip(header, parts))
+        scale = float(rec["scale"])
+        rmse = float(np.sqrt(float(rec["mean_squared_error"])))
+        rows.append(
+            LayerError(
+                op=rec["op_name"],
+                tensor=int(float(rec["tensor_idx"])),
+                name=rec["tensor_name"].split(";")[0],
+                scale=scale,
+                zero_point=int(float(rec["zero_point"])),
+                rmse=rmse,
+                rmse_over_scale=rmse / scale if scale else 0.0,
+                max_abs_error=float(rec["max_abs_error"]),
+                mean_error=float(rec["mean_error"]),
+            )
+        )
+    return rows
+
+
+def tflite_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 accuracy of a ``.tflite`` model on LiteRT's reference kernels (int8 or float inputs handled)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    ip = Interpreter(model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    ip.allocate_tensors()
+    inp, out = ip.get_input_details()[0], ip.get_output_details()[0]
+    scale, zero = inp["quantization"]
+    hits = 0
+    for i in range(len(x)):
+        v = x[i : i + 1].astype(np.float32)
+        if np.issubdtype(inp["dtype"], np.integer):
+            info = np.iinfo(inp["dtype"])
+            q = v / np.float32(scale)
+            v = np.clip(np.sign(q) * np.floor(np.abs(q) + 0.5) + zero, info.min, info.max)
+        ip.set_tensor(inp["index"], v.astype(inp["dtype"]).reshape(inp["shape"]))
+        ip.invoke()
+        hits += int(np.argmax(ip.get_tensor(out["index"])[0]) == int(y[i]))
+    return hits / len(x)
