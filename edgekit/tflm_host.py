@@ -86,8 +86,10 @@ def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
 
 
 # The probe runs in a child: it loads the model with each arena size given on the
-# command line, runs one inference, and prints one JSON line per size as it goes,
-# so a crash at one size still leaves the answers before it.
+# command line (mode "fit": AllocateTensors only, where TFLM plans all its memory;
+# "run" and "alloc" also invoke once; "alloc" then reports print_allocations()),
+# and prints one JSON line per size as it goes, so a crash at one size still
+# leaves the answers before it.
 _PROBE = r"""
 import json, os, sys
 import numpy as np
@@ -98,6 +100,8 @@ for size in map(int, sys.argv[3:]):
     print(json.dumps({"size": size, "started": True}), flush=True)
     try:
         ip = runtime.Interpreter.from_bytes(buf, arena_size=size)
+        if mode == "fit":
+            raise StopIteration
         for i in range(64):
             try:
                 d = ip.get_input_details(i)
@@ -105,6 +109,8 @@ for size in map(int, sys.argv[3:]):
                 break
             ip.set_input(np.zeros(d["shape"], d["dtype"]), i)
         ip.invoke()
+        ok = True
+    except StopIteration:
         ok = True
     except Exception as exc:
         ok = False
@@ -162,9 +168,10 @@ def measure_arena(tflite: bytes) -> ArenaMeasurement:
     """Measure the arena TFLM uses for ``tflite`` and the smallest arena that still works.
 
     The used figure comes from TFLM's RecordingMicroAllocator with a generous
-    arena. The minimum is found by bisection between half the used size and
-    the used size (16-byte steps, TFLM's arena alignment), several sizes per
-    child process.
+    arena. The minimum is searched on multiples of 16 bytes (TFLM's arena
+    alignment) between half the used size and a size that works, seven sizes
+    per child process, each child only allocating; the minimum found is then
+    confirmed with one inference (and walked up if that fails).
     """
     with tempfile.TemporaryDirectory(prefix="edgekit-arena-") as d:
         path = Path(d) / "model.tflite"
@@ -176,29 +183,30 @@ def measure_arena(tflite: bytes) -> ArenaMeasurement:
                                      f"{big:,}-byte arena", "run `edgekit inspect MODEL.tflite` to see what TFLM lacks")
         used = _used_bytes(first["alloc"])
         probes = 1
-        # smallest working size: bisect on multiples of 16 in (lo, hi]
-        hi = used + 16 * 4
-        check = _probe(path, [used, hi])
-        probes += 2
-        if not check[hi]["ok"]:  # needs more than it reports (alignment of the host buffer): walk up
-            hi = used * 2
+        lo = max(16, used // 2 // 16 * 16)
+        hi = (used + 15) // 16 * 16
+        # the minimum is usually at or just below the reported figure: try there first
+        near = [lo, *(p for p in (hi - 4096, hi - 512, hi - 64, hi - 16) if p > lo), hi, hi + 64, hi + 1024]
+        res = _probe(path, near)
+        probes += len(near)
+        working = [p for p in near if res[p]["ok"]]
+        if not working:  # needs more than it reports (host buffer alignment): walk up
+            hi = 2 * hi
             while not _probe(path, [hi])[hi]["ok"]:
                 probes += 1
                 hi *= 2
-        if check[used]["ok"]:
-            hi = used
-        lo = max(16, used // 2) // 16 * 16
-        while hi - lo > 16:
-            # several points per child: split (lo, hi] into 4 and probe the 3 inner points
-            step = max(16, (hi - lo) // 4 // 16 * 16)
-            points = sorted({min(hi - 16, lo + step * k) for k in (1, 2, 3)})
+        else:
+            hi = min(working)
+        lo = max([p for p in near if not res[p]["ok"] and p < hi], default=0)
+        while hi - lo > 16:  # invariant: lo fails (or is 0), hi works
+            step = max(16, (hi - lo) // 8 // 16 * 16)
+            points = sorted({p for p in range(lo + step, hi, step)})[:7]
             res = _probe(path, points)
             probes += len(points)
             ok = [p for p in points if res[p]["ok"]]
-            bad = [p for p in points if not res[p]["ok"]]
-            new_hi = min(ok) if ok else hi
-            new_lo = max([b for b in bad if b < new_hi], default=lo)
-            if (new_lo, new_hi) == (lo, hi):
-                break
-            lo, hi = new_lo, new_hi
-        return ArenaMeasurement(used_bytes=used, min_bytes=hi, probes=probes)
+            hi = min(ok, default=hi)
+            lo = max([p for p in points if not res[p]["ok"] and p < hi], default=lo)
+        while not _probe(path, [hi], mode="run")[hi]["ok"]:
+            probes += 1
+            hi += 16
+        return ArenaMeasurement(used_bytes=used, min_bytes=hi, probes=probes + 1)

@@ -13,12 +13,13 @@ from edgekit.errors import InputError
 def emit(model: Path, target: str, out: Path | None, *, name: str = "model", allow_float: bool = False) -> dict:
     """Check, measure and emit ``model`` for ``target``; return what was written, with the memory estimate."""
     from edgekit import memory
-    from edgekit.emit_tflm import emit_tflm_project
+    from edgekit.emit_tflm import check_identifier, emit_tflm_project
     from edgekit.targets import get_target
     from edgekit.tflite_model import read_model
     from edgekit.tflm_compat import ensure_tflm
     from edgekit.tflm_host import measure_arena
 
+    check_identifier(name)
     prof = get_target(target)
     if not prof.is_mcu:
         raise InputError(f"target {prof.name} runs LiteRT, and emit writes microcontroller (TFLM) projects",
