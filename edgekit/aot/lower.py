@@ -19,8 +19,8 @@ from edgekit.errors import UnsupportedOpError
 
 SUPPORTED_OPS = (
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "EXPAND_DIMS",
-    "FULLY_CONNECTED", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "PADV2", "QUANTIZE", "RESHAPE",
-    "SOFTMAX", "SQUEEZE",
+    "FULLY_CONNECTED", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "PADV2", "QUANTIZE", "RELU", "RELU6",
+    "RESHAPE", "SOFTMAX", "SQUEEZE",
 )
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 MAX_DIMS = 6
@@ -283,6 +283,10 @@ def _lut(g: Graph, op: Op) -> Lowered:
         table = quant.logistic_table(float(x.s), x.zp)
     elif op.name == "QUANTIZE":
         table = quant.requantize_table(float(x.s), x.zp, float(y.s), y.zp)
+    elif op.name in ("RELU", "RELU6"):
+        # TFLM ReluQuantized: requantize, then clamp to the activation range
+        lo, hi = quant.activation_range(1 if op.name == "RELU" else 3, float(y.s), y.zp)
+        table = np.clip(quant.requantize_table(float(x.s), x.zp, float(y.s), y.zp), lo, hi).astype(np.int8)
     else:
         raise _unsupported(op, f"{x.dtype} -> {y.dtype}")
     name = c.array("int8_t", "table", table, 1)
@@ -398,7 +402,7 @@ def _concat(g: Graph, op: Op) -> Lowered:
 _LOWER = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
     "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "MUL": _binary,
-    "LOGISTIC": _lut, "QUANTIZE": _lut, "DEQUANTIZE": _lut, "SOFTMAX": _softmax,
+    "LOGISTIC": _lut, "QUANTIZE": _lut, "RELU": _lut, "RELU6": _lut, "DEQUANTIZE": _lut, "SOFTMAX": _softmax,
     "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
 }

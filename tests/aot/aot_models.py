@@ -69,3 +69,42 @@ def random_inputs(tflite: bytes, n: int, seed: int = 0) -> np.ndarray:
         x[0] = -128
         x[1] = 127
     return x
+
+
+def edit_scales(tflite: bytes, factors: dict[int, float]) -> bytes:
+    """Multiply the quantization scale of tensor ``index`` by ``factor`` and re-pack the flatbuffer (spec §13)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(tflite, 0)
+    for idx, f in factors.items():
+        q = m.subgraphs[0].tensors[idx].quantization
+        q.scale = [float(np.float32(v * f)) for v in q.scale]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def op_output(tflite: bytes, name: str) -> int:
+    """The output tensor index of the first op called ``name``."""
+    from edgekit.aot.graph import parse
+
+    g = parse(tflite)
+    return next(op.outputs[0] for op in g.ops if op.name == name)
+
+
+def retype_only_op(tflite: bytes, new_op: str) -> bytes:
+    """Turn a one-op model's op into ``new_op`` (e.g. RELU -> QUANTIZE to get an int8 -> int8 requantize)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(tflite, 0)
+    (op,) = m.subgraphs[0].operators
+    code = m.operatorCodes[op.opcodeIndex]
+    code.builtinCode = getattr(s.BuiltinOperator, new_op)
+    code.deprecatedBuiltinCode = min(code.builtinCode, 127)
+    code.version = 1
+    op.builtinOptionsType, op.builtinOptions = 0, None
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
