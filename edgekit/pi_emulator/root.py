@@ -151,8 +151,9 @@ def require_tool(name: str, hint: str) -> str:
 
 def _first_error_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    fetch = [ln for ln in lines if "Failed to fetch" in ln]
     errors = [ln for ln in lines if ln.startswith(("E:", "ERROR:", "error:"))]
-    return (errors or lines or ["no output"])[-1][:300]
+    return (fetch[:1] or errors or lines or ["no output"])[-1][:300]
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,14 @@ class _Apt:
                 break
             chosen.update(todo)
             wanted = []
-            for groups in self._depends(todo).values():
+            deps = self._depends(todo)
+            unknown = [p for p in todo if p not in deps]
+            if unknown:
+                raise ToolchainError(
+                    f"Debian {DEBIAN_SUITE} arm64 package(s) not found: {', '.join(unknown)}",
+                    "check the package name, the network and EDGEKIT_DEBIAN_MIRROR",
+                )
+            for groups in deps.values():
                 for group in groups:
                     if not group or any(p in chosen for p in group):
                         continue
@@ -336,15 +344,25 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build_sysroot(work: Path) -> Path:
+def download_debs(packages: tuple[str, ...], work: Path) -> list[Path]:
+    """Download Debian arm64 ``packages`` and their run-time dependencies into ``work/debs``.
+
+    Uses a private apt configuration in ``work`` (the host's dpkg and apt
+    state are not touched). Raises ToolchainError naming a missing tool, a
+    package that does not exist or a download that failed.
+    """
     for tool in ("apt-get", "apt-cache", "dpkg-deb", "tar"):
         require_tool(tool, APT_INSTALL_HINT)
     if not DEBIAN_KEYRING.is_file():
         raise ToolchainError(f"{DEBIAN_KEYRING} not found; it verifies the Debian arm64 packages",
                              "install it with `apt-get install debian-archive-keyring`")
-    apt = _Apt(work / "apt")
+    apt = _Apt(work)
     apt.update()
-    debs = apt.download(apt.closure(ROOT_PACKAGES))
+    return apt.download(apt.closure(packages))
+
+
+def _build_sysroot(work: Path) -> Path:
+    debs = download_debs(ROOT_PACKAGES, work / "apt")
     sysroot = work / "sysroot"
     sysroot.mkdir()
     _unpack(debs, sysroot)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import time
 from dataclasses import asdict, dataclass
@@ -52,7 +53,12 @@ def run_python(args: list[str], *, cpu: str, leg: str = "litert", root: AArch64R
     base = prefix or root.cpu_root(cpu)
     python = base / "usr" / "bin" / root.python.name
     return subprocess.run([qemu, str(python), *args], env=emulated_env(root, cpu, leg, prefix), capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd)
+                          text=True, timeout=timeout, cwd=cwd, preexec_fn=_no_core_dumps)
+
+
+def _no_core_dumps() -> None:
+    # qemu-user writes a qemu_*.core file into the working folder when the guest crashes
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
 @dataclass(frozen=True)
