@@ -169,7 +169,8 @@ def _tfmot(loaded: LoadedModel, cfg: Config, train: Dataset, seed: int):
         return layer
 
     try:
-        wrapped = tfk.models.clone_model(loaded.model, clone_function=wrap)
+        # cluster_weights wraps the layer object itself, so work on a copy: the input model stays as it was
+        wrapped = tfk.models.clone_model(copy_model(loaded.model), clone_function=wrap)
     except (ValueError, RuntimeError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"{loaded.path}: tfmot cannot cluster this model: {first[:300]}", "try method = \"native\"") from None
