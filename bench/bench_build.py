@@ -24,7 +24,8 @@ def bare_conversion_seconds(model_path: Path, calib_path: Path) -> float:
     """What a user would otherwise write: load, TFLiteConverter full-int8 with the same calibration data."""
     import tensorflow as tf
 
-    from edgekit.convert import MAX_CALIB_SAMPLES, quiet
+    from edgekit.convert import MAX_CALIB_SAMPLES
+    from edgekit.quiet import quiet
     from edgekit.load import load_model
 
     t0 = time.perf_counter()

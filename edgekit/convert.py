@@ -8,8 +8,6 @@ plain SavedModels go through ``from_saved_model``. Full-int8 uses the user's cal
 
 from __future__ import annotations
 
-import contextlib
-import os
 from typing import Iterator
 
 import numpy as np
@@ -17,34 +15,9 @@ import numpy as np
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel
+from edgekit.quiet import quiet
 
 MAX_CALIB_SAMPLES = 500  # more rarely moves the ranges; the converter runs each sample
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Silence C++ logging on fds 1 and 2 and Python prints while TensorFlow converts.
-
-    The converter ignores TF_CPP_MIN_LOG_LEVEL in places, and Keras 3 prints an
-    export summary; neither belongs in edgekit's output.
-    """
-    import io
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            yield
-    finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
 
 
 def _converter(loaded: LoadedModel):

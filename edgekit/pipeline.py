@@ -180,8 +180,8 @@ def build(
 
     with timer.stage("verify"):
         vdata = _verify(loaded, compressed, float_tflite, int8_tflite, info, eval_ds or calib_ds, prof, max_eval)
-        data.update(vdata)
         verify_x = vdata.pop("_x")
+        data.update(vdata)
 
     with timer.stage("memory"):
         from edgekit import memory

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekit.quiet import quiet
 from edgekit.tflite_model import TensorSpec
 
 
@@ -56,8 +57,9 @@ def _litert(tflite: bytes, reference: bool):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     kind = OpResolverType.BUILTIN_REF if reference else OpResolverType.AUTO
-    ip = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1)
-    ip.allocate_tensors()
+    with quiet():  # "Created TensorFlow Lite XNNPACK delegate" goes straight to fd 2
+        ip = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1)
+        ip.allocate_tensors()
     return ip
 
 
