@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+import sys
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +22,17 @@ from edgekit.tflite_model import read_model
 from edgekit.tflm_compat import resolver_method, tflm_builtin_ops
 from edgekit.tflm_host import _probe, measure_arena, run_tflm
 from test_tflm_models import digits_tflite, single_op_tflite
+
+
+@lru_cache(maxsize=1)
+def runtime_register_symbols() -> frozenset[str]:
+    """Ops with a ``Register_<OP>`` symbol in the installed tflite-micro runtime (``nm``; else the data file)."""
+    if shutil.which("nm") is None:
+        return tflm_builtin_ops()
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import gen_tflm_ops
+
+    return frozenset(gen_tflm_ops.exported_ops(gen_tflm_ops.runtime_library()))
 
 
 def c_array_bytes(cc_text: str) -> bytes:
@@ -56,7 +70,7 @@ def check_project(folder: Path, tflite: bytes, prefix: str = "model") -> dict:
     assert m["op_count"] == len(info.ops) == len(m["methods"])
     assert sorted(m["methods"]) == sorted(resolver_method(op) for op in info.ops)
     for op in info.ops:  # every registration exists in TFLM's API (the runtime's Register_ symbols)
-        assert op in tflm_builtin_ops()
+        assert op in tflm_builtin_ops() and op in runtime_register_symbols()
     consts = header_constants((folder / f"{prefix}_data.h").read_text(), prefix)
     for kind, spec in (("input0", info.inputs[0]), ("output0", info.outputs[0])):
         scale, zp, shape = consts[kind]
@@ -96,6 +110,26 @@ def test_project_matches_the_model(digits_project):
     readme = (out / "README.md").read_text()
     assert "TFLM_DIR" in readme and f"{res['arena_bytes']}-byte tensor arena" in readme
     assert "cortex-m4+fp" in (out / "Makefile").read_text() and "-mcpu=cortex-m4" in (out / "Makefile").read_text()
+
+
+def test_makefile_builds_tflm_and_the_project_for_the_target_cpu(digits_project, tmp_path):
+    """``make -n`` with a stand-in TFLM tree: the commands the Makefile would run, per mode."""
+    require_tools("make")
+    _, _, _, out, _ = digits_project
+    fake = tmp_path / "tflm"
+    (fake / "tensorflow/lite/micro/tools/make").mkdir(parents=True)
+    (fake / "tensorflow/lite/micro/tools/make/Makefile").write_text("microlite:\n\t@true\n")
+    run = lambda *a: subprocess.run(["make", "-n", "-C", str(out), *a], capture_output=True, text=True)
+    cmds = run(f"TFLM_DIR={fake}").stdout
+    assert "TARGET=cortex_m_generic TARGET_ARCH=cortex-m4+fp BUILD_TYPE=release OPTIMIZED_KERNEL_DIR=cmsis_nn microlite" in cmds
+    compile_main = [l for l in cmds.splitlines() if " -c main.cc " in l][0]
+    assert compile_main.startswith("arm-none-eabi-g++ ") and "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard" in compile_main
+    assert f"-I{fake} " in compile_main and "flatbuffers/include" in compile_main
+    assert " -c model_data.cc " in cmds and "libtensorflow-microlite.a" in cmds
+    host = run(f"TFLM_ROOT={fake}", "host", "run").stdout
+    assert "TARGET=linux TARGET_ARCH=x86_64" in host and "\ng++ " in host and "mcpu" not in host
+    missing = run()
+    assert missing.returncode != 0 and "set TFLM_DIR" in missing.stderr
 
 
 def test_arduino_library_layout(digits_project):
