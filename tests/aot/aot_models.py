@@ -108,3 +108,22 @@ def retype_only_op(tflite: bytes, new_op: str) -> bytes:
     b = flatbuffers.Builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+def set_quant(tflite: bytes, tensor: int, scale: list[float] | None = None, zero_point: list[int] | None = None,
+              data: np.ndarray | None = None) -> bytes:
+    """Overwrite a tensor's scale, zero point and/or constant data, and re-pack the flatbuffer."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(tflite, 0)
+    t = m.subgraphs[0].tensors[tensor]
+    if scale is not None:
+        t.quantization.scale = [float(v) for v in scale]
+    if zero_point is not None:
+        t.quantization.zeroPoint = [int(v) for v in zero_point]
+    if data is not None:
+        m.buffers[t.buffer].data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())

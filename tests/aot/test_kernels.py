@@ -137,3 +137,32 @@ def test_requantize_int8_to_int8(factor, tmp_path):
     assert [op.name for op in g.ops] == ["QUANTIZE"] and g.t(g.inputs[0]).dtype == g.t(g.outputs[0]).dtype == "int8"
     r = host_check(tfl, random_inputs(tfl, 8, seed=9), tmp_path)
     assert r.bit_exact_fraction == 1.0, r.to_dict()
+
+
+def test_fc_per_tensor_multiplier(tmp_path):
+    """Per-tensor FC: TFLM's multiplier is (double)s_in*(double)s_w/s_out, not the float32 product (spec §1.6).
+
+    With these scales (from MLPerf Tiny ad01's last layer) the two formulas give
+    M = 1462485049 and 1462485078; an accumulator of -88337 (set through the bias,
+    with the input at its zero point) rounds to -117 and -118 respectively.
+    """
+    require_tools("gcc")
+    from edgekit.aot import quant
+    from aot_models import set_quant
+
+    w, b = _w(4, 6), _w(6)
+    tfl = convert(lambda x: tf.matmul(x, w) + b, [1, 4], per_tensor_dense=True)
+    g = parse(tfl)
+    (op,) = g.ops
+    s_in, s_w, s_out = (float.fromhex(h) for h in ("0x1.962c88p-6", "0x1.406aacp-6", "0x1.753f16p-2"))
+    assert quant.quantize_multiplier(s_in * s_w / s_out) == (1462485049, -9)
+    tfl = set_quant(tfl, op.inputs[0], [s_in])
+    tfl = set_quant(tfl, op.inputs[1], [s_w])
+    tfl = set_quant(tfl, op.outputs[0], [s_out], [0])
+    bias = np.array([-88337, 88337, -88336, 0, 1000, -1000], dtype=np.int32)
+    tfl = set_quant(tfl, op.inputs[2], [float(np.float32(s_in * s_w))], data=bias)
+    x = np.full((4, 1, 4), parse(tfl).t(op.inputs[0]).zp, dtype=np.int8)
+    x[1:] = random_inputs(tfl, 3, seed=1)
+    r = host_check(tfl, x, tmp_path)
+    assert list(r.reference[0, 0, :2]) == [-117, 117]
+    assert r.bit_exact_fraction == 1.0, r.to_dict()
