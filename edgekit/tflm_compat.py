@@ -6,7 +6,7 @@ Four kinds of problem, each named with the op and the layer it came from:
    generated from the ``tflite-micro`` runtime's ``Register_<OP>`` symbols by
    ``scripts/gen_tflm_ops.py``), including TF Select (Flex) and unknown custom ops;
 2. hybrid (dynamic-range) ops: float activations with int8 weights, which TFLM
-   kernels refuse;
+   kernels refuse, and float16 weights, which TFLM's DEQUANTIZE refuses;
 3. int16 activations on ops whose TFLM kernels have no int16 path
    (:data:`INT16_OPS` lists the ops whose reference kernels accept int16);
 4. float32 compute: TFLM runs it, but the weights take 4x the flash of int8, so
@@ -93,7 +93,7 @@ def check_tflm(info: ModelInfo, *, allow_float: bool = False) -> list[str]:
     Each problem is one line naming the op, the layer it came from and what to do.
     """
     supported = tflm_builtin_ops()
-    missing, hybrid, int16, floats = [], [], [], []
+    missing, hybrid, int16, floats, half = [], [], [], [], []
     for o in info.operators:
         if o.custom_code is not None:
             if o.custom_code not in TFLM_CUSTOM_OPS:
@@ -109,7 +109,7 @@ def check_tflm(info: ModelInfo, *, allow_float: bool = False) -> list[str]:
         elif o.op not in _FLOAT_BOUNDARY_OPS and "float32" in (*o.input_dtypes, *o.output_dtypes):
             floats.append((o.op, o))
         if "float16" in o.weight_dtypes:
-            hybrid.append((o.op, o))
+            half.append((o.op, o))
     problems = []
     for op, ops in _group(missing).items():
         if op.startswith("CUSTOM:Flex"):
@@ -123,6 +123,9 @@ def check_tflm(info: ModelInfo, *, allow_float: bool = False) -> list[str]:
         problems.append(f"{op} ({_where(ops)}): hybrid (dynamic-range) op with float activations and int8/float16 weights, "
                         "which TFLM cannot run; quantize the model to full int8 with a representative dataset "
                         "(edgekit build --calib DATA.npz)")
+    for op, ops in _group(half).items():
+        problems.append(f"{op} ({_where(ops)}): float16 weights, which TFLM cannot dequantize; "
+                        "quantize the model to full int8 with a representative dataset (edgekit build --calib DATA.npz)")
     for op, ops in _group(int16).items():
         problems.append(f"{op} ({_where(ops)}): int16 activations, but TFLM's {op} kernel has no int16 path; "
                         "quantize with int8 activations instead of 16x8")

@@ -102,7 +102,7 @@ def test_project_matches_the_model(digits_project):
     # the arena constant really works in TFLM, and the sample/expected arrays are what TFLM does
     tmp = out.parent / "m.tflite"
     tmp.write_bytes(tfl)
-    assert _probe(tmp, [m["arena"]])[m["arena"]]["ok"]
+    assert _probe(tmp, [m["arena"]], mode="run")[m["arena"]]["ok"]
     main_cc = (out / "main.cc").read_text()
     ints = lambda name: [int(v) for v in re.search(rf"{name}\[\d+\] = \{{(.*?)\}};", main_cc, re.S).group(1).replace(",", " ").split()]
     assert ints("kSampleInput") == sample.reshape(-1).tolist()

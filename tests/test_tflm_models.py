@@ -71,9 +71,15 @@ def single_op_tflite(kind: str) -> bytes:
     w = tf.constant(np.random.default_rng(1).normal(size=(16, 8)).astype(np.float32))
     if kind == "gelu":
         return _convert(tf.function(lambda x: tf.nn.gelu(tf.matmul(x, w))), [1, 16], rep=_rep([1, 16]))
+    big = tf.constant(np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32))
     if kind == "dense_hybrid":  # the converter only quantizes weights of 1024+ elements
-        big = tf.constant(np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32))
         return _convert(tf.function(lambda x: tf.nn.relu(tf.matmul(x, big))), [1, 64], mode="hybrid")
+    if kind == "dense_float16":
+        fn = tf.function(lambda x: tf.nn.relu(tf.matmul(x, big)))
+        c = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(tf.TensorSpec([1, 64], tf.float32))], fn)
+        c.optimizations = [tf.lite.Optimize.DEFAULT]
+        c.target_spec.supported_types = [tf.float16]
+        return c.convert()
     ops16 = {"exp16": tf.exp, "log16": tf.math.log, "rsqrt16": tf.math.rsqrt}
     return _convert(tf.function(lambda x: ops16[kind](x)), [1, 8], rep=_rep([1, 8], 0.1, 1.0), mode="int16")
 
@@ -86,7 +92,7 @@ def tflm_runs(tflite: bytes) -> bool:
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / "m.tflite"
         p.write_bytes(tflite)
-        return bool(_probe(p, [1 << 20])[1 << 20]["ok"])
+        return bool(_probe(p, [1 << 20], mode="run")[1 << 20]["ok"])
 
 
 # ---- the op list and resolver names ----------------------------------------------------------
@@ -132,6 +138,13 @@ def test_hybrid_model_is_refused_with_a_fix():
     assert len(problems) == 1
     assert problems[0].startswith(f"FULLY_CONNECTED (layer '{fc.layer}')")
     assert "hybrid (dynamic-range)" in problems[0] and "representative dataset" in problems[0]
+    assert not tflm_runs(tfl)
+
+
+def test_float16_weights_are_refused():
+    tfl = single_op_tflite("dense_float16")
+    problems = check_tflm(read_model(tfl), allow_float=True)
+    assert len(problems) == 1 and problems[0].startswith("DEQUANTIZE (layer '") and "float16 weights" in problems[0]
     assert not tflm_runs(tfl)
 
 
