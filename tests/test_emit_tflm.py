@@ -132,6 +132,22 @@ def test_makefile_builds_tflm_and_the_project_for_the_target_cpu(digits_project,
     assert missing.returncode != 0 and "set TFLM_DIR" in missing.stderr
 
 
+def test_cmake_configures_against_a_tflm_build_tree(digits_project, tmp_path):
+    require_tools("cmake")
+    _, _, _, out, _ = digits_project
+    lib = tmp_path / "tflm" / "gen" / "cortex_m_generic_cortex-m4+fp_release_cmsis_nn_gcc" / "lib"
+    cfg = lambda *a: subprocess.run(["cmake", "-S", str(out), "-B", str(tmp_path / "b"), f"-DTFLM_DIR={tmp_path / 'tflm'}", *a],
+                                    capture_output=True, text=True)
+    lib.mkdir(parents=True)
+    missing = cfg()
+    assert missing.returncode != 0 and "libtensorflow-microlite.a not found" in missing.stderr
+    (lib / "libtensorflow-microlite.a").write_bytes(b"!<arch>\n")
+    ok = cfg()
+    assert ok.returncode == 0, ok.stderr
+    cache = (tmp_path / "b" / "CMakeCache.txt").read_text()
+    assert "TFLM_TARGET_ARCH:STRING=cortex-m4+fp" in cache and "-mcpu=cortex-m4" in cache
+
+
 def test_arduino_library_layout(digits_project):
     tfl, _, _, out, _ = digits_project
     lib = out / "arduino" / "edgekit_model"
