@@ -108,7 +108,7 @@ def test_project_matches_the_model(digits_project):
     assert ints("kSampleInput") == sample.reshape(-1).tolist()
     assert ints("kExpectedOutput") == run_tflm(tfl, sample[None]).reshape(-1).tolist()
     readme = (out / "README.md").read_text()
-    assert "TFLM_DIR" in readme and f"{res['arena_bytes']}-byte tensor arena" in readme
+    assert "TFLM_DIR" in readme and f"tensor arena of {res['arena_bytes']} bytes" in readme
     assert "cortex-m4+fp" in (out / "Makefile").read_text() and "-mcpu=cortex-m4" in (out / "Makefile").read_text()
 
 
