@@ -46,6 +46,7 @@ class CodegenResult:
     output_is_float: bool = False
     unshared_bytes: int = 0  # arena with no reuse at all
     aliased_ops: int = 0  # ops that needed no new memory (RESHAPE aliases, in-place ops)
+    overlapped_ops: int = 0  # windowed ops whose output overlaps their dying input
     plan: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,7 +138,7 @@ def lower(g: Graph) -> tuple[list[Lowered], MemoryPlan]:
     for t in g.tensors:
         if t.data is None and t.index in _used(g):
             sizes[t.index] = t.nbytes
-    steps = [Step(lw.reads, lw.write, lw.alias_of, lw.inplace) for lw in lowered]
+    steps = [Step(lw.reads, lw.write, lw.alias_of, lw.inplace, lw.overlap) for lw in lowered]
     return lowered, plan_memory(steps, sizes, i, o)
 
 
@@ -203,6 +204,7 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") ->
         output_is_float=to.dtype == "float32",
         unshared_bytes=plan.unshared_bytes,
         aliased_ops=plan.aliased_steps,
+        overlapped_ops=plan.overlapped_steps,
         plan=_plan_dict(g, plan),
     )
 

@@ -38,6 +38,7 @@ class Lowered:
     write: int
     alias_of: int | None = None
     inplace: tuple[int, ...] = ()
+    overlap: tuple[int, int] | None = None  # (input, D) for the planner, see overlap_distance
     const_bytes: int = 0
     consts: list[int] = field(default_factory=list)  # constant tensors the call reads by name
 
@@ -112,6 +113,29 @@ def lower_op(g: Graph, op: Op) -> Lowered:
     return fn(g, op)
 
 
+def overlap_distance(in_hw: tuple[int, int], in_c: int, out_hw: tuple[int, int], out_c: int,
+                     stride: tuple[int, int], pad: tuple[int, int]) -> int:
+    """Bytes ``D`` by which a windowed op's output may start before its (dying) input and overlap it.
+
+    The kernels compute output pixels in row-major order, all channels of a
+    pixel after reading its window. Pixel ``P`` and every later pixel read no
+    input byte below ``first[P]`` (the start of the top-left in-image tap,
+    suffix-minimised), and writing pixel ``P`` ends at ``(P+1)*out_c`` bytes
+    from the output's start. Keeping ``in_offset - out_offset >= D`` with
+    ``D = max_P((P+1)*out_c - first[P])`` means no write lands on a byte that is
+    still to be read. Batch 1 only.
+    """
+    oh, ow = out_hw
+    oy = np.arange(oh)[:, None]
+    ox = np.arange(ow)[None, :]
+    iy = np.maximum(0, oy * stride[0] - pad[0])
+    ix = np.maximum(0, ox * stride[1] - pad[1])
+    first = ((iy * in_hw[1] + ix) * in_c).reshape(-1)
+    first = np.minimum.accumulate(first[::-1])[::-1]
+    ends = (np.arange(oh * ow) + 1) * out_c
+    return int(max(0, (ends - first).max()))
+
+
 def _conv(g: Graph, op: Op) -> Lowered:
     c = _Ctx(g, op)
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -146,7 +170,17 @@ def _conv(g: Graph, op: Op) -> Lowered:
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
     kern = "ek_depthwise_conv2d" if depthwise else "ek_conv2d"
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
-    return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
+    ov = _overlap(fields, x, y)
+    return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes)
+
+
+def _overlap(f: dict, x: Tensor, y: Tensor) -> tuple[int, int] | None:
+    if f["batches"] != 1:
+        return None
+    ch_in, ch_out = f.get("in_c", f.get("channels")), f.get("out_c", f.get("channels"))
+    d = overlap_distance((f["in_h"], f["in_w"]), ch_in, (f["out_h"], f["out_w"]), ch_out,
+                         (f["stride_h"], f["stride_w"]), (f["pad_h"], f["pad_w"]))
+    return x.index, d
 
 
 def _bias(c: _Ctx, g: Graph, op: Op, bias: int) -> str:
@@ -211,7 +245,8 @@ def _pool(g: Graph, op: Op) -> Lowered:
     c.decls.append(_struct("ek_pool_params", f"{c.p}_params", fields))
     kern = "ek_avg_pool" if op.name == "AVERAGE_POOL_2D" else "ek_max_pool"
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
-    return Lowered(op.name, "ek_pool.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
+    ov = _overlap(fields, x, y)
+    return Lowered(op.name, "ek_pool.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes)
 
 
 def _operand(c: _Ctx, g: Graph, idx: int, consts: list[int]) -> str:

@@ -10,6 +10,12 @@ the report and the linker script all read it.
 - The model's input lives in the caller's ``in`` buffer and its output in the
   caller's ``out`` buffer, so neither takes arena space; a buffer merged with
   them lives there too.
+- A windowed op (conv, depthwise, pooling) writes its output in address order
+  and reads its input in address order too, so its output may start ``D`` bytes
+  before an input that dies at that op and overlap the rest of it: every byte
+  written is one no later output element reads. ``D`` comes from the op's
+  geometry (:func:`edgekit.aot.lower.overlap_distance`). With it the arena can
+  be smaller than the "lower bound" (the largest sum of tensors alive at once).
 - Arena buffers are placed greedily (largest first, lowest offset that does not
   overlap any buffer alive at the same time, as TFLM's GreedyMemoryPlanner);
   a few orderings are tried and the smallest arena kept.
@@ -31,6 +37,7 @@ class Step:
     write: int
     alias_of: int | None = None  # the output is this input, byte for byte (RESHAPE)
     inplace: tuple[int, ...] = ()  # inputs the output may overwrite (same byte size)
+    overlap: tuple[int, int] | None = None  # (input, D): output may start D bytes before that input
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class MemoryPlan:
     lower_bound_bytes: int  # largest sum of arena buffers alive at one step
     unshared_bytes: int  # arena needed with no reuse at all (every intermediate tensor on its own)
     aliased_steps: int  # steps that needed no new memory (aliases and in-place ops)
+    overlapped_steps: int = 0  # steps whose output overlaps its dying input
     tensor_buffer: dict[int, int] = field(default_factory=dict)
 
     def location(self, tensor: int) -> tuple[str, int]:
@@ -70,6 +78,7 @@ class MemoryPlan:
             "lower_bound_bytes": self.lower_bound_bytes,
             "unshared_bytes": self.unshared_bytes,
             "aliased_steps": self.aliased_steps,
+            "overlapped_steps": self.overlapped_steps,
             "buffers": [b.to_dict() for b in self.buffers],
         }
 
@@ -140,6 +149,14 @@ def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, mode
             Buffer(tuple(ts), max(sizes[t] for t in ts), min(first[t] for t in ts), max(last[t] for t in ts), home(root))
         )
     arena_ids = [k for k, b in enumerate(buffers) if b.home == "arena"]
+    buffer_of = {t: k for k, b in enumerate(buffers) for t in b.tensors}
+    pairs: dict[tuple[int, int], int] = {}  # (output buffer, input buffer) -> D
+    for i, s in enumerate(steps):
+        if s.overlap is None or s.overlap[0] not in sizes:
+            continue
+        bo, bi = buffer_of[s.write], buffer_of[s.overlap[0]]
+        if bo != bi and buffers[bi].last == i and buffers[bo].first == i and buffers[bo].home == buffers[bi].home == "arena":
+            pairs[(bo, bi)] = s.overlap[1]
 
     lower = 0
     for i in range(n):
@@ -149,12 +166,14 @@ def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, mode
     best_size = -1
     orders = [
         sorted(arena_ids, key=lambda k: (-buffers[k].size, buffers[k].first, k)),
+        sorted(arena_ids, key=lambda k: (-buffers[k].size, -buffers[k].first, k)),
+        sorted(arena_ids, key=lambda k: (-buffers[k].first, k)),
         sorted(arena_ids, key=lambda k: (-(buffers[k].last - buffers[k].first), -buffers[k].size, k)),
         sorted(arena_ids, key=lambda k: (buffers[k].first, -buffers[k].size, k)),
         sorted(arena_ids, key=lambda k: (-buffers[k].size * (buffers[k].last - buffers[k].first + 1), k)),
     ]
     for order in orders:
-        offsets = _greedy(buffers, order)
+        offsets = _greedy(buffers, order, pairs)
         size = max((offsets[k] + buffers[k].size for k in arena_ids), default=0)
         if best is None or size < best_size:
             best, best_size = offsets, size
@@ -164,22 +183,39 @@ def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, mode
     )
     tensor_buffer = {t: k for k, b in enumerate(placed) for t in b.tensors}
     unshared = sum(_align(sizes[t]) for t in sizes if t not in (model_input, model_output))
-    return MemoryPlan(placed, _align(best_size), lower, unshared, aliased, tensor_buffer)
+    overlapped = sum(1 for (bo, bi), d in pairs.items() if _overlaps(best, buffers, bo, bi))
+    return MemoryPlan(placed, _align(best_size), lower, unshared, aliased, overlapped_steps=overlapped, tensor_buffer=tensor_buffer)
 
 
-def _greedy(buffers: list[Buffer], order: list[int]) -> dict[int, int]:
+def _overlaps(offsets: dict[int, int], buffers: list[Buffer], a: int, b: int) -> bool:
+    return offsets[a] < offsets[b] + buffers[b].size and offsets[b] < offsets[a] + buffers[a].size
+
+
+def _greedy(buffers: list[Buffer], order: list[int], pairs: dict[tuple[int, int], int]) -> dict[int, int]:
+    """Place each buffer at the lowest offset that clashes with no placed buffer alive at the same time."""
     offsets: dict[int, int] = {}
     for k in order:
         b = buffers[k]
-        live = sorted(
-            (offsets[j], offsets[j] + buffers[j].size)
-            for j in offsets
-            if not (buffers[j].last < b.first or b.last < buffers[j].first)
-        )
-        off = 0
-        for lo, hi in live:
-            if off + b.size <= lo:
+        live = [j for j in offsets if not (buffers[j].last < b.first or b.last < buffers[j].first)]
+        cands = {0}
+        for j in live:
+            cands.add(_align(offsets[j] + buffers[j].size))
+            if (j, k) in pairs:  # k is the input: it may start D after the output j
+                cands.add(_align(offsets[j] + pairs[(j, k)]))
+            if (k, j) in pairs and offsets[j] - pairs[(k, j)] >= 0:  # k is the output
+                cands.add((offsets[j] - pairs[(k, j)]) // ALIGN * ALIGN)
+        for off in sorted(cands):
+            if all(_fits(off, b.size, offsets[j], buffers[j].size, pairs.get((k, j)), pairs.get((j, k))) for j in live):
+                offsets[k] = off
                 break
-            off = max(off, _align(hi))
-        offsets[k] = off
     return offsets
+
+
+def _fits(off: int, size: int, other: int, other_size: int, d_as_output: int | None, d_as_input: int | None) -> bool:
+    if off + size <= other or other + other_size <= off:
+        return True
+    if d_as_output is not None:  # we write over the dying input `other`, starting D before it
+        return other - off >= d_as_output
+    if d_as_input is not None:  # `other` is the output that overlaps us
+        return off - other >= d_as_input
+    return False
