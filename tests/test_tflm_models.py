@@ -74,6 +74,11 @@ def single_op_tflite(kind: str) -> bytes:
     big = tf.constant(np.random.default_rng(1).normal(size=(64, 64)).astype(np.float32))
     if kind == "dense_hybrid":  # the converter only quantizes weights of 1024+ elements
         return _convert(tf.function(lambda x: tf.nn.relu(tf.matmul(x, big))), [1, 64], mode="hybrid")
+    if kind == "flex_det":  # no builtin for a determinant: a TF Select (Flex) custom op
+        fn = tf.function(lambda x: tf.reshape(tf.linalg.det(tf.reshape(x, [2, 2, 2])), [1, 2]))
+        c = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(tf.TensorSpec([1, 8], tf.float32))], fn)
+        c.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        return c.convert()
     if kind == "dense_float16":
         fn = tf.function(lambda x: tf.nn.relu(tf.matmul(x, big)))
         c = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(tf.TensorSpec([1, 64], tf.float32))], fn)
@@ -138,6 +143,16 @@ def test_hybrid_model_is_refused_with_a_fix():
     assert len(problems) == 1
     assert problems[0].startswith(f"FULLY_CONNECTED (layer '{fc.layer}')")
     assert "hybrid (dynamic-range)" in problems[0] and "representative dataset" in problems[0]
+    assert not tflm_runs(tfl)
+
+
+def test_flex_op_is_refused_as_tf_select():
+    tfl = single_op_tflite("flex_det")
+    info = read_model(tfl)
+    assert info.custom_ops == ("FlexMatrixDeterminant",)
+    problems = check_tflm(info, allow_float=True)
+    assert len(problems) == 1 and problems[0].startswith("CUSTOM:FlexMatrixDeterminant (layer 'MatrixDeterminant')")
+    assert "TF Select (Flex)" in problems[0]
     assert not tflm_runs(tfl)
 
 
