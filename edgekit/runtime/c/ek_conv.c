@@ -1,36 +1,51 @@
 /* edgekit runtime: CONV_2D and DEPTHWISE_CONV_2D, int8 per-channel
- * (int8-arithmetic.md sections 2 and 3; TFLM ConvPerChannel, DepthwiseConvPerChannel). */
+ * (int8-arithmetic.md sections 2 and 3; TFLM ConvPerChannel, DepthwiseConvPerChannel).
+ *
+ * Taps outside the image are skipped, exactly as TFLM does (equivalent to padding
+ * with the input zero point); the in-image tap range is computed once per output
+ * pixel instead of testing every tap. Output elements are written in address
+ * order, which edgekit's memory planner relies on when it overlaps an output with
+ * its dying input. */
 #include "ek_common.h"
 #include "ek_kernels.h"
 
+/* First and one-past-last kernel index k with 0 <= origin + k*dil < size. */
+static void tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size, int32_t *k0, int32_t *k1) {
+    const int32_t last = size - 1 - origin;
+    *k0 = origin >= 0 ? 0 : (-origin + dil - 1) / dil;
+    *k1 = last < 0 ? 0 : EK_MIN(k, last / dil + 1);
+}
+
 void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
-    const int32_t groups = p->in_c / p->filter_in_c;
-    const int32_t oc_per_group = p->out_c / groups;
+    const int32_t fic = p->filter_in_c;
+    const int32_t oc_per_group = p->out_c / (p->in_c / fic);
+    const int32_t w_per_oc = p->k_h * p->k_w * fic;
     for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *xb = in + b * p->in_h * p->in_w * p->in_c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t kx0, kx1;
+                tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
                 for (int32_t oc = 0; oc < p->out_c; oc++) {
                     const int32_t g = oc / oc_per_group;
-                    const int8_t *w = p->filter + oc * p->k_h * p->k_w * p->filter_in_c;
+                    const int8_t *w = p->filter + oc * w_per_oc;
                     int32_t acc = 0;
-                    for (int32_t ky = 0; ky < p->k_h; ky++) {
-                        const int32_t iy = y0 + ky * p->dil_h;
-                        if (iy < 0 || iy >= p->in_h) continue; /* skipped tap == zero-point padding */
-                        for (int32_t kx = 0; kx < p->k_w; kx++) {
-                            const int32_t ix = x0 + kx * p->dil_w;
-                            if (ix < 0 || ix >= p->in_w) continue;
-                            const int8_t *x = in + ((b * p->in_h + iy) * p->in_w + ix) * p->in_c + g * p->filter_in_c;
-                            const int8_t *wk = w + (ky * p->k_w + kx) * p->filter_in_c;
-                            for (int32_t ic = 0; ic < p->filter_in_c; ic++)
-                                acc += (int32_t)wk[ic] * ((int32_t)x[ic] - p->in_zp);
+                    for (int32_t ky = ky0; ky < ky1; ky++) {
+                        const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + g * fic;
+                        const int8_t *wr = w + ky * p->k_w * fic;
+                        for (int32_t kx = kx0; kx < kx1; kx++) {
+                            const int8_t *xp = xr + (x0 + kx * p->dil_w) * p->in_c;
+                            const int8_t *wp = wr + kx * fic;
+                            for (int32_t ic = 0; ic < fic; ic++) acc += (int32_t)wp[ic] * ((int32_t)xp[ic] - p->in_zp);
                         }
                     }
                     if (p->bias) acc += p->bias[oc];
                     acc = ek_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-                    out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-                        (int8_t)ek_clamp(acc, p->act_min, p->act_max);
+                    *out++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
                 }
             }
         }
@@ -40,28 +55,28 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
 void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t dm = p->depth_multiplier;
     for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *xb = in + b * p->in_h * p->in_w * p->in_c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t kx0, kx1;
+                tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
                 for (int32_t ic = 0; ic < p->in_c; ic++) {
                     for (int32_t m = 0; m < dm; m++) {
                         const int32_t oc = ic * dm + m;
                         int32_t acc = 0;
-                        for (int32_t ky = 0; ky < p->k_h; ky++) {
-                            const int32_t iy = y0 + ky * p->dil_h;
-                            if (iy < 0 || iy >= p->in_h) continue;
-                            for (int32_t kx = 0; kx < p->k_w; kx++) {
-                                const int32_t ix = x0 + kx * p->dil_w;
-                                if (ix < 0 || ix >= p->in_w) continue;
-                                const int32_t x = in[((b * p->in_h + iy) * p->in_w + ix) * p->in_c + ic];
-                                acc += (int32_t)p->filter[(ky * p->k_w + kx) * p->out_c + oc] * (x - p->in_zp);
-                            }
+                        for (int32_t ky = ky0; ky < ky1; ky++) {
+                            const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + ic;
+                            const int8_t *wr = p->filter + ky * p->k_w * p->out_c + oc;
+                            for (int32_t kx = kx0; kx < kx1; kx++)
+                                acc += (int32_t)wr[kx * p->out_c] * ((int32_t)xr[(x0 + kx * p->dil_w) * p->in_c] - p->in_zp);
                         }
                         if (p->bias) acc += p->bias[oc];
                         acc = ek_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-                        out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-                            (int8_t)ek_clamp(acc, p->act_min, p->act_max);
+                        *out++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
                     }
                 }
             }

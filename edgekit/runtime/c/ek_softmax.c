@@ -30,14 +30,14 @@ void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out) {
         int8_t *y = out + r * p->depth;
         int32_t mx = -128;
         for (int32_t c = 0; c < p->depth; c++) mx = EK_MAX(mx, x[c]);
-        int32_t sum = 0;
+        uint32_t sum = 0; /* TFLM's int32 sum; unsigned so that rows over 4096 wrap instead of being UB */
         for (int32_t c = 0; c < p->depth; c++) {
             const int32_t d = x[c] - mx;
-            if (d >= p->diff_min) sum += ek_rdbp(p->exp_table[-d], 12);
+            if (d >= p->diff_min) sum += (uint32_t)ek_rdbp(p->exp_table[-d], 12);
         }
-        const int hp = clz32((uint32_t)sum);
+        const int hp = clz32(sum);
         const int32_t exponent = 12 - hp + 23;
-        const int32_t z = (int32_t)(((uint32_t)sum << hp) - 0x80000000u);
+        const int32_t z = (int32_t)((sum << hp) - 0x80000000u);
         const int32_t scale = recip(z);
         /* y[c] is written after x[c] is read: out may alias in */
         for (int32_t c = 0; c < p->depth; c++) {
