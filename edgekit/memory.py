@@ -128,6 +128,7 @@ def estimate(info: ModelInfo, target: TargetProfile, arena: ArenaMeasurement | N
         if arena is not None:
             alloc = arena_with_margin(arena)
             bd["ram.arena"] = {"bytes": alloc, "measured_used": arena.used_bytes, "measured_min": arena.min_bytes,
+                               "measured_head": arena.head_bytes, "measured_tail": arena.tail_bytes,
                                "source": f"{arena.runtime} RecordingMicroAllocator total, plus margin max(1 KiB, 10%)"}
         else:
             alloc = (info.activation_bytes + 15) // 16 * 16

@@ -36,6 +36,8 @@ class ArenaMeasurement:
     min_bytes: int
     runtime: str = RUNTIME_LABEL
     probes: int = 0
+    head_bytes: int | None = None  # non-persistent (planned, reused) tensor memory
+    tail_bytes: int | None = None  # persistent memory: kernel data, tensor structs, node/registration table
 
     def to_dict(self) -> dict:
         """Plain data for reports."""
@@ -156,12 +158,13 @@ def _probe(path: Path, sizes: list[int], mode: str = "fit") -> dict[int, dict]:
     return results
 
 
-def _used_bytes(alloc_text: str) -> int:
-    m = re.search(r"Arena allocation total (\d+) bytes", alloc_text)
-    if not m:
+def _allocations(alloc_text: str) -> dict[str, int]:
+    """``total``/``head``/``tail`` bytes from RecordingMicroAllocator's printout."""
+    found = dict(re.findall(r"Arena allocation (total|head|tail) (\d+) bytes", alloc_text))
+    if "total" not in found:
         raise VerificationError("TFLM's print_allocations() did not report the arena total",
                                 "the tflite-micro package may have changed its output; see edgekit env")
-    return int(m.group(1))
+    return {k: int(v) for k, v in found.items()}
 
 
 def measure_arena(tflite: bytes) -> ArenaMeasurement:
@@ -181,7 +184,8 @@ def measure_arena(tflite: bytes) -> ArenaMeasurement:
         if not first.get("ok"):
             raise UnsupportedOpError("the TFLM interpreter could not allocate or run the model with a "
                                      f"{big:,}-byte arena", "run `edgekit inspect MODEL.tflite` to see what TFLM lacks")
-        used = _used_bytes(first["alloc"])
+        alloc = _allocations(first["alloc"])
+        used = alloc["total"]
         probes = 1
         lo = max(16, used // 2 // 16 * 16)
         hi = (used + 15) // 16 * 16
@@ -209,4 +213,5 @@ def measure_arena(tflite: bytes) -> ArenaMeasurement:
         while not _probe(path, [hi], mode="run")[hi]["ok"]:
             probes += 1
             hi += 16
-        return ArenaMeasurement(used_bytes=used, min_bytes=hi, probes=probes + 1)
+        return ArenaMeasurement(used_bytes=used, min_bytes=hi, probes=probes + 1,
+                                head_bytes=alloc.get("head"), tail_bytes=alloc.get("tail"))
