@@ -22,7 +22,7 @@ the host changes (no dpkg architecture, no binfmt, no chroot, no Docker):
   ``/proc/cpuinfo``: LiteRT segfaults under QEMU when it reads the host's
   x86 one.
 
-Layout under ``$EDGEKIT_CACHE`` (default ``~/.cache/edgekit``)::
+Layout under ``$EDGEKIT_CACHE`` (default ``~/.cache/edgekit``, or under ``$XDG_CACHE_HOME``)::
 
     aarch64-root-<stamp>/
       sysroot/          the unpacked Debian packages
@@ -122,8 +122,10 @@ def check_leg(leg: str) -> str:
 
 
 def cache_dir() -> Path:
-    """``$EDGEKIT_CACHE``, else ``~/.cache/edgekit``."""
-    return Path(os.environ.get("EDGEKIT_CACHE") or Path.home() / ".cache" / "edgekit")
+    """``$EDGEKIT_CACHE``, else ``$XDG_CACHE_HOME/edgekit``, else ``~/.cache/edgekit``."""
+    if os.environ.get("EDGEKIT_CACHE"):
+        return Path(os.environ["EDGEKIT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgekit"
 
 
 def stamp() -> str:
