@@ -112,6 +112,27 @@ def run_tflm(tflite: bytes | Path, inputs: np.ndarray) -> np.ndarray:
     return np.stack(outs)
 
 
+def generated_inputs(tflite: bytes | Path, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` seeded inputs in the model's input dtype, ``[n, *input shape]``.
+
+    int8: all -128, all 127 (when n >= 3), then uniform over [-128, 127];
+    float32: uniform over the range the input quantization can represent.
+    """
+    g = parse(tflite)
+    t = g.t(g.inputs[0])
+    rng = np.random.default_rng(seed)
+    if t.dtype == "float32":
+        lo, hi = -1.0, 1.0
+        if g.ops and g.ops[0].name == "QUANTIZE":
+            q = g.t(g.ops[0].outputs[0])
+            lo, hi = float(q.s) * (-128 - q.zp), float(q.s) * (127 - q.zp)
+        return rng.uniform(lo, hi, size=(n, *t.shape)).astype(np.float32)
+    x = rng.integers(-128, 128, size=(n, *t.shape), dtype=np.int64).astype(np.int8)
+    if n >= 3:
+        x[0], x[1] = -128, 127
+    return x
+
+
 def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path) -> HostCheckResult:
     """Generate, compile and run the model on the host; compare every output byte with tflite-micro.
 

@@ -12,21 +12,48 @@ import click
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder for the generated C.")
 @click.option("--prefix", default="edgekit", show_default=True, help="Prefix of the generated function, macros and file names.")
+@click.option("--host-check", "host_check_n", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Also compile with the host gcc and compare N seeded generated inputs with the tflite-micro interpreter.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --host-check inputs.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def command(model: Path, out: Path, prefix: str, as_json: bool) -> None:
+def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, as_json: bool) -> None:
     """Generate C for MODEL (a full-int8 .tflite): const weights, one static arena, <prefix>_invoke().
 
-    Prints the planned arena, its lower bound (the most bytes alive at once) and
-    the constant data size. Compile everything in --out with any C99 compiler.
+    Prints the planned arena, its lower bound (the most tensor bytes alive at
+    once; overlapping a windowed op's output with its dying input can go below
+    it) and the constant data size. Compile everything in --out with any C99
+    compiler. Exit code 4 names an op the runtime does not support; with
+    --host-check, 6 when any output byte differs from tflite-micro.
     """
     from edgekit.aot.codegen import generate
 
     res = generate(model, out, prefix=prefix)
+    d = res.to_dict()
+    d["out"] = str(out)
+    check = None
+    if host_check_n:
+        import tempfile
+
+        from edgekit.aot.hostcheck import generated_inputs, host_check
+
+        with tempfile.TemporaryDirectory(prefix="edgekit-hostcheck-") as tmp:
+            check = host_check(model, generated_inputs(model, host_check_n, seed), Path(tmp))
+        d["host_check"] = {k: v for k, v in check.to_dict().items() if k != "codegen"} | {"seed": seed}
     if as_json:
-        d = res.to_dict()
-        d["out"] = str(out)
         click.echo(json.dumps(d, indent=2))
-        return
+    else:
+        _table(res, out, check)
+    if check is not None and check.bit_exact_fraction < 1.0:
+        from edgekit.errors import VerificationError
+
+        raise VerificationError(
+            f"{model}: {check.mismatched_inputs} of {check.n_inputs} inputs differ from tflite-micro "
+            f"(bit-exact bytes {check.bit_exact_fraction:.6f}, max {check.max_abs_lsb_diff} LSB)",
+            "please report it with the model",
+        )
+
+
+def _table(res, out: Path, check) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -39,5 +66,7 @@ def command(model: Path, out: Path, prefix: str, as_json: bool) -> None:
     table.add_row("without reuse", f"{res.unshared_bytes:,} B")
     table.add_row("const data (weights, params)", f"{res.weight_bytes:,} B")
     table.add_row("input / output", f"{res.input_bytes:,} B / {res.output_bytes:,} B")
+    if check is not None:
+        table.add_row("host vs tflite-micro", f"{check.bit_exact_fraction:.2%} bytes equal on {check.n_inputs} inputs")
     table.add_row("files", ", ".join(res.files))
     Console().print(table)

@@ -56,19 +56,9 @@ def convert_keras(model, calib: np.ndarray) -> bytes:
 
 def random_inputs(tflite: bytes, n: int, seed: int = 0) -> np.ndarray:
     """``n`` seeded inputs in the model's input dtype: all -128, all 127, then uniform random."""
-    from edgekit.aot.graph import parse
+    from edgekit.aot.hostcheck import generated_inputs
 
-    g = parse(tflite)
-    t = g.t(g.inputs[0])
-    rng = np.random.default_rng(seed)
-    if t.dtype == "float32":
-        x = rng.uniform(-1.5, 1.5, size=(n, *t.shape)).astype(np.float32)
-        return x
-    x = rng.integers(-128, 128, size=(n, *t.shape), dtype=np.int64).astype(np.int8)
-    if n >= 3:
-        x[0] = -128
-        x[1] = 127
-    return x
+    return generated_inputs(tflite, n, seed)
 
 
 def edit_scales(tflite: bytes, factors: dict[int, float]) -> bytes:

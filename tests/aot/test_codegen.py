@@ -112,3 +112,26 @@ def test_unsupported_op_is_named(tmp_path):
     tfl = convert(lambda x: tf.nn.tanh(x), [1, 8])
     with pytest.raises(UnsupportedOpError, match="TANH"):
         generate(tfl, tmp_path)
+
+
+def test_cli_codegen_host_check(digits_tflite, tmp_path, capsys):
+    import json
+
+    f = tmp_path / "m.tflite"
+    f.write_bytes(digits_tflite)
+    rc = main(["codegen", str(f), "--out", str(tmp_path / "out"), "--host-check", "20", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert d["host_check"]["bit_exact_fraction"] == 1.0 and d["host_check"]["n_inputs"] == 20
+
+
+def test_cli_codegen_unsupported_op_exit_4(tmp_path, capsys):
+    import tensorflow as tf
+    from aot_models import convert
+
+    f = tmp_path / "tanh.tflite"
+    f.write_bytes(convert(lambda x: tf.nn.tanh(x), [1, 8]))
+    rc = main(["codegen", str(f), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == UnsupportedOpError.exit_code == 4
+    assert "TANH" in err and len(err.strip().splitlines()) == 1
