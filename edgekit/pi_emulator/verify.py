@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError, VerificationError
-from edgekit.pi_emulator.root import check_cpu, ensure_root, host_site
+from edgekit.pi_emulator.root import QEMU_INSTALL_HINT, check_cpu, ensure_root, host_site, require_tool
 from edgekit.pi_emulator.run import QEMU_USER, RunnerResult, run_runner
 
 # leg name -> (runtime the runner imports, reference kernels?)
@@ -183,6 +183,7 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     if n_inputs < 1:
         raise InputError(f"--inputs must be at least 1, not {n_inputs}")
     cpu, machine = _emulated_cpu(report, build_dir / "report.json")
+    require_tool(QEMU_USER, QEMU_INSTALL_HINT)  # before downloading a root it could not run
     x, y, source = _inputs(report, model, n_inputs, seed)
     work = build_dir / "emulator"
     work.mkdir(exist_ok=True)

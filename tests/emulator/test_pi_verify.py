@@ -193,7 +193,7 @@ def test_qemu_default_max_cpu_breaks_xnnpack_which_is_why_the_cpu_is_pinned(digi
     assert (outs["max"] == host).mean() < 0.95
 
 
-def test_cli_errors_for_a_pi_build_are_one_line(digits_build, tmp_path, capsys):
+def test_cli_errors_for_a_pi_build_are_one_line(digits_build, tmp_path, capsys, monkeypatch):
     _tools()
     odd = get_target("rpi4").to_dict()
     odd["emulator"] = {**odd["emulator"], "cpu": "cortex-a57"}
@@ -202,6 +202,13 @@ def test_cli_errors_for_a_pi_build_are_one_line(digits_build, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("edgekit: error: unsupported emulated Pi CPU 'cortex-a57'; supported: cortex-a53, cortex-a72, cortex-a76")
     assert "\n" not in err
+
+    good = _copy_build(digits_build, tmp_path / "good")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no qemu-aarch64-static here
+    assert main(["verify", str(good), "--emulator"]) == 7
+    assert capsys.readouterr().err.strip() == (
+        "edgekit: error: qemu-aarch64-static not found on PATH; emulated Pi verification needs it "
+        "(install it with `apt-get install qemu-user-static`, or run docker/install-toolchain.sh)")
 
     (build / "run.py").unlink()
     assert main(["verify", str(build), "--emulator"]) == 2
