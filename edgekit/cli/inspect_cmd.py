@@ -46,6 +46,12 @@ def inspect_tflite(path: Path, target: str | None = None) -> dict[str, Any]:
     return d
 
 
+def _short(layer: str) -> str:
+    """A fused layer's first name (the converter joins fused layers' names with ';')."""
+    first = layer.split(";")[0]
+    return first if first == layer else f"{first};..."
+
+
 def _b(n: int | None) -> str:
     return "-" if n is None else f"{n:,} B"
 
@@ -104,11 +110,11 @@ def command(model: Path, target: str | None, as_json: bool) -> None:
     console = Console(width=max(120, Console().width))
     console.print(table)
     for p in tflm["problems"]:
-        console.print(f"  TFLM: {p}", markup=False)
+        console.print(f"  TFLM: {p}", markup=False, soft_wrap=True)
     if d["largest_by_weights"]:
         console.print("Largest layers by weights:")
         for o in d["largest_by_weights"]:
-            console.print(f"  {o['weight_bytes']:>10,} B  {o['op']:<18} {o['layer']}", markup=False)
+            console.print(f"  {o['weight_bytes']:>10,} B  {o['op']:<18} {_short(o['layer'])}", markup=False, soft_wrap=True)
     console.print("Largest layers by activations:")
     for o in d["largest_by_activations"]:
-        console.print(f"  {o['activation_bytes']:>10,} B  {o['op']:<18} {o['layer']}", markup=False)
+        console.print(f"  {o['activation_bytes']:>10,} B  {o['op']:<18} {_short(o['layer'])}", markup=False, soft_wrap=True)
