@@ -13,7 +13,10 @@ give the same softened distribution), T the ``temperature``; the optional
 feature term matches the output of the layer named ``feature_layer`` in both
 models through a learned linear projection P (dropped after training).
 ``alpha = 0`` trains the same student on the labels alone: the baseline
-distillation is judged against.
+distillation is judged against. ``mixup > 0`` trains on mixed pairs of
+images (mixing weight drawn from Beta(mixup, mixup) per batch) that the
+teacher labels as it goes ("function matching"); with ``alpha = 0`` the
+mixed images get the mixed labels.
 
 Works natively on both Keras kinds (the student is built with the teacher's
 Keras); no tfmot.
@@ -49,6 +52,7 @@ class Config:
     batch_size: int = 32
     feature_layer: str | None = None
     feature_weight: float = 0.0
+    mixup: float = 0.0
 
     def __post_init__(self):
         if not isinstance(self.width, (int, float)) or not 0 < self.width <= 1:
@@ -65,6 +69,8 @@ class Config:
             raise InputError(f"stage distill: learning_rate must be in (0, 1), not {self.learning_rate!r}")
         if not isinstance(self.feature_weight, (int, float)) or self.feature_weight < 0:
             raise InputError(f"stage distill: feature_weight must be >= 0, not {self.feature_weight!r}")
+        if not isinstance(self.mixup, (int, float)) or self.mixup < 0:
+            raise InputError(f"stage distill: mixup must be >= 0 (0 = off), not {self.mixup!r}")
         if self.feature_weight > 0 and not self.feature_layer:
             raise InputError("stage distill: feature_weight > 0 needs feature_layer", "name the layer whose output the student should match")
 
@@ -167,25 +173,34 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         for m, who in ((teacher, "teacher"), (student, "student")):
             if feat not in [layer.name for layer in m.layers]:
                 raise InputError(f"distill: feature_layer {feat!r} not found in the {who}", f"layers: {', '.join(layer.name for layer in m.layers)}")
-        t_feat_model = _keras_of(teacher).Model(teacher.inputs, teacher.get_layer(feat).output)
-        t_feat = t_feat_model.predict(x, batch_size=256, verbose=0)
+        t_run = _keras_of(teacher).Model(teacher.inputs, [teacher.outputs[0], teacher.get_layer(feat).output])
+        t_out, t_feat = t_run.predict(x, batch_size=256, verbose=0)
         run = keras.Model(student.inputs, [student.outputs[0], student.get_layer(feat).output])
         s_dim = int(student.get_layer(feat).output.shape[-1])
         proj = tf.Variable(np.random.default_rng(seed).normal(0, 1 / np.sqrt(s_dim), (s_dim, t_feat.shape[-1])).astype(np.float32))
     else:
-        t_feat, run, proj = None, student, None
+        t_run, run, proj = teacher, student, None
+        t_out, t_feat = teacher.predict(x, batch_size=256, verbose=0), None
 
-    t_logits = np.asarray(_logits(tf.constant(teacher.predict(x, batch_size=256, verbose=0)), t_probs))
+    t_logits = np.asarray(_logits(tf.constant(t_out), t_probs))
+    mix = cfg.mixup > 0
     opt = keras.optimizers.Adam(cfg.learning_rate)
     variables = list(student.trainable_variables) + ([proj] if proj is not None else [])
 
     @tf.function
-    def step(xb, yb, tb, fb):
+    def step(xb, yb, tb, fb, lam, perm):
+        if mix:  # mixup: the teacher labels the mixed images it is shown (function matching)
+            xb = lam * xb + (1.0 - lam) * tf.gather(xb, perm)
+            t = t_run(xb, training=False)
+            tb, fb = (_logits(t[0], t_probs), t[1]) if proj is not None else (_logits(t, t_probs), fb)
         with tf.GradientTape() as tape:
             outs = run(xb, training=True)
             out, sf = (outs[0], outs[1]) if proj is not None else (outs, None)
             s_log = _logits(out, s_probs)
             hard = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=yb, logits=s_log))
+            if mix:
+                other = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.gather(yb, perm), logits=s_log))
+                hard = lam * hard + (1.0 - lam) * other
             p_t = tf.nn.softmax(tb / T)
             soft = tf.reduce_mean(tf.reduce_sum(p_t * (tf.math.log(p_t + 1e-12) - tf.nn.log_softmax(s_log / T)), axis=-1)) * T * T
             loss = cfg.alpha * soft + (1.0 - cfg.alpha) * hard
@@ -207,7 +222,9 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         batches = 0
         for b in range(0, len(x), cfg.batch_size):
             sel = order[b : b + cfg.batch_size]
-            vals = step(x[sel], y[sel], t_logits[sel], fdata[sel])
+            lam = np.float32(rng.beta(cfg.mixup, cfg.mixup)) if mix else np.float32(1.0)
+            perm = rng.permutation(len(sel)).astype(np.int32)
+            vals = step(x[sel], y[sel], t_logits[sel], fdata[sel], lam, perm)
             sums += [float(v) for v in vals]
             batches += 1
         for key, v in zip(history, sums / batches):
@@ -222,6 +239,7 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         "temperature": T,
         "alpha": cfg.alpha,
         "feature_layer": feat,
+        "mixup": cfg.mixup,
         "epochs": cfg.epochs,
         **history,
     }
