@@ -210,7 +210,7 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") ->
 
 
 def _c_comment(s: str) -> str:
-    return s.replace("*/", "* /").replace("/*", "/ *")[:80]
+    return s.replace("*/", "* /").replace("/*", "/ *").replace("\n", " ").replace("\r", " ")[:80]
 
 
 def _plan_dict(g: Graph, plan: MemoryPlan) -> dict[str, Any]:

@@ -82,6 +82,7 @@ CASES = {
     "pad_asymmetric": (lambda x: tf.pad(x, [[0, 0], [1, 2], [2, 1], [0, 0]]), [1, 5, 5, 3], ["PAD"], {}),
     "concat_channels": (lambda x: tf.concat([tf.nn.relu(x), x, tf.nn.relu6(x * 4.0)], -1), [1, 4, 4, 3], ["CONCATENATION"], {}),
     "concat_axis1_const": (lambda x: tf.concat([x, tf.constant(np.ones((1, 2, 5), np.float32)), x], 1), [1, 3, 5], ["CONCATENATION"], {}),
+    "reshape_only_copies_input_to_output": (lambda x: tf.reshape(x, [1, 12]), [1, 3, 4], ["RESHAPE"], {}),
     "relu_relu6": (lambda x: tf.nn.relu6(tf.nn.relu(x) * 2.5) + tf.nn.relu(x), [1, 30], ["RELU"], {}),
 }
 

@@ -13,8 +13,45 @@ from edgekit.aot.lower import overlap_distance
 from edgekit.aot.planner import Step, plan_memory
 
 
-def _check(plan, steps, sizes):
-    """No two arena buffers alive at the same step share a byte, except an allowed overlap pair."""
+def _lifetimes(steps, sizes, model_input, model_output):
+    """[first, last] step of every tensor, computed independently of the planner."""
+    n = len(steps)
+    life = {}
+    for i, s in enumerate(steps):
+        for t in (s.write, *s.reads):
+            lo, hi = life.get(t, (i, i))
+            life[t] = (min(lo, i), max(hi, i))
+    life[model_input] = (-1, life.get(model_input, (-1, -1))[1])
+    life[model_output] = (life[model_output][0], n)
+    return life
+
+
+def _check(plan, steps, sizes, model_input=0, model_output=None):
+    """No two tensors alive at the same step share a byte, unless they are aliases or an allowed overlap pair."""
+    model_output = len(steps) if model_output is None else model_output
+    life = _lifetimes(steps, sizes, model_input, model_output)
+    ts = [t for t in sizes if plan.location(t)[0] == "arena"]
+    pairs = {(s.write, s.overlap[0]): s.overlap[1] for s in steps if s.overlap}
+    for a in ts:
+        for b in ts:
+            if a >= b or plan.tensor_buffer[a] == plan.tensor_buffer[b]:
+                continue
+            (fa, la), (fb, lb) = life[a], life[b]
+            if la < fb or lb < fa:
+                continue
+            oa, ob = plan.location(a)[1], plan.location(b)[1]
+            if oa + sizes[a] <= ob or ob + sizes[b] <= oa:
+                continue
+            if (a, b) in pairs:
+                assert ob - oa >= pairs[(a, b)]
+            elif (b, a) in pairs:
+                assert oa - ob >= pairs[(b, a)]
+            else:
+                raise AssertionError(f"tensors {a} {life[a]} @{oa} and {b} {life[b]} @{ob} clash")
+    _check_buffers(plan, steps, sizes)
+
+
+def _check_buffers(plan, steps, sizes):
     bufs = plan.buffers
     allowed = {}
     for s in steps:
@@ -67,6 +104,14 @@ def test_never_in_place_over_the_callers_input():
     sizes = {0: 16, 1: 16}
     plan = plan_memory([Step((0,), 1, inplace=(0,))], sizes, 0, 1)
     assert plan.location(0) == ("input", 0) and plan.location(1) == ("output", 0)
+
+
+def test_a_tensor_nobody_reads_still_gets_its_own_memory():
+    sizes = {0: 8, 1: 50, 2: 50, 3: 50, 4: 8}
+    steps = [Step((0,), 1), Step((1,), 2), Step((1,), 3), Step((3,), 4)]  # 2 is never read
+    plan = plan_memory(steps, sizes, 0, 4)
+    _check(plan, steps, sizes)
+    assert plan.location(2) != plan.location(1)
 
 
 def test_overlap_distance_by_hand():
