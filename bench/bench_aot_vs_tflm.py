@@ -85,12 +85,13 @@ def bench_model(path: Path, target_name: str, n_inputs: int, seed: int, work: Pa
     )
     if dev.arena_bytes:
         row["arena_ratio"] = round(dev.arena_bytes / row["tflm_arena_bytes"], 3)
+    row["ram_ratio"] = round(dev.ram_bytes / row["tflm_arena_bytes"], 3)
     return row
 
 
 def print_table(rows: list[dict], target: str) -> None:
     print(f"edgekit generated C on QEMU ({target}) vs tflite-micro interpreter (host)")
-    head = (f"{'model':<28} {'arena':>9} {'TFLM arena':>10} {'ratio':>6} {'RAM dev':>9} {'stack':>6} "
+    head = (f"{'model':<28} {'arena':>9} {'TFLM arena':>10} {'ratio':>6} {'RAM dev':>9} {'ratio':>6} {'stack':>6} "
             f"{'flash':>9} {'.tflite':>9} {'instr/inf':>12} {'bit-exact':>9}")
     print(head)
     print("-" * len(head))
@@ -102,10 +103,11 @@ def print_table(rows: list[dict], target: str) -> None:
         ipi = f"{r['instructions_per_inference']:,}" if r["instructions_per_inference"] else "n/a"
         print(
             f"{r['model']:<28} {r['arena_bytes'] or 0:>9,} {r['tflm_arena_bytes']:>10,} {r.get('arena_ratio', 0):>6.2f} "
-            f"{r['ram_bytes']:>9,} {r['stack_bytes']:>6,} {r['flash_bytes']:>9,} {r['tflite_bytes']:>9,} "
+            f"{r['ram_bytes']:>9,} {r['ram_ratio']:>6.2f} {r['stack_bytes']:>6,} {r['flash_bytes']:>9,} {r['tflite_bytes']:>9,} "
             f"{ipi:>12} {r['outputs_bit_exact']:>9.4f}"
         )
-    print("arena: edgekit's planned arena; RAM dev: arena + .data + .bss + stack high-water on the device;")
+    print("arena: edgekit's planned arena; RAM dev: arena + .data + .bss + stack high-water on the device")
+    print("(.bss includes the harness's input and output buffers); ratios are to TFLM's arena (goal <= 0.70);")
     print("TFLM arena: tflite-micro's allocation (x86, reference kernels); flash: whole firmware image;")
     print("instr/inf: executed guest instructions per inference (QEMU TCG plugin), not cycles.")
 
