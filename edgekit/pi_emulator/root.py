@@ -321,7 +321,7 @@ def _unpack(debs: list[Path], sysroot: Path) -> None:
 
 
 def _pip_target(dest: Path, requirements: tuple[str, ...], *, aarch64: bool) -> None:
-    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--disable-pip-version-check",
+    cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "--disable-pip-version-check", "--no-cache-dir",
            "--target", str(dest), "--only-binary=:all:"]
     if aarch64:
         cmd += ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311"]
@@ -334,6 +334,13 @@ def _pip_target(dest: Path, requirements: tuple[str, ...], *, aarch64: bool) -> 
             f"could not download the {where} wheels {', '.join(requirements)}: {_first_error_line(proc.stderr)}",
             "check network access to PyPI (pip's index settings apply)",
         )
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # a file system without hard links
+        shutil.copy2(src, dst)
 
 
 def _publish(tmp: Path, final: Path) -> None:
@@ -403,7 +410,7 @@ def ensure_root(legs: tuple[str, ...] = ("litert",), cpus: tuple[str, ...] = ("c
             view.parent.mkdir(exist_ok=True)
             tmp = Path(tempfile.mkdtemp(dir=view.parent, prefix=f".{cpu}-"))
             shutil.rmtree(tmp)
-            shutil.copytree(root.sysroot, tmp, symlinks=True, copy_function=os.link)
+            shutil.copytree(root.sysroot, tmp, symlinks=True, copy_function=_link_or_copy)
             (tmp / "proc").mkdir()
             (tmp / "proc" / "cpuinfo").write_text(cpuinfo_text(cpu))
             _publish(tmp, view)
