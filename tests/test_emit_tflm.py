@@ -128,6 +128,9 @@ def test_makefile_builds_tflm_and_the_project_for_the_target_cpu(digits_project,
     assert " -c model_data.cc " in cmds and "libtensorflow-microlite.a" in cmds
     host = run(f"TFLM_ROOT={fake}", "host", "run").stdout
     assert "TARGET=linux TARGET_ARCH=x86_64" in host and "\ng++ " in host and "mcpu" not in host
+    qemu = run(f"TFLM_DIR={fake}", "qemu", "run-qemu").stdout
+    assert "TARGET=cortex_m_qemu TARGET_ARCH=cortex-m4 BUILD_TYPE=release OPTIMIZED_KERNEL_DIR=cmsis_nn" in qemu
+    assert "-mcpu=cortex-m4 -mfloat-abi=soft" in qemu and "--specs=rdimon.specs" in qemu and "-cpu cortex-m4 build/" in qemu
     missing = run()
     assert missing.returncode != 0 and "set TFLM_DIR" in missing.stderr
 
