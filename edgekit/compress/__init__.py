@@ -20,6 +20,7 @@ from edgekit.load import LoadedModel
 
 STAGES: dict[str, str] = {
     "prune": "edgekit.compress.prune",
+    "structured": "edgekit.compress.structured",
     "qat": "edgekit.compress.qat",
     "cluster": "edgekit.compress.cluster",
     "distill": "edgekit.compress.distill",
