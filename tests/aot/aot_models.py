@@ -117,3 +117,19 @@ def set_quant(tflite: bytes, tensor: int, scale: list[float] | None = None, zero
     b = flatbuffers.Builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+
+
+def pow2_scales(tflite: bytes) -> bytes:
+    """Round every quantization scale to a power of two (spec §13): all multipliers become M = 2^30,
+    so accumulators land exactly on rounding ties, where SRDHM and RDBP round twice."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    m = s.ModelT.InitFromPackedBuf(tflite, 0)
+    for t in m.subgraphs[0].tensors:
+        q = t.quantization
+        if q is not None and q.scale is not None and len(q.scale):
+            q.scale = [float(2.0 ** np.round(np.log2(v))) if v > 0 else float(v) for v in q.scale]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())

@@ -167,3 +167,17 @@ def test_fc_per_tensor_multiplier(tmp_path):
     r = host_check(tfl, x, tmp_path)
     assert list(r.reference[0, 0, :2]) == [-117, 117]
     assert r.bit_exact_fraction == 1.0, r.to_dict()
+
+
+@pytest.mark.parametrize("case", ["conv_same_3x3_relu", "dw_even_k_stride2_dm2", "fc_per_channel_relu", "fc_per_tensor",
+                                  "mul_broadcast_vector", "add_conv_residual_relu", "mean_hw_keepdims_81",
+                                  "avgpool_3x3_s2_same", "softmax_rows", "logistic"])
+def test_power_of_two_scales_rounding_ties(case, tmp_path):
+    """Every scale a power of two: multipliers are exactly 2^30 and many results are exact .5 ties."""
+    require_tools("gcc")
+    from aot_models import pow2_scales
+
+    fn, shape, ops, kw = CASES[case]
+    tfl = pow2_scales(convert(fn, shape, **kw))
+    r = host_check(tfl, random_inputs(tfl, 16, seed=11), tmp_path)
+    assert r.bit_exact_fraction == 1.0, r.to_dict()
