@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,7 +154,12 @@ def plugin_path(cache_dir: Path | None = None) -> Path | None:
     so = cache / f"insn_window-{digest}.so"
     if so.is_file():
         return so
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError:  # read-only home (some CI containers): build it in the temp folder
+        cache = Path(tempfile.gettempdir()) / f"edgekit-{os.getuid()}"
+        cache.mkdir(parents=True, exist_ok=True)
+        so = cache / so.name
     tmp = so.with_suffix(f".{os.getpid()}.tmp")
     proc = subprocess.run(
         ["gcc", "-shared", "-fPIC", "-O2", "-o", str(tmp), str(_PLUGIN_SRC)], capture_output=True, text=True
