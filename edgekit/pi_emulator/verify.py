@@ -10,7 +10,7 @@ between aarch64 and x86, so they are never compared across architectures):
 - ``litert``: ai-edge-litert, default kernels (XNNPACK), what a Pi runs.
   XNNPACK's kernels agree bit for bit; ops XNNPACK leaves to LiteRT's builtin
   optimized kernels may not: int8 SOFTMAX differs by 1 LSB on a few inputs
-  (measured: 1 to 6 of 597 digits inputs, top-1 unchanged), so a model ending
+  (measured: 1 to 11 of 597 digits inputs, top-1 unchanged), so a model ending
   in SOFTMAX can show ``bit_exact`` just under 1.0 on this leg while the
   reference-kernel legs stay at 1.0;
 - ``litert-ref``: ai-edge-litert, reference kernels;
