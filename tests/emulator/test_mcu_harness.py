@@ -176,3 +176,21 @@ def test_a_plugin_qemu_refuses_falls_back_to_no_instruction_count(tmp_path, monk
     np.zeros((2, IN), np.int8).tofile(tmp_path / "fw" / "input.bin")
     run = run_firmware(img.elf, "mps2-an386", tmp_path / "fw", marks=(img.mark_begin, img.mark_end))
     assert run.n_inferences == 2 and run.instructions_per_inference == []
+
+
+def test_harness_overhead_is_a_few_instructions_and_under_1_5_kb(tmp_path):
+    """An empty model measures the harness itself: what every other figure includes."""
+    from edgekit.toolchain.mcu_verify import run_on_emulator
+
+    d = tmp_path / "empty"
+    d.mkdir()
+    (d / "edgekit_model.h").write_text(STANDIN_H.format(n_in=4, n_out=4, arena=0))
+    (d / "edgekit_model.c").write_text(
+        '#include "edgekit_model.h"\nint edgekit_invoke(const int8_t* in, int8_t* out) { (void)in; (void)out; return 0; }\n'
+    )
+    out, dev = run_on_emulator(d, get_target("cortex-m4"), np.zeros((3, 4), np.int8), tmp_path / "w")
+    assert out.shape == (3, 4)
+    assert dev.instructions_per_inference == dev.instructions_min == dev.instructions_max == 5
+    assert dev.flash_bytes < 1536
+    assert dev.static_ram_bytes == 8  # the 4-byte input and output buffers
+    assert dev.arena_bytes == 0
