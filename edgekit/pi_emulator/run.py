@@ -101,7 +101,8 @@ def run_runner(runner: Path, model: Path, inputs: Path, *, cpu: str, leg: str = 
         how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
         last = (proc.stderr.strip().splitlines() or ["no stderr"])[-1][:300]
         raise VerificationError(f"{runner} failed under {QEMU_USER} (cpu {cpu}, {leg}): {how}: {last}",
-                                "the same runner works on the host? then this is an emulation problem; report it with `edgekit env`")
+                                f"run `python {runner} {inputs}` on the host: if it fails there too, the model or the inputs are "
+                                "at fault, else report the emulation problem with `edgekit env`")
     try:
         line = json.loads(proc.stdout.strip().splitlines()[-1])
         outputs = np.load(out, allow_pickle=False)

@@ -137,7 +137,7 @@ def make_interpreter(model_path: str, reference: bool = False, runtime: str = "a
         interpreter = module.Interpreter(model_path=model_path, experimental_op_resolver_type=kind, num_threads=threads)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [""])[0]
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise RunnerError(f"{model_path}: {name} cannot load the model ({first})") from None
     return interpreter, name
 

@@ -141,6 +141,22 @@ def test_int8_softmax_is_the_op_whose_default_kernels_differ_by_one_lsb(digits_d
     print(f"int8 SOFTMAX, default kernels: {default.mismatched_inputs} of 597 inputs differ, bit-exact {default.bit_exact:.5f}")
 
 
+@pytest.mark.shared_models
+@pytest.mark.parametrize("name", ["mlperf_tiny/kws_ref_model.tflite", "mlperf_tiny/vww_96_int8.tflite",
+                                  "mlperf_tiny/pretrainedResnet_quant.tflite", "mlperf_tiny/ad01_int8.tflite"])
+def test_third_party_int8_models_are_bit_exact_on_emulated_pi4(shared_models, tmp_path, name):
+    """MLPerf Tiny reference int8 models nobody here trained, on seeded generated inputs (measured: all 1.0)."""
+    _tools()
+    from edgekit.pi_emulator.verify import verify_pi_build
+
+    shutil.copyfile(shared_models / name, tmp_path / "model.tflite")
+    shutil.copyfile(RUNNER, tmp_path / "run.py")
+    (tmp_path / "report.json").write_text(json.dumps({"target": get_target("rpi4").to_dict(), "inputs": {"eval": None}}))
+    result = verify_pi_build(tmp_path, n_inputs=16)
+    assert result.inputs == "generated (seed 0)" and result.n_inputs == 16
+    assert result.outputs_bit_exact == 1.0, result.to_dict()
+
+
 @pytest.mark.parametrize("target, cpu", [("rpi5", "cortex-a76"), ("rpi-zero-2w", "cortex-a53")])
 def test_other_pis_run_on_their_own_cpu(digits_build, tmp_path, target, cpu):
     from edgekit.pi_emulator.verify import verify_pi_build
