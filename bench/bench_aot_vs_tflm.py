@@ -13,7 +13,9 @@ For the MLPerf Tiny reference models and TFLM's person_detect (from
 - outputs: the fraction of output bytes bit-identical with TFLM on seeded
   generated inputs.
 
-    python bench/bench_aot_vs_tflm.py [--target cortex-m4] [--inputs 10] [--json out.json]
+    python bench/bench_aot_vs_tflm.py [--target cortex-m4] [--inputs 10] [--json-out PATH]
+
+writes JSON (default bench/results/bench_aot_vs_tflm.json).
 
 Models whose ops edgekit's generator does not support are listed as skipped.
 """
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default="cortex-m4")
     ap.add_argument("--inputs", type=int, default=10, help="seeded generated inputs per model")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    ap.add_argument("--json-out", type=Path, default=REPO / "bench" / "results" / "bench_aot_vs_tflm.json")
     args = ap.parse_args(argv)
     root = shared_models()
     if not root.is_dir():
@@ -129,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             if (root / rel).is_file():
                 rows.append(bench_model(root / rel, args.target, args.inputs, args.seed, Path(tmp)))
     print_table(rows, args.target)
-    if args.json:
-        args.json.write_text(json.dumps({"target": args.target, "rows": rows}, indent=2))
+    args.json_out.parent.mkdir(parents=True, exist_ok=True)
+    args.json_out.write_text(json.dumps({"target": args.target, "n_inputs": args.inputs, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {args.json_out}")
     return 0
 
 
