@@ -20,6 +20,7 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t fic = p->filter_in_c;
     const int32_t oc_per_group = p->out_c / (p->in_c / fic);
     const int32_t w_per_oc = p->k_h * p->k_w * fic;
+    const int contiguous = p->dil_w == 1 && fic == p->in_c;
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *xb = in + b * p->in_h * p->in_w * p->in_c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -37,10 +38,13 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
                     for (int32_t ky = ky0; ky < ky1; ky++) {
                         const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + g * fic;
                         const int8_t *wr = w + ky * p->k_w * fic;
+                        if (contiguous) { /* the window row is one run of bytes, in input and filter */
+                            acc += ek_dot(wr + kx0 * fic, xr + (x0 + kx0) * p->in_c, (kx1 - kx0) * fic, -p->in_zp);
+                            continue;
+                        }
                         for (int32_t kx = kx0; kx < kx1; kx++) {
                             const int8_t *xp = xr + (x0 + kx * p->dil_w) * p->in_c;
-                            const int8_t *wp = wr + kx * fic;
-                            for (int32_t ic = 0; ic < fic; ic++) acc += (int32_t)wp[ic] * ((int32_t)xp[ic] - p->in_zp);
+                            acc += ek_dot(wr + kx * fic, xp, fic, -p->in_zp);
                         }
                     }
                     if (p->bias) acc += p->bias[oc];
@@ -64,7 +68,32 @@ void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out)
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 int32_t kx0, kx1;
                 tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
-                for (int32_t ic = 0; ic < p->in_c; ic++) {
+                int32_t ic = 0;
+                if (dm == 1) { /* four channels per pass over the window, accumulators in registers */
+                    for (; ic + 4 <= p->in_c; ic += 4) {
+                        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                        const int32_t zp = p->in_zp;
+                        for (int32_t ky = ky0; ky < ky1; ky++) {
+                            const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + ic;
+                            const int8_t *wr = p->filter + ky * p->k_w * p->out_c + ic;
+                            for (int32_t kx = kx0; kx < kx1; kx++) {
+                                const int8_t *xp = xr + (x0 + kx * p->dil_w) * p->in_c;
+                                const int8_t *wp = wr + kx * p->out_c;
+                                a0 += (int32_t)wp[0] * ((int32_t)xp[0] - zp);
+                                a1 += (int32_t)wp[1] * ((int32_t)xp[1] - zp);
+                                a2 += (int32_t)wp[2] * ((int32_t)xp[2] - zp);
+                                a3 += (int32_t)wp[3] * ((int32_t)xp[3] - zp);
+                            }
+                        }
+                        const int32_t acc[4] = {a0, a1, a2, a3};
+                        for (int32_t j = 0; j < 4; j++) {
+                            int32_t v = acc[j] + (p->bias ? p->bias[ic + j] : 0);
+                            v = ek_mbqm(v, p->mult[ic + j], p->shift[ic + j]) + p->out_zp;
+                            *out++ = (int8_t)ek_clamp(v, p->act_min, p->act_max);
+                        }
+                    }
+                }
+                for (; ic < p->in_c; ic++) {
                     for (int32_t m = 0; m < dm; m++) {
                         const int32_t oc = ic * dm + m;
                         int32_t acc = 0;

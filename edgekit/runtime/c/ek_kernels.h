@@ -6,6 +6,9 @@
 
 #include <stdint.h>
 
+/* sum of w[i] * (x[i] + x_offset) for i < n (SIMD on cores with the Arm DSP extension). */
+int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
+
 /* CONV_2D (groups allowed) and DEPTHWISE_CONV_2D. Shapes NHWC; filter OHWI
  * for conv, [1,KH,KW,OC] for depthwise. */
 typedef struct {
