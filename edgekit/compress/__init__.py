@@ -21,6 +21,7 @@ from edgekit.load import LoadedModel
 STAGES: dict[str, str] = {
     "prune": "edgekit.compress.prune",
     "structured": "edgekit.compress.structured",
+    "lowrank": "edgekit.compress.lowrank",
     "qat": "edgekit.compress.qat",
     "cluster": "edgekit.compress.cluster",
     "distill": "edgekit.compress.distill",
