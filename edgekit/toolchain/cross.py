@@ -17,7 +17,7 @@ from typing import Any
 from edgekit.errors import BudgetError, InputError, ToolchainError
 from edgekit.resources import templates_dir
 from edgekit.targets import TargetProfile
-from edgekit.toolchain.linker import DEFAULT_MIN_STACK_BYTES, TEMPLATE_DIR, write_linker_script
+from edgekit.toolchain.linker import DEFAULT_MIN_STACK_BYTES, TEMPLATE_DIR, split_ram, write_linker_script
 from edgekit.toolchain.qemu import INSTALL_HINT, require_tool
 
 GCC = "arm-none-eabi-gcc"
@@ -107,11 +107,19 @@ def _raise_build_error(stderr: str, target: TargetProfile, min_stack_bytes: int,
         parts.append(
             f"model needs {target.flash_bytes + overflows['FLASH']:,} B of flash; {target.name} has {target.flash_bytes:,} B"
         )
-    if "RAM" in overflows:
+    data_ram, stack_ram = split_ram(target)
+    if "RAM" in overflows and stack_ram:
+        parts.append(
+            f"model needs {data_ram + overflows['RAM']:,} B of RAM in one block (arena, .data, .bss); "
+            f"{target.name} has {data_ram:,} B of SRAM (its other {stack_ram:,} B hold only the stack)"
+        )
+    elif "RAM" in overflows:
         parts.append(
             f"model needs {target.ram_bytes + overflows['RAM']:,} B of RAM (including {min_stack_bytes:,} B of stack); "
             f"{target.name} has {target.ram_bytes:,} B"
         )
+    if "STACKRAM" in overflows:
+        parts.append(f"the {min_stack_bytes:,} B minimum stack does not fit {target.name}'s {stack_ram:,} B stack block")
     if parts:
         raise BudgetError(
             "; ".join(parts),

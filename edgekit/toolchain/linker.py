@@ -39,6 +39,7 @@ def render_linker_script(target: TargetProfile, *, min_stack_bytes: int = DEFAUL
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
+    data_ram, stack_ram = split_ram(target)
     return env.get_template("linker.ld.j2").render(
         target_name=target.name,
         machine=emu.machine,
@@ -46,9 +47,23 @@ def render_linker_script(target: TargetProfile, *, min_stack_bytes: int = DEFAUL
         flash_origin=emu.flash_origin,
         flash_bytes=target.flash_bytes,
         ram_origin=emu.ram_origin,
-        ram_bytes=target.ram_bytes,
+        ram_bytes=data_ram,
+        stack_ram_origin=emu.ram_origin + data_ram if stack_ram else None,
+        stack_ram_bytes=stack_ram,
         min_stack_bytes=min_stack_bytes,
     )
+
+
+def split_ram(target: TargetProfile) -> tuple[int, int]:
+    """Bytes of the RAM budget for data (arena, .data, .bss, and the stack when not split) and for a stack-only block.
+
+    The second is 0 unless the chip's data RAM is smaller than the budget
+    (STM32F405: 128 KB SRAM + 64 KB CCM that holds the stack).
+    """
+    limit = machine_info(target.emulator.machine).contiguous_ram
+    if limit is None or target.ram_bytes <= limit:
+        return target.ram_bytes, 0
+    return limit, target.ram_bytes - limit
 
 
 def write_linker_script(target: TargetProfile, path: Path, *, min_stack_bytes: int = DEFAULT_MIN_STACK_BYTES) -> Path:

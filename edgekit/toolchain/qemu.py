@@ -63,6 +63,9 @@ class MachineInfo:
     cpu: str
     vector_table: int  # where the CPU reads SP and PC at reset (its reset VTOR)
     regions: tuple[Region, ...]
+    # The largest block of data RAM the real chip has, when QEMU maps more in one
+    # block than the chip does; RAM of the budget beyond it holds only the stack.
+    contiguous_ram: int | None = None
 
     def check_fits(self, target: str, flash_origin: int, flash_bytes: int, ram_origin: int, ram_bytes: int) -> None:
         """Raise InputError if the target's flash or RAM budget is not backed by this machine's memory."""
@@ -97,11 +100,14 @@ MACHINES: dict[str, MachineInfo] = {
             Region("isram", 0x31000000, 4 * _MB),
         ),
     ),
-    # QEMU models the STM32F405's SRAM as one 192 KB block; the real chip has
-    # 128 KB at 0x20000000 and 64 KB of CCM at 0x10000000.
+    # QEMU 7.2 models the STM32F405's SRAM as one 192 KB block and has no CCM;
+    # the real chip has 128 KB of SRAM at 0x20000000 and 64 KB of CCM at
+    # 0x10000000. So data (arena, .bss) must fit 128 KB; the stack goes in the
+    # last 64 KB, which stands in for the CCM.
     "netduinoplus2": MachineInfo(
         "netduinoplus2", "cortex-m4", 0x08000000,
         (Region("flash", 0x08000000, 1 * _MB), Region("sram", 0x20000000, 192 * 1024)),
+        contiguous_ram=128 * 1024,
     ),
 }
 

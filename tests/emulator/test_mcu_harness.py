@@ -111,22 +111,41 @@ def test_flash_overflow_fails_at_link_time_with_both_numbers(tmp_path):
 
 
 def test_ram_overflow_names_ram_and_the_stack_reserve(tmp_path):
-    target = get_target("stm32f405")
+    target = get_target("cortex-m4")
     img = build_firmware(write_standin(tmp_path / "ok", arena=1024), target, tmp_path / "okfw")
-    big_arena = 200_000
+    big_arena = 300_000
     with pytest.raises(BudgetError) as exc:
         build_firmware(write_standin(tmp_path / "model", arena=big_arena), target, tmp_path / "fw")
     static = img.static_ram_bytes - 1024 + big_arena
     need = (static + 7) // 8 * 8 + img.min_stack_bytes  # the stack reserve is 8-byte aligned
     assert exc.value.message == (
-        f"model needs {need:,} B of RAM (including {img.min_stack_bytes:,} B of stack); stm32f405 has 196,608 B"
+        f"model needs {need:,} B of RAM (including {img.min_stack_bytes:,} B of stack); cortex-m4 has 262,144 B"
     )
+
+
+def test_stm32f405_data_must_fit_its_128_kb_sram_and_the_stack_lives_in_the_ccm_block(tmp_path):
+    """192 KB is 128 KB SRAM + 64 KB CCM on the chip (QEMU maps one 192 KB block): a 140 KB arena
+    fits the total but not the SRAM, so the link fails; a 120 KB arena links and runs, its stack in the CCM stand-in."""
+    target = get_target("stm32f405")
+    with pytest.raises(BudgetError) as exc:
+        build_firmware(write_standin(tmp_path / "big", arena=140 * 1024), target, tmp_path / "bigfw")
+    assert exc.value.message.startswith("model needs 143,")
+    assert exc.value.message.endswith(
+        "B of RAM in one block (arena, .data, .bss); stm32f405 has 131,072 B of SRAM (its other 65,536 B hold only the stack)"
+    )
+    img = build_firmware(write_standin(tmp_path / "ok", arena=120 * 1024), target, tmp_path / "okfw")
+    assert 120 * 1024 < img.static_ram_bytes < 128 * 1024
+    np.zeros((2, IN), np.int8).tofile(tmp_path / "okfw" / "input.bin")
+    run = run_firmware(img.elf, "netduinoplus2", tmp_path / "okfw")
+    assert run.n_inferences == 2 and 0 < run.stack_bytes < 1024
 
 
 def test_linker_script_regions_are_the_budget():
     text = render_linker_script(get_target("stm32f405"))
     assert "FLASH (rx)   : ORIGIN = 0x08000000, LENGTH = 1048576" in text
-    assert "RAM (rwx)    : ORIGIN = 0x20000000, LENGTH = 196608" in text
+    assert "RAM (rwx)    : ORIGIN = 0x20000000, LENGTH = 131072" in text
+    assert "STACKRAM (rw): ORIGIN = 0x20020000, LENGTH = 65536" in text
+    assert "RAM (rwx)    : ORIGIN = 0x20000000, LENGTH = 262144" in render_linker_script(get_target("cortex-m4"))
     m55 = render_linker_script(get_target("cortex-m55"))
     assert "VECTORS (rx) : ORIGIN = 0x10000000" in m55
 
