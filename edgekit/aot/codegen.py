@@ -85,6 +85,15 @@ _C = jinja2.Template(
 #include "{{ p }}_model.h"
 #include "ek_kernels.h"
 
+/* Layer-by-layer debugging: build with -DEDGEKIT_TRACE=fn, where
+ * void fn(int op, const void *output, int32_t bytes) sees every op's output. */
+#ifdef EDGEKIT_TRACE
+void EDGEKIT_TRACE(int op, const void *output, int32_t bytes);
+#define EK_TRACE(op, ptr, n) EDGEKIT_TRACE((op), (ptr), (n))
+#else
+#define EK_TRACE(op, ptr, n) ((void)0)
+#endif
+
 {% for d in decls %}{{ d }}
 
 {% endfor %}/* One arena for every intermediate tensor; offsets come from edgekit's memory plan. */
@@ -99,6 +108,7 @@ int {{ p }}_invoke(const int8_t *in, int8_t *out) {
     (void)in;
 {% for c in calls %}    /* {{ c.comment }} */
     {{ c.code }}
+    {{ c.trace }}
 {% endfor %}    return 0;
 }
 """,
@@ -174,7 +184,9 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") ->
         code = re.sub(r"\{t(\d+)\}", lambda m: _pointer(g, plan, int(m.group(1))), lw.call)
         if lw.alias_of is not None and plan.location(lw.alias_of) == plan.location(lw.write):
             code = "/* aliased by the memory plan: nothing to do */"
-        calls.append({"comment": f"{op.index}: {op.name} -> {_c_comment(y.name)} {list(y.shape)}", "code": code})
+        trace = f"EK_TRACE({op.index}, {_pointer(g, plan, y.index)}, {y.nbytes});"
+        calls.append({"comment": f"{op.index}: {op.name} -> {_c_comment(y.name)} {list(y.shape)}", "code": code,
+                      "trace": trace})
     decls = [d for lw in lowered for d in lw.decls]
     i, o = g.inputs[0], g.outputs[0]
     ti, to = g.t(i), g.t(o)

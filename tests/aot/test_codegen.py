@@ -135,3 +135,20 @@ def test_cli_codegen_unsupported_op_exit_4(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == UnsupportedOpError.exit_code == 4
     assert "TANH" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_layers_names_the_first_differing_op(digits_tflite, tmp_path):
+    """Sabotage one op of the generated code: the layer-by-layer comparison names it."""
+    require_tools("gcc")
+    from edgekit.aot.hostcheck import compare_layers
+
+    generate(digits_tflite, tmp_path / "code")
+    x = random_inputs(digits_tflite, 1, seed=3)[0]
+    assert compare_layers(digits_tflite, tmp_path / "code", x, tmp_path / "t0") is None
+    c = (tmp_path / "code" / "edgekit_model.c").read_text()
+    m = re.search(r"(static const ek_fc_params op3_params = \{.*?\.out_zp = )(-?\d+)", c, re.S)
+    c = c[: m.start(2)] + str(int(m.group(2)) + 1) + c[m.end(2) :]
+    (tmp_path / "code" / "edgekit_model.c").write_text(c)
+    first = compare_layers(digits_tflite, tmp_path / "code", x, tmp_path / "t1")
+    assert first is not None and first["op"] == 3 and first["name"] == "FULLY_CONNECTED"
+    assert first["max_lsb"] == 1 and first["bytes_differ"] >= 1
