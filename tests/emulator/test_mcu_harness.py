@@ -213,3 +213,12 @@ def test_harness_overhead_is_a_few_instructions_and_under_1_5_kb(tmp_path):
     assert dev.flash_bytes < 1536
     assert dev.static_ram_bytes == 8  # the 4-byte input and output buffers
     assert dev.arena_bytes == 0
+
+
+def test_missing_cross_compiler_names_the_tool_and_the_install_script(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(ToolchainError) as exc:
+        build_firmware(write_standin(tmp_path / "model"), get_target("cortex-m4"), tmp_path / "fw")
+    assert exc.value.message == "arm-none-eabi-gcc not found on PATH"
+    assert "docker/install-toolchain.sh" in exc.value.hint
+    assert exc.value.exit_code == 7
