@@ -87,6 +87,13 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     emu = d.get("emulator")
     if emu:
         rows.append(("emulator", f"{emu.get('machine')}: bit-exact {_pct(emu.get('outputs_bit_exact'))}, accuracy {_pct(emu.get('accuracy'))}"))
+        for key, label in (("flash_bytes", "emulator flash"), ("ram_bytes", "emulator RAM"), ("stack_bytes", "emulator stack")):
+            if emu.get(key) is not None:
+                rows.append((label, _b(emu[key])))
+        if emu.get("instructions_per_inference") is not None:
+            rows.append(("instructions / inference", f"{emu['instructions_per_inference']:,} (emulated)"))
+        if emu.get("emulated_latency_ms") is not None:
+            rows.append(("emulated latency", f"{emu['emulated_latency_ms']:.2f} ms ({emu.get('latency_note') or 'emulated, not a device benchmark'})"))
     return rows
 
 

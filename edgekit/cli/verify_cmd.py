@@ -69,4 +69,6 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
     for key in ("flash_bytes", "ram_bytes", "stack_bytes", "instructions_per_inference", "emulated_latency_ms"):
         if section.get(key) is not None:
             click.echo(f"  {key:<28} {section[key]}")
+    if section.get("latency_note"):
+        click.echo(f"  note: {section['latency_note']}")
     click.echo(f"Updated {build_dir}/report.json")
