@@ -59,6 +59,7 @@ CASES = {
     "conv_dilation2_same": (_conv([1, 9, 9, 2], 3, 3, dil=2), [1, 9, 9, 2], ["CONV_2D"], {}),
     "conv_stride2_odd_input_4_decades": (_conv([1, 9, 9, 3], 8, 3, 2, decades=4), [1, 9, 9, 3], ["CONV_2D"], {}),
     "conv_batch2_1x3": (_conv([2, 5, 6, 3], 4, (1, 3)), [2, 5, 6, 3], ["CONV_2D"], {}),
+    "conv_grouped_2_groups": (lambda x: tf.nn.conv2d(x, _w(3, 3, 2, 6), 1, "SAME"), [1, 6, 6, 4], ["CONV_2D"], {}),
     "dw_3x3_same_relu": (_dw([1, 9, 9, 4], 1, 3, act=tf.nn.relu), [1, 9, 9, 4], ["DEPTHWISE_CONV_2D"], {}),
     "dw_even_k_stride2_dm2": (_dw([1, 10, 9, 3], 2, 4, 2), [1, 10, 9, 3], ["DEPTHWISE_CONV_2D"], {}),
     "dw_dilation2_valid": (_dw([1, 11, 11, 3], 1, 3, 1, "VALID", dil=2), [1, 11, 11, 3], ["DEPTHWISE_CONV_2D"], {}),
