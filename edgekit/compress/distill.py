@@ -31,7 +31,7 @@ import numpy as np
 
 from edgekit.compress.base import check_params, count_params, ends_in_softmax, require_labels, same_kind
 from edgekit.data import Dataset
-from edgekit.errors import InputError
+from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel, keras_module, load_model
 
 NAME = "distill"
@@ -113,11 +113,12 @@ def narrow_copy(model, width: float, seed: int):
         c = inner(layers[i])
         key = _scalable(c)
         c[key] = max(1, int(round(c[key] * width)))
-    cls = type(model)
     try:
-        return cls.from_config(config)
-    except Exception:  # Sequential/Functional reconstruction errors come in many types
-        return keras.Model.from_config(config)
+        return type(model).from_config(config)
+    except Exception as exc:  # Keras raises many types when a layer (e.g. a fixed Reshape) no longer fits
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConversionError(f"distill: cannot build a width-{width} copy of the model ({first[:200]})",
+                              'pass a student model instead (student = "student.keras")') from None
 
 
 def _keras_of(model):

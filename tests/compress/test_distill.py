@@ -78,3 +78,14 @@ def test_distill_refuses_unlabelled_data_and_a_mismatched_student(digits_dir, tm
     wrong.save(path)
     with pytest.raises(InputError, match=r"student outputs \(3,\) but the teacher outputs \(10,\)"):
         distill.apply(loaded, distill.Config(epochs=1, student=str(path)), train, 0)
+
+
+def test_narrow_copy_refuses_a_fixed_reshape():
+    import keras
+
+    from edgekit.errors import ConversionError
+
+    m = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, padding="same"), keras.layers.Reshape((256,)), keras.layers.Dense(10)])
+    with pytest.raises(ConversionError, match="cannot build a width-0.5 copy") as err:
+        distill.narrow_copy(m, 0.5, seed=0)
+    assert "student" in err.value.hint
