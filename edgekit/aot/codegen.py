@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from edgekit.aot.fold import fold_constants
 from edgekit.aot.graph import Graph, parse
 from edgekit.aot.lower import SUPPORTED_OPS, Lowered, lower_op
 from edgekit.aot.planner import MemoryPlan, Step, plan_memory
@@ -48,6 +49,7 @@ class CodegenResult:
     unshared_bytes: int = 0  # arena with no reuse at all
     aliased_ops: int = 0  # ops that needed no new memory (RESHAPE aliases, in-place ops)
     overlapped_ops: int = 0  # windowed ops whose output overlaps their dying input
+    folded_ops: list[str] = field(default_factory=list)  # shape arithmetic evaluated at generation time
     plan: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +138,10 @@ def _io(g: Graph) -> tuple[int, int]:
 
 
 def lower(g: Graph) -> tuple[list[Lowered], MemoryPlan]:
-    """Lower every op and plan the arena (raises UnsupportedOpError naming the first unsupported op)."""
+    """Lower every op and plan the arena (raises UnsupportedOpError naming the first unsupported op).
+
+    Call :func:`edgekit.aot.fold.fold_constants` on ``g`` first when it may hold shape arithmetic.
+    """
     bad = sorted({op.name for op in g.ops if op.name not in SUPPORTED_OPS})
     if bad:
         raise UnsupportedOpError(
@@ -174,6 +179,7 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") ->
     """Write the C code for ``tflite`` into ``out_dir`` and return what was written and planned."""
     _check_prefix(prefix)
     g = parse(tflite)
+    folded = fold_constants(g)
     lowered, plan = lower(g)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -218,6 +224,7 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") ->
         unshared_bytes=plan.unshared_bytes,
         aliased_ops=plan.aliased_steps,
         overlapped_ops=plan.overlapped_steps,
+        folded_ops=folded,
         plan=_plan_dict(g, plan),
     )
 

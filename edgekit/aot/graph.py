@@ -137,7 +137,7 @@ def parse(tflite: bytes | Path | str) -> Graph:
         b = m.buffers[t.buffer] if t.buffer < len(m.buffers) else None
         if b is not None and b.data is not None and len(b.data) and t.type in _DTYPES:
             data = np.frombuffer(bytes(np.asarray(b.data, dtype=np.uint8)), dtype=_DTYPES[t.type]).copy()
-            data = data.reshape(shape) if shape else data
+            data = data.reshape(shape) if shape or data.size == 1 else data
         elif b is not None and b.offset:  # large models store buffers after the flatbuffer
             raw = buf[b.offset : b.offset + b.size]
             if t.type in _DTYPES:

@@ -152,3 +152,26 @@ def test_compare_layers_names_the_first_differing_op(digits_tflite, tmp_path):
     first = compare_layers(digits_tflite, tmp_path / "code", x, tmp_path / "t1")
     assert first is not None and first["op"] == 3 and first["name"] == "FULLY_CONNECTED"
     assert first["max_lsb"] == 1 and first["bytes_differ"] >= 1
+
+
+def test_from_keras_model_shape_arithmetic_is_folded(digits_dir, tmp_path):
+    """from_keras_model turns Flatten into SHAPE/STRIDED_SLICE/PACK/RESHAPE: folded at generation time."""
+    require_tools("gcc")
+    import keras
+    import tensorflow as tf
+
+    model = keras.models.load_model(digits_dir / "model.keras")
+    calib = np.load(digits_dir / "calib.npz")["x"]
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([x[None]] for x in calib[:50])
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    tfl = conv.convert()
+    from edgekit.aot.graph import parse
+
+    assert {"SHAPE", "STRIDED_SLICE", "PACK"} <= {op.name for op in parse(tfl).ops}
+    r = host_check(tfl, random_inputs(tfl, 30, seed=5), tmp_path)
+    assert r.bit_exact_fraction == 1.0, r.to_dict()
+    assert r.codegen.folded_ops == ["SHAPE", "STRIDED_SLICE", "PACK"]
+    assert "SHAPE" not in r.codegen.ops
