@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import numpy as np
 
 from edgekit.aot.fold import fold_constants
 from edgekit.aot.graph import Graph, parse
@@ -167,8 +166,7 @@ def _pointer(g: Graph, plan: MemoryPlan, t: int) -> str:
     home, off = plan.location(t)
     ctype = "float" if g.t(t).dtype == "float32" else "int8_t"
     if home == "input":
-        base = "in"
-        return base if ctype == "int8_t" else f"(const float *)in"
+        return "in" if ctype == "int8_t" else "(const float *)in"
     if home == "output":
         return "out" if ctype == "int8_t" else "(float *)out"
     expr = f"(arena + {off})"

@@ -8,7 +8,6 @@ the planner may reuse memory for it. Tensor pointers are written as
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
