@@ -175,3 +175,19 @@ def test_from_keras_model_shape_arithmetic_is_folded(digits_dir, tmp_path):
     assert r.bit_exact_fraction == 1.0, r.to_dict()
     assert r.codegen.folded_ops == ["SHAPE", "STRIDED_SLICE", "PACK"]
     assert "SHAPE" not in r.codegen.ops
+
+
+def test_prefix_names_files_macros_and_function(digits_tflite, tmp_path):
+    require_tools("gcc")
+    import subprocess
+
+    res = generate(digits_tflite, tmp_path, prefix="digits")
+    assert "digits_model.h" in res.files and "digits_model.c" in res.files
+    h = (tmp_path / "digits_model.h").read_text()
+    assert "#define DIGITS_INPUT_BYTES 64" in h and "int digits_invoke(const int8_t *in, int8_t *out);" in h
+    r = subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Werror", "-c", *sorted(str(p) for p in tmp_path.glob("*.c"))],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for bad in ("9lives", "int", "a-b"):
+        with pytest.raises(InputError):
+            generate(digits_tflite, tmp_path / bad, prefix=bad)
