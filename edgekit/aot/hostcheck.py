@@ -165,7 +165,7 @@ def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path) -> Host
     ti, to = g.t(g.inputs[0]), g.t(g.outputs[0])
     dtype = np.float32 if ti.dtype == "float32" else np.int8
     inputs = np.asarray(inputs)
-    if inputs.dtype != dtype or inputs.size != len(inputs) * ti.size:
+    if inputs.ndim == 0 or len(inputs) == 0 or inputs.dtype != dtype or inputs.size != len(inputs) * ti.size:
         raise InputError(
             f"inputs are {inputs.dtype} {list(inputs.shape)}; the model takes {ti.dtype} {list(ti.shape)}",
             "pass [N, *input shape] in the model's input dtype",
