@@ -45,7 +45,7 @@ class Config(StageConfig):
     param_ratio: float | None = None
     layers: list[str] = field(default_factory=list)
     epochs: int = 2
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-4  # 1e-3 undid the factorization on the 32x32 digits CNN (−5 points); 3e-4 recovered it
     batch_size: int = 32
 
     def __post_init__(self):
