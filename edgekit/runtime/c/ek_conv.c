@@ -31,7 +31,23 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 int32_t kx0, kx1;
                 tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
-                for (int32_t oc = 0; oc < p->out_c; oc++) {
+                int32_t oc = 0;
+                if (contiguous) { /* four output channels per pass over the window */
+                    for (; oc + 4 <= p->out_c; oc += 4) {
+                        int32_t acc[4] = {0, 0, 0, 0};
+                        const int8_t *w = p->filter + oc * w_per_oc;
+                        for (int32_t ky = ky0; ky < ky1; ky++) {
+                            const int8_t *xr = xb + ((y0 + ky * p->dil_h) * p->in_w + x0 + kx0) * p->in_c;
+                            ek_dot4(w + (ky * p->k_w + kx0) * fic, w_per_oc, xr, (kx1 - kx0) * fic, -p->in_zp, acc);
+                        }
+                        for (int32_t j = 0; j < 4; j++) {
+                            int32_t v = acc[j] + (p->bias ? p->bias[oc + j] : 0);
+                            v = ek_mbqm(v, p->mult[oc + j], p->shift[oc + j]) + p->out_zp;
+                            *out++ = (int8_t)ek_clamp(v, p->act_min, p->act_max);
+                        }
+                    }
+                }
+                for (; oc < p->out_c; oc++) {
                     const int32_t g = oc / oc_per_group;
                     const int8_t *w = p->filter + oc * w_per_oc;
                     int32_t acc = 0;

@@ -37,7 +37,39 @@ int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset) {
     return acc;
 }
 
+/* Four weight rows (w, w + w_stride, ...) against one x: the x unpacking is shared. */
+void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc) {
+    const uint32_t off2 = (uint32_t)(uint16_t)x_offset * 0x10001u;
+    const int8_t *w1 = w + w_stride, *w2 = w1 + w_stride, *w3 = w2 + w_stride;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], i = 0;
+    for (; i + 4 <= n; i += 4) {
+        uint32_t xv, wv;
+        memcpy(&xv, x + i, 4);
+        const uint32_t x02 = __sadd16(__sxtb16(xv), off2), x13 = __sadd16(__sxtb16(ror8(xv)), off2);
+        memcpy(&wv, w + i, 4);
+        a0 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a0));
+        memcpy(&wv, w1 + i, 4);
+        a1 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a1));
+        memcpy(&wv, w2 + i, 4);
+        a2 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a2));
+        memcpy(&wv, w3 + i, 4);
+        a3 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a3));
+    }
+    for (; i < n; i++) {
+        const int32_t xi = (int32_t)x[i] + x_offset;
+        a0 += (int32_t)w[i] * xi;
+        a1 += (int32_t)w1[i] * xi;
+        a2 += (int32_t)w2[i] * xi;
+        a3 += (int32_t)w3[i] * xi;
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 #else
+
+void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc) {
+    for (int32_t j = 0; j < 4; j++) acc[j] += ek_dot(w + j * w_stride, x, n, x_offset);
+}
 
 int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset) {
     int32_t acc = 0;

@@ -8,6 +8,8 @@
 
 /* sum of w[i] * (x[i] + x_offset) for i < n (SIMD on cores with the Arm DSP extension). */
 int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
+/* acc[j] += sum of w[j*w_stride + i] * (x[i] + x_offset), for j < 4. */
+void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc);
 
 /* CONV_2D (groups allowed) and DEPTHWISE_CONV_2D. Shapes NHWC; filter OHWI
  * for conv, [1,KH,KW,OC] for depthwise. */
