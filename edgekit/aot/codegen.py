@@ -70,7 +70,9 @@ _H = jinja2.Template(
 {% if in_float %}#define {{ P }}_INPUT_IS_FLOAT 1
 {% endif %}{% if out_float %}#define {{ P }}_OUTPUT_IS_FLOAT 1
 {% endif %}
-/* Runs the model on one input; returns 0 on success. Float I/O: pass float buffers cast to int8_t*. */
+/* Runs the model on one input; returns 0 on success. Float I/O: pass float buffers cast to int8_t*.
+ * Intermediate tensors live in one static arena of {{ P }}_ARENA_BYTES: calls must not overlap
+ * (not reentrant). `in` is only read; `out` may be written before the last op. */
 int {{ p }}_invoke(const int8_t *in, int8_t *out);
 
 #endif
