@@ -108,12 +108,6 @@ def test_verify_mcu_build_without_eval_uses_seeded_inputs(digits_int8, tmp_path)
     assert res.outputs_bit_exact == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="edgekit build converts with from_keras_model: Flatten becomes SHAPE/STRIDED_SLICE/PACK, "
-    "which the AOT generator does not lower yet (remove this mark when either side changes)",
-)
 def test_edgekit_verify_emulator_cli_adds_the_emulator_section(digits_dir, tmp_path, capsys):
     from edgekit.cli import main
 
