@@ -3,7 +3,8 @@
 The host check runs the portable C; on Cortex-M4/M7/M55 ``ek_dot`` and the
 conv row runs use SMLAD instead. This model is shaped to reach every branch:
 channel counts that are not multiples of 4 or 8, contiguous and dilated conv
-rows, depthwise with 4-channel blocks plus a remainder, FC depths of 8k+4+r.
+rows, depthwise (plain, dilated, strided) with 4-channel blocks plus a remainder,
+FC depths of 8k+4+r.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ def _model() -> bytes:
     def w(*shape):
         return tf.constant(rng.normal(size=shape).astype(np.float32) * 0.3)
 
-    w1, dw, w2, w3, fc = w(3, 3, 3, 6), w(3, 3, 6, 1), w(3, 3, 6, 5), w(1, 1, 5, 13), w(7 * 7 * 13, 11)
+    w1, dw, w2, w3, fc = w(3, 3, 3, 6), w(3, 3, 6, 1), w(3, 3, 6, 5), w(1, 1, 5, 13), w(4 * 4 * 13, 11)
+    dw2 = w(3, 3, 13, 1)
 
     def f(x):
         y = tf.nn.relu(tf.nn.conv2d(x, w1, 1, "SAME"))
         y = tf.nn.depthwise_conv2d(y, dw, [1, 1, 1, 1], "SAME")
         y = tf.nn.relu(tf.nn.conv2d(y, w2, 1, "SAME", dilations=2))
         y = tf.nn.conv2d(y, w3, 1, "VALID")
+        y = tf.nn.depthwise_conv2d(y, dw2, [1, 1, 1, 1], "SAME", dilations=[2, 2])
+        y = tf.nn.relu(tf.nn.depthwise_conv2d(y, dw2, [1, 2, 2, 1], "SAME"))
         return tf.matmul(tf.reshape(y, [1, -1]), fc)
 
     return convert(f, [1, 7, 7, 3])

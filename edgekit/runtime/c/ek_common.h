@@ -5,15 +5,22 @@
 
 #include <stdint.h>
 
+/* The requantization runs once per output element: keep it inline even at -Os. */
+#if defined(__GNUC__)
+#define EK_INLINE static inline __attribute__((always_inline))
+#else
+#define EK_INLINE static inline
+#endif
+
 #define EK_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define EK_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-static inline int32_t ek_clamp(int32_t v, int32_t lo, int32_t hi) {
+EK_INLINE int32_t ek_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 
 /* SaturatingRoundingDoublingHighMul: (a*b + 2^30) >> 31 on int64, saturating -1*-1. */
-static inline int32_t ek_srdhm(int32_t a, int32_t b) {
+EK_INLINE int32_t ek_srdhm(int32_t a, int32_t b) {
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
     int64_t p = (int64_t)a * (int64_t)b + ((int64_t)1 << 30);
     /* arithmetic shift of a negative int64: gcc and arm-none-eabi-gcc sign-extend */
@@ -21,7 +28,7 @@ static inline int32_t ek_srdhm(int32_t a, int32_t b) {
 }
 
 /* RoundingDivideByPOT: round half away from zero, 0 <= e <= 31. */
-static inline int32_t ek_rdbp(int32_t x, int32_t e) {
+EK_INLINE int32_t ek_rdbp(int32_t x, int32_t e) {
     int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
     int32_t rem = x & mask;
     int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
@@ -29,12 +36,12 @@ static inline int32_t ek_rdbp(int32_t x, int32_t e) {
 }
 
 /* MultiplyByQuantizedMultiplier, double rounding (TFLM default build). */
-static inline int32_t ek_mbqm(int32_t x, int32_t m, int32_t shift) {
+EK_INLINE int32_t ek_mbqm(int32_t x, int32_t m, int32_t shift) {
     int32_t left = shift > 0 ? shift : 0;
     int32_t right = shift > 0 ? 0 : -shift;
     return ek_rdbp(ek_srdhm((int32_t)((uint32_t)x << left), m), right);
 }
 
-static inline int8_t ek_sat8(int32_t v) { return (int8_t)ek_clamp(v, -128, 127); }
+EK_INLINE int8_t ek_sat8(int32_t v) { return (int8_t)ek_clamp(v, -128, 127); }
 
 #endif

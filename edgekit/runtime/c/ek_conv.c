@@ -86,22 +86,13 @@ void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out)
                 tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
                 int32_t ic = 0;
                 if (dm == 1) { /* four channels per pass over the window, accumulators in registers */
+                    const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_col = p->dil_w * p->in_c;
+                    const int8_t *xw = xb + ((y0 + ky0 * p->dil_h) * p->in_w + x0 + kx0 * p->dil_w) * p->in_c;
+                    const int8_t *ww = p->filter + (ky0 * p->k_w + kx0) * p->out_c;
                     for (; ic + 4 <= p->in_c; ic += 4) {
-                        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-                        const int32_t zp = p->in_zp;
-                        for (int32_t ky = ky0; ky < ky1; ky++) {
-                            const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + ic;
-                            const int8_t *wr = p->filter + ky * p->k_w * p->out_c + ic;
-                            for (int32_t kx = kx0; kx < kx1; kx++) {
-                                const int8_t *xp = xr + (x0 + kx * p->dil_w) * p->in_c;
-                                const int8_t *wp = wr + kx * p->out_c;
-                                a0 += (int32_t)wp[0] * ((int32_t)xp[0] - zp);
-                                a1 += (int32_t)wp[1] * ((int32_t)xp[1] - zp);
-                                a2 += (int32_t)wp[2] * ((int32_t)xp[2] - zp);
-                                a3 += (int32_t)wp[3] * ((int32_t)xp[3] - zp);
-                            }
-                        }
-                        const int32_t acc[4] = {a0, a1, a2, a3};
+                        int32_t acc[4] = {0, 0, 0, 0};
+                        ek_dw4(xw + ic, x_row, x_col, ww + ic, p->k_w * p->out_c, p->out_c, ky1 - ky0, kx1 - kx0,
+                               -p->in_zp, acc);
                         for (int32_t j = 0; j < 4; j++) {
                             int32_t v = acc[j] + (p->bias ? p->bias[ic + j] : 0);
                             v = ek_mbqm(v, p->mult[ic + j], p->shift[ic + j]) + p->out_zp;

@@ -65,7 +65,38 @@ void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int3
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
 
+/* Depthwise: four adjacent channels over a rows x cols window; per-channel sums (SMLABB/SMLATT). */
+void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
+            int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc) {
+    const uint32_t off2 = (uint32_t)(uint16_t)x_offset * 0x10001u;
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    for (int32_t r = 0; r < rows; r++) {
+        const int8_t *xp = x + r * x_row, *wp = w + r * w_row;
+        for (int32_t c = 0; c < cols; c++, xp += x_col, wp += w_col) {
+            uint32_t xv, wv;
+            memcpy(&xv, xp, 4);
+            memcpy(&wv, wp, 4);
+            const uint32_t x02 = __sadd16(__sxtb16(xv), off2), x13 = __sadd16(__sxtb16(ror8(xv)), off2);
+            const uint32_t w02 = __sxtb16(wv), w13 = __sxtb16(ror8(wv));
+            a0 = __smlabb(w02, x02, a0);
+            a2 = __smlatt(w02, x02, a2);
+            a1 = __smlabb(w13, x13, a1);
+            a3 = __smlatt(w13, x13, a3);
+        }
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 #else
+
+void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
+            int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc) {
+    for (int32_t r = 0; r < rows; r++) {
+        const int8_t *xp = x + r * x_row, *wp = w + r * w_row;
+        for (int32_t c = 0; c < cols; c++, xp += x_col, wp += w_col)
+            for (int32_t j = 0; j < 4; j++) acc[j] += (int32_t)wp[j] * ((int32_t)xp[j] + x_offset);
+    }
+}
 
 void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc) {
     for (int32_t j = 0; j < 4; j++) acc[j] += ek_dot(w + j * w_stride, x, n, x_offset);

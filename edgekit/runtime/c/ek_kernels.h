@@ -10,6 +10,9 @@
 int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
 /* acc[j] += sum of w[j*w_stride + i] * (x[i] + x_offset), for j < 4. */
 void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc);
+/* acc[j] += sum over r < rows, c < cols of w[r*w_row + c*w_col + j] * (x[r*x_row + c*x_col + j] + x_offset), j < 4. */
+void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
+            int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc);
 
 /* CONV_2D (groups allowed) and DEPTHWISE_CONV_2D. Shapes NHWC; filter OHWI
  * for conv, [1,KH,KW,OC] for depthwise. */
