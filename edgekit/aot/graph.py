@@ -35,9 +35,8 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
-        """Size in bytes (``0`` for unknown types)."""
-        n = int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
-        return n * np.dtype(_DTYPES.get(_REV_TYPES.get(self.dtype, -1), np.int8)).itemsize
+        """Size in bytes (1 byte per element for types the runtime never stores)."""
+        return self.size * _ITEMSIZE.get(self.dtype, 1)
 
     @property
     def size(self) -> int:
@@ -55,7 +54,7 @@ class Tensor:
         return np.float32(self.scale[0]) if self.scale.size else np.float32(0.0)
 
 
-_REV_TYPES = {v: k for k, v in _TYPE_NAMES.items()}
+_ITEMSIZE = {"float32": 4, "int32": 4, "int64": 8, "int16": 2, "float16": 2}
 
 
 @dataclass
