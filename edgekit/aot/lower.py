@@ -116,13 +116,14 @@ def overlap_distance(in_hw: tuple[int, int], in_c: int, out_hw: tuple[int, int],
                      stride: tuple[int, int], pad: tuple[int, int]) -> int:
     """Bytes ``D`` by which a windowed op's output may start before its (dying) input and overlap it.
 
-    The kernels compute output pixels in row-major order, all channels of a
-    pixel after reading its window. Pixel ``P`` and every later pixel read no
-    input byte below ``first[P]`` (the start of the top-left in-image tap,
-    suffix-minimised), and writing pixel ``P`` ends at ``(P+1)*out_c`` bytes
-    from the output's start. Keeping ``in_offset - out_offset >= D`` with
-    ``D = max_P((P+1)*out_c - first[P])`` means no write lands on a byte that is
-    still to be read. Batch 1 only.
+    The kernels compute output pixels in row-major order; a pixel's channels are
+    written while its window is still being read, so the whole pixel must land
+    on bytes nobody reads any more. Pixel ``P`` and every later pixel read no
+    input byte below ``first[P]`` (the start of the top-left in-image tap, a
+    lower bound under dilation and groups, suffix-minimised), and pixel ``P``'s
+    output ends ``(P+1)*out_c`` bytes after the output's start. Keeping
+    ``in_offset - out_offset >= D`` with ``D = max_P((P+1)*out_c - first[P])``
+    means no write lands on a byte still to be read. Batch 1 only.
     """
     oh, ow = out_hw
     oy = np.arange(oh)[:, None]
