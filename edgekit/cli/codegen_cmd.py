@@ -15,8 +15,9 @@ import click
 @click.option("--host-check", "host_check_n", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also compile with the host gcc and compare N seeded generated inputs with the tflite-micro interpreter.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --host-check inputs.")
+@click.option("--compare-tflm", is_flag=True, help="Also measure the arena the tflite-micro interpreter allocates for MODEL.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, as_json: bool) -> None:
+def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, compare_tflm: bool, as_json: bool) -> None:
     """Generate C for MODEL (a full-int8 .tflite): const weights, one static arena, <prefix>_invoke().
 
     Prints the planned arena, its lower bound (the most tensor bytes alive at
@@ -39,10 +40,19 @@ def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, a
         with tempfile.TemporaryDirectory(prefix="edgekit-hostcheck-") as tmp:
             check = host_check(model, generated_inputs(model, host_check_n, seed), Path(tmp))
         d["host_check"] = {k: v for k, v in check.to_dict().items() if k != "codegen"} | {"seed": seed}
+    tflm = None
+    if compare_tflm:
+        from edgekit.aot.graph import read_bytes
+        from edgekit.tflm_host import measure_arena
+
+        tflm = measure_arena(read_bytes(model)).used_bytes
+        d["tflm_arena_bytes"] = tflm
+        d["arena_ratio"] = round(res.arena_bytes / tflm, 4)
+        d["arena_with_io_ratio"] = round((res.arena_bytes + res.input_bytes + res.output_bytes) / tflm, 4)
     if as_json:
         click.echo(json.dumps(d, indent=2))
     else:
-        _table(res, out, check)
+        _table(res, out, check, tflm)
     if check is not None and check.bit_exact_fraction < 1.0:
         from edgekit.errors import VerificationError
 
@@ -53,7 +63,7 @@ def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, a
         )
 
 
-def _table(res, out: Path, check) -> None:
+def _table(res, out: Path, check, tflm: int | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -64,6 +74,10 @@ def _table(res, out: Path, check) -> None:
     table.add_row("arena", f"{res.arena_bytes:,} B")
     table.add_row("arena lower bound", f"{res.arena_lower_bound_bytes:,} B")
     table.add_row("without reuse", f"{res.unshared_bytes:,} B")
+    if tflm:
+        io = res.input_bytes + res.output_bytes
+        table.add_row("TFLM arena (tflite-micro, measured)", f"{tflm:,} B")
+        table.add_row("ratio (with I/O buffers)", f"{res.arena_bytes / tflm:.2f} ({(res.arena_bytes + io) / tflm:.2f})")
     table.add_row("const data (weights, params)", f"{res.weight_bytes:,} B")
     table.add_row("input / output", f"{res.input_bytes:,} B / {res.output_bytes:,} B")
     if check is not None:

@@ -191,3 +191,16 @@ def test_prefix_names_files_macros_and_function(digits_tflite, tmp_path):
     for bad in ("9lives", "int", "a-b"):
         with pytest.raises(InputError):
             generate(digits_tflite, tmp_path / bad, prefix=bad)
+
+
+def test_cli_codegen_compares_with_tflm_arena(digits_tflite, tmp_path, capsys):
+    import json
+
+    f = tmp_path / "m.tflite"
+    f.write_bytes(digits_tflite)
+    rc = main(["codegen", str(f), "--out", str(tmp_path / "out"), "--compare-tflm", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    # TFLM's arena holds every tensor plus its own bookkeeping: more than the 8x8x16 + 8x8x32 conv outputs
+    assert d["tflm_arena_bytes"] > 3072
+    assert d["arena_ratio"] == round(d["arena_bytes"] / d["tflm_arena_bytes"], 4) < 0.7
