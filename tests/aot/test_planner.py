@@ -176,3 +176,48 @@ def test_windowed_chain_with_overlap_is_bit_exact(tmp_path):
     assert r.bit_exact_fraction == 1.0, r.to_dict()
     assert r.codegen.overlapped_ops >= 3
     assert r.codegen.arena_bytes < r.codegen.arena_lower_bound_bytes
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_windowed_chains_bit_exact(seed, tmp_path):
+    """Seeded random chains of conv / depthwise / pooling with random kernels, strides, paddings and
+    dilations: whatever the planner overlaps, every output byte must match tflite-micro."""
+    require_tools("gcc")
+    rng = np.random.default_rng(100 + seed)
+    h, w, c = int(rng.integers(9, 20)), int(rng.integers(9, 20)), int(rng.integers(1, 6))
+    layers = []
+    ch = c
+    for _ in range(int(rng.integers(3, 7))):
+        kind = rng.choice(["conv", "dw", "avg", "max"])
+        k = int(rng.integers(1, 5))
+        stride = int(rng.choice([1, 1, 2]))
+        pad = str(rng.choice(["SAME", "VALID"]))
+        dil = int(rng.choice([1, 1, 2])) if stride == 1 and kind in ("conv", "dw") else 1
+        if kind == "conv":
+            oc = int(rng.integers(1, 12))
+            layers.append((kind, tf.constant(rng.normal(size=(k, k, ch, oc)).astype(np.float32) * 0.4), stride, pad, dil, k))
+            ch = oc
+        elif kind == "dw":
+            dm = int(rng.choice([1, 1, 2]))
+            layers.append((kind, tf.constant(rng.normal(size=(k, k, ch, dm)).astype(np.float32) * 0.4), stride, pad, dil, k))
+            ch *= dm
+        else:
+            layers.append((kind, None, stride, pad, 1, max(k, 2)))
+
+    def f(x):
+        for kind, wt, s, p, d, k in layers:
+            if x.shape[1] < k * d or x.shape[2] < k * d:
+                p = "SAME"  # keep VALID from shrinking the map to nothing
+            if kind == "conv":
+                x = tf.nn.relu(tf.nn.conv2d(x, wt, s, p, dilations=d))
+            elif kind == "dw":
+                x = tf.nn.depthwise_conv2d(x, wt, [1, s, s, 1], p, dilations=[d, d])
+            elif kind == "avg":
+                x = tf.nn.avg_pool2d(x, k, s, p)
+            else:
+                x = tf.nn.max_pool2d(x, k, s, p)
+        return x
+
+    tfl = convert(f, [1, h, w, c])
+    r = host_check(tfl, random_inputs(tfl, 12, seed=seed), tmp_path)
+    assert r.bit_exact_fraction == 1.0, (layers, r.to_dict())
