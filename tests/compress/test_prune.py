@@ -87,8 +87,7 @@ def test_same_seed_same_weights(digits_dir):
 def test_pruning_preserving_qat_keeps_the_zeros_in_the_int8_model(digits_tfkeras_dir):
     lm = load_model(digits_tfkeras_dir / "model.h5")
     train, ev = load_data(digits_tfkeras_dir / "train.npz"), load_data(digits_tfkeras_dir / "eval.npz")
-    rec = Recipe((StageSpec("prune", {"sparsity": 0.5, "epochs": 1}), StageSpec("qat", {"epochs": 1, "preserve": "sparsity"})), source="test")
-    res = apply_recipe(lm, rec, train=train, seed=0)
+    res = apply_recipe(lm, Recipe.load("prune50-qat"), train=train, seed=0)
     assert [s["name"] for s in res.stages] == ["prune", "qat"]
     tfl = convert_int8(res.model, ev)
     assert np.mean(_largest_int8_weight(tfl) == 0) >= 0.5
