@@ -92,3 +92,22 @@ def test_emulator_adds_instructions_per_inference(digits_tfkeras_dir, tmp_path, 
     row = json.loads(capsys.readouterr().out)["rows"][0]
     rep = json.loads((out / "structured50" / "report.json").read_text())
     assert row["instructions_per_inference"] == rep["emulator"]["instructions_per_inference"] > 0
+
+
+def test_over_budget_row_keeps_its_numbers_and_the_exit_code_is_3(digits_tfkeras_dir, tmp_path, capsys):
+    """On a 96 KB-flash board the plain int8 build does not fit and the structured one does: the table shows both."""
+    from edgekit.targets import targets_dir
+
+    board = tmp_path / "small-m4.toml"
+    board.write_text((targets_dir() / "cortex-m4.toml").read_text().replace('name = "cortex-m4"', 'name = "small-m4"')
+                     .replace("flash_bytes = 1048576", "flash_bytes = 98304"))
+    out = tmp_path / "cmp"
+    rc = main(["compare", str(digits_tfkeras_dir / "model.h5"), "--target", str(board), "--calib", str(digits_tfkeras_dir / "calib.npz"),
+               "--eval", str(digits_tfkeras_dir / "eval.npz"), "--train", str(digits_tfkeras_dir / "train.npz"),
+               "--recipes", "none,structured50", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 3 and "1 of 2 builds failed; first: none:" in err
+    none, half = json.loads((out / "compare.json").read_text())["rows"]
+    assert none["exit_code"] == 3 and none["fits"] is False and none["flash_bytes"] > 98304
+    assert half["error"] is None and half["fits"] is True and half["flash_bytes"] <= 98304
+    assert "| none |" in (out / "compare.md").read_text()
