@@ -19,7 +19,7 @@ from edgekit.errors import UnsupportedOpError
 SUPPORTED_OPS = (
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "EXPAND_DIMS",
     "FULLY_CONNECTED", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "PADV2", "QUANTIZE", "RELU", "RELU6",
-    "RESHAPE", "SOFTMAX", "SQUEEZE",
+    "RESHAPE", "SOFTMAX", "SQUEEZE", "SUB",
 )
 ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
 MAX_DIMS = 6
@@ -280,14 +280,14 @@ def _binary(g: Graph, op: Op) -> Lowered:
         "broadcast": int(not (ad == od and bd == od)),
         "zp1": a.zp, "zp2": b.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
     }
-    if op.name == "ADD":
+    if op.name in ("ADD", "SUB"):
         s1, s2, so = float(a.s), float(b.s), float(y.s)
         twice_max = 2.0 * max(s1, s2)
         m1, sh1 = quant.quantize_multiplier(s1 / twice_max)
         m2, sh2 = quant.quantize_multiplier(s2 / twice_max)
         mo_real = twice_max / ((1 << 20) * so)
         if not mo_real < 1.0:
-            raise _unsupported(op, "output scale too small for TFLM's int8 ADD")
+            raise _unsupported(op, f"output scale too small for TFLM's int8 {op.name}")
         mo, sho = quant.quantize_multiplier(mo_real)
         f.update(m1=m1, s1=sh1, m2=m2, s2=sh2, mo=mo, so=sho)
     else:
@@ -296,7 +296,7 @@ def _binary(g: Graph, op: Op) -> Lowered:
     consts: list[int] = []
     ea, eb = _operand(c, g, a.index, consts), _operand(c, g, b.index, consts)
     c.decls.append(_struct("ek_binary_params", f"{c.p}_params", f))
-    kern = "ek_add" if op.name == "ADD" else "ek_mul"
+    kern = {"ADD": "ek_add", "SUB": "ek_sub", "MUL": "ek_mul"}[op.name]
     call = f"{kern}(&{c.p}_params, {ea}, {eb}, {{t{y.index}}});"
     inplace = tuple(t.index for t, d in ((a, ad), (b, bd)) if d == od and t.data is None)
     reads = tuple(t.index for t in (a, b) if t.data is None)
@@ -437,7 +437,7 @@ def _concat(g: Graph, op: Op) -> Lowered:
 
 _LOWER = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
-    "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "MUL": _binary,
+    "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "SUB": _binary, "MUL": _binary,
     "LOGISTIC": _lut, "QUANTIZE": _lut, "RELU": _lut, "RELU6": _lut, "DEQUANTIZE": _lut, "SOFTMAX": _softmax,
     "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,

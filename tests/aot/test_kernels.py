@@ -72,6 +72,8 @@ CASES = {
     "maxpool_2x2_valid_relu": (lambda x: tf.nn.relu(tf.nn.max_pool2d(x, 2, 2, "VALID")), [1, 6, 6, 2], ["MAX_POOL_2D"], {}),
     "add_broadcast_const_1000x": (lambda x: x + tf.constant(np.linspace(-900, 1000, 3, dtype=np.float32)), [1, 4, 5, 3], ["ADD"], {}),
     "add_conv_residual_relu": (lambda x: tf.nn.relu(_conv([1, 6, 6, 4], 4, 3)(x) + x), [1, 6, 6, 4], ["CONV_2D", "ADD"], {}),
+    "sub_broadcast_const": (lambda x: x - tf.constant(np.linspace(-3, 2, 5, dtype=np.float32)), [1, 4, 5], ["SUB"], {}),
+    "sub_conv_minus_input_relu": (lambda x: tf.nn.relu(_conv([1, 5, 5, 3], 3, 3)(x) - x), [1, 5, 5, 3], ["SUB"], {}),
     "mul_broadcast_vector": (lambda x: x * tf.constant(np.linspace(-2, 3, 4, dtype=np.float32)), [1, 3, 5, 4], ["MUL"], {}),
     "mul_square": (lambda x: x * x, [1, 40], ["MUL"], {}),
     "softmax_300_wide": (tf.nn.softmax, [1, 300], ["SOFTMAX"], {"low": -12.0, "high": 12.0}),
@@ -171,7 +173,7 @@ def test_fc_per_tensor_multiplier(tmp_path):
 
 
 @pytest.mark.parametrize("case", ["conv_same_3x3_relu", "dw_even_k_stride2_dm2", "fc_per_channel_relu", "fc_per_tensor",
-                                  "mul_broadcast_vector", "add_conv_residual_relu", "mean_hw_keepdims_81",
+                                  "mul_broadcast_vector", "sub_conv_minus_input_relu", "add_conv_residual_relu", "mean_hw_keepdims_81",
                                   "avgpool_3x3_s2_same", "softmax_rows", "logistic"])
 def test_power_of_two_scales_rounding_ties(case, tmp_path):
     """Every scale a power of two: multipliers are exactly 2^30 and many results are exact .5 ties."""

@@ -1,5 +1,6 @@
-/* edgekit runtime: ADD and MUL int8 with broadcasting
- * (int8-arithmetic.md section 6; TFLM reference_integer_ops::Add, Mul). */
+/* edgekit runtime: ADD, SUB and MUL int8 with broadcasting
+ * (int8-arithmetic.md section 6; TFLM reference_integer_ops::Add, Mul; SUB is ADD's
+ * arithmetic with the scaled inputs subtracted, as TFLM's reference Sub). */
 #include "ek_common.h"
 #include "ek_kernels.h"
 
@@ -7,6 +8,13 @@ static int8_t add1(const ek_binary_params *p, int32_t x1, int32_t x2) {
     const int32_t a = ek_rdbp(ek_srdhm((x1 - p->zp1) * (1 << 20), p->m1), -p->s1);
     const int32_t b = ek_rdbp(ek_srdhm((x2 - p->zp2) * (1 << 20), p->m2), -p->s2);
     const int32_t y = ek_rdbp(ek_srdhm(a + b, p->mo), -p->so) + p->out_zp;
+    return (int8_t)ek_clamp(y, p->act_min, p->act_max);
+}
+
+static int8_t sub1(const ek_binary_params *p, int32_t x1, int32_t x2) {
+    const int32_t a = ek_rdbp(ek_srdhm((x1 - p->zp1) * (1 << 20), p->m1), -p->s1);
+    const int32_t b = ek_rdbp(ek_srdhm((x2 - p->zp2) * (1 << 20), p->m2), -p->s2);
+    const int32_t y = ek_rdbp(ek_srdhm(a - b, p->mo), -p->so) + p->out_zp;
     return (int8_t)ek_clamp(y, p->act_min, p->act_max);
 }
 
@@ -40,4 +48,5 @@ static void binary(const ek_binary_params *p, const int8_t *a, const int8_t *b, 
 }
 
 void ek_add(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) { binary(p, a, b, out, add1); }
+void ek_sub(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) { binary(p, a, b, out, sub1); }
 void ek_mul(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) { binary(p, a, b, out, mul1); }

@@ -52,7 +52,7 @@ typedef struct {
 void ek_avg_pool(const ek_pool_params *p, const int8_t *in, int8_t *out);
 void ek_max_pool(const ek_pool_params *p, const int8_t *in, int8_t *out);
 
-/* ADD and MUL with NumPy broadcasting, shapes padded to EK_MAX_DIMS; a stride
+/* ADD, SUB and MUL with NumPy broadcasting, shapes padded to EK_MAX_DIMS; a stride
  * of 0 repeats an input along that axis. count = number of output elements. */
 #define EK_MAX_DIMS 6
 typedef struct {
@@ -61,10 +61,11 @@ typedef struct {
     int32_t stride1[EK_MAX_DIMS], stride2[EK_MAX_DIMS];
     int32_t broadcast; /* 0: both inputs have the output's shape */
     int32_t zp1, zp2, out_zp, act_min, act_max;
-    int32_t m1, s1, m2, s2, mo, so; /* ADD: three multipliers; MUL: mo, so only */
+    int32_t m1, s1, m2, s2, mo, so; /* ADD, SUB: three multipliers; MUL: mo, so only */
 } ek_binary_params;
 
 void ek_add(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ek_sub(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 void ek_mul(const ek_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 
 /* A 256-entry int8 table indexed by x + 128: LOGISTIC and int8 -> int8 QUANTIZE. */
