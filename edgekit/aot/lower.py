@@ -8,7 +8,7 @@ the planner may reuse memory for it. Tensor pointers are written as
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -39,7 +39,6 @@ class Lowered:
     inplace: tuple[int, ...] = ()
     overlap: tuple[int, int] | None = None  # (input, D) for the planner, see overlap_distance
     const_bytes: int = 0
-    consts: list[int] = field(default_factory=list)  # constant tensors the call reads by name
 
 
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
@@ -249,11 +248,10 @@ def _pool(g: Graph, op: Op) -> Lowered:
     return Lowered(op.name, "ek_pool.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes)
 
 
-def _operand(c: _Ctx, g: Graph, idx: int, consts: list[int]) -> str:
+def _operand(c: _Ctx, g: Graph, idx: int) -> str:
     """The C expression for an input that may be a constant tensor."""
     t = g.t(idx)
     if t.data is not None:
-        consts.append(idx)
         return c.array("int8_t", f"c{idx}", t.data, 1)
     return f"{{t{idx}}}"
 
@@ -293,8 +291,7 @@ def _binary(g: Graph, op: Op) -> Lowered:
     else:
         mo, sho = quant.quantize_multiplier(float(a.s) * float(b.s) / float(y.s))
         f.update(m1=0, s1=0, m2=0, s2=0, mo=mo, so=sho)
-    consts: list[int] = []
-    ea, eb = _operand(c, g, a.index, consts), _operand(c, g, b.index, consts)
+    ea, eb = _operand(c, g, a.index), _operand(c, g, b.index)
     c.decls.append(_struct("ek_binary_params", f"{c.p}_params", f))
     kern = {"ADD": "ek_add", "SUB": "ek_sub", "MUL": "ek_mul"}[op.name]
     call = f"{kern}(&{c.p}_params, {ea}, {eb}, {{t{y.index}}});"
@@ -424,8 +421,7 @@ def _concat(g: Graph, op: Op) -> Lowered:
     axis = op.options.axis + rank if op.options.axis < 0 else op.options.axis
     outer = int(np.prod(y.shape[:axis], dtype=np.int64))
     inner = int(np.prod(y.shape[axis + 1 :], dtype=np.int64))
-    consts: list[int] = []
-    exprs = [_operand(c, g, t.index, consts) for t in ins]
+    exprs = [_operand(c, g, t.index) for t in ins]
     blocks = c.array("int32_t", "blocks", np.array([t.shape[axis] * inner for t in ins]), 4)
     call = (
         f"{{ const int8_t *const srcs[{len(ins)}] = {{{', '.join(exprs)}}};\n"
