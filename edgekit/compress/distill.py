@@ -188,7 +188,7 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     opt = keras.optimizers.Adam(cfg.learning_rate)
     variables = list(student.trainable_variables) + ([proj] if proj is not None else [])
 
-    @tf.function
+    @tf.function(autograph=False)  # plain Python branches on constants; no source re-parsing
     def step(xb, yb, tb, fb, lam, perm):
         if mix:  # mixup: the teacher labels the mixed images it is shown (function matching)
             xb = lam * xb + (1.0 - lam) * tf.gather(xb, perm)
