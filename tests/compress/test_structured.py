@@ -193,3 +193,20 @@ def test_half_the_channels_shrinks_int8_tflite_and_tflm_arena_by_40_percent(kind
     # the converted model really has fewer channels: the first conv's int8 filter tensor is [16, 3, 3, 1]
     shapes = [tuple(t["shape"]) for t in read_model(pruned).tensors if t.get("dtype") == "int8" and len(t.get("shape", ())) == 4]
     assert (16, 3, 3, 1) in shapes, shapes
+
+
+@pytest.mark.shared_models
+@pytest.mark.parametrize("name, kept_fraction", [("pretrainedResnet.h5", 0.26), ("vww_96.h5", 0.28)])
+def test_third_party_residual_and_depthwise_models_rebuild_with_half_the_channels(shared_models, name, kept_fraction):
+    """MLPerf Tiny ResNet-8 (residual Add with 1x1 shortcuts, BN) and MobileNetV1 VWW (depthwise, BN): nobody here trained them."""
+    from edgekit.load import load_model
+
+    lm = load_model(shared_models / "mlperf_tiny" / name)
+    x = np.random.default_rng(0).random((2, *lm.input_shape[1:]), dtype=np.float32)
+    same, _ = apply(lm, Config(ratio=0.0, epochs=0), None, seed=0)
+    np.testing.assert_array_equal(same.model.predict(x, verbose=0), lm.model.predict(x, verbose=0))
+    half, det = apply(lm, Config(ratio=0.5, epochs=0), None, seed=0)
+    assert det["params_after"] <= kept_fraction * det["params_before"]
+    assert all(r["channels_after"] == r["channels_before"] // 2 for r in det["per_layer"][:-1])
+    assert det["per_layer"][-1]["kept_whole"] == "reaches the model output"
+    assert half.model.predict(x, verbose=0).shape == lm.model.predict(x, verbose=0).shape
