@@ -104,3 +104,19 @@ def test_cluster_preserving_qat_keeps_the_index_storage(digits_dir):
     tfl = convert_int8(out, calib)
     assert cluster.device_weight_bytes(tfl).saving >= 0.45  # plain QAT (preserve = "none") measured 0.0: clusters gone
     assert tflite_accuracy(tfl, ev.x, ev.y) >= 0.90  # measured 0.93 (unclustered int8: 0.97); see the docs
+
+
+@pytest.mark.slow
+def test_pruning_preserving_qat_keeps_the_zeros_in_the_int8_weights(digits_dir):
+    from edgekit.compress import apply_recipe
+    from edgekit.compress.cluster import weight_tensors
+    from edgekit.recipe import Recipe
+
+    loaded = load_model(digits_dir / "model.keras")
+    train, calib, ev = _data(digits_dir)
+    result = apply_recipe(loaded, Recipe.load("prune50-qat"), train=train)
+    assert [s["name"] for s in result.stages] == ["prune", "qat"] and result.stages[1]["details"]["preserve"] == "sparsity"
+    tfl = convert_int8(result.model, calib)
+    sparsity = [float(np.mean(w["data"] == 0)) for w in weight_tensors(tfl)]
+    assert len(sparsity) == 4 and min(sparsity) >= 0.49, sparsity  # measured 0.5 in every kernel
+    assert tflite_accuracy(tfl, ev.x, ev.y) >= 0.95
