@@ -97,6 +97,30 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return out
+
+
+def _stage_markdown(st: dict[str, Any]) -> list[str]:
+    """One compression stage: its settings, scalar details, and per-layer tables."""
+    params = ", ".join(f"{k}={v}" for k, v in st.get("params", {}).items())
+    lines = [f"### {st['name']} ({st.get('seconds', 0):.1f} s)", "", f"Settings: {params or 'defaults'}", ""]
+    for key, value in st.get("details", {}).items():
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            lines += ["", f"{key}:", "", *_table(value), ""]
+        elif isinstance(value, dict):
+            lines.append(f"- {key}: " + ", ".join(f"{k}={v}" for k, v in value.items()))
+        else:
+            lines.append(f"- {key}: {value}")
+    lines.append("")
+    return lines
+
+
 def render_markdown(d: dict[str, Any]) -> str:
     """Render the report dict as Markdown."""
     lines = [f"# edgekit build report: {Path(str(d.get('input_model', '?'))).name} → {d['target']['name']}", ""]
@@ -106,6 +130,10 @@ def render_markdown(d: dict[str, Any]) -> str:
     lines += [f"| {k} | {v} |" for k, v in summary_rows(d)]
     lines += ["", "## Stages", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {s['name']} | {s['seconds']:.2f} |" for s in d.get("stages", [])]
+    if d.get("compression"):
+        lines += ["", "## Compression", ""]
+        for st in d["compression"]:
+            lines += _stage_markdown(st)
     mem = d.get("memory", {})
     if mem.get("largest_layers"):
         lines += ["", "## Largest layers", ""]

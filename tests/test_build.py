@@ -130,3 +130,10 @@ def test_over_budget_fails_with_exit_3_and_still_writes_the_report(tmp_path, dig
     biggest = r["memory"]["largest_layers"]["weights"][0]
     assert biggest["layer"] in line
     assert (out / "model.tflite").is_file() and not (out / "tflm").exists()
+
+
+def test_report_md_shows_the_compression_that_ran(m4_pruned):
+    out, r = m4_pruned
+    md = (out / "report.md").read_text()
+    assert "## Compression" in md and "### prune" in md
+    assert "sparsity=0.5" in md

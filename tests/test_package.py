@@ -23,5 +23,11 @@ def test_wheel_contains_targets_and_templates(tmp_path):
     for rel in tracked:
         assert f"edgekit/_data/{rel}" in names, rel
     assert "edgekit/cli/__init__.py" in names
+    for recipe in (REPO / "edgekit" / "recipes").glob("*.toml"):
+        assert f"edgekit/recipes/{recipe.name}" in names
+    assert "edgekit/recipes/prune50.toml" in names
+    assert "edgekit/data/tflm_ops.txt" in names
+    for c in (REPO / "edgekit" / "runtime" / "c").iterdir():
+        assert f"edgekit/runtime/c/{c.name}" in names
     entry = [n for n in names if n.endswith("entry_points.txt")][0]
     assert "edgekit = edgekit.cli:entry" in zipfile.ZipFile(wheel).read(entry).decode()
