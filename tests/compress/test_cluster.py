@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -79,6 +81,7 @@ def clustered(request, digits_dir, digits_tfkeras_dir):
 @pytest.mark.slow
 def test_clustering_cuts_device_weight_bytes_45_percent_within_1_point(clustered):
     kind, loaded, out, details, base_tfl, clus_tfl, ev = clustered
+    json.dumps(details)  # the report stores it as is
     assert out.kind == kind and out.model is not loaded.model
     assert details["method"] == ("native" if kind == "keras3" else "tfmot")
     assert [r["layer"] for r in details["layers"]] and all(r["distinct_values"] <= 16 for r in details["layers"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,7 @@ def test_qat_model_converts_to_int8_with_learned_ranges(kind, digits_dir, digits
     before = loaded.model.predict(ev.x[:32], verbose=0)
     out, details = qat.apply(loaded, qat.Config(epochs=1, learning_rate=1e-4), train, seed=0)
     assert np.array_equal(loaded.model.predict(ev.x[:32], verbose=0), before)  # the input model is not touched
+    json.dumps(details)  # the report stores it as is
     assert out.kind == "tf_keras" and details["rebuilt_from"] == (None if kind == "tf_keras" else "keras3")
     ranges = {r["layer"]: r for r in details["ranges"]}
     assert ranges[next(iter(ranges))]["input"] == [0.0, 1.0]  # digits pixels are in [0, 1]
