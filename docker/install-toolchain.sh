@@ -9,13 +9,17 @@
 # libstdc++-arm-none-eabi-newlib, about 1.5 GB.
 set -eu
 
-PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm qemu-user-static gcc libc6-dev"
+PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm qemu-user-static gcc g++ libc6-dev make cmake debian-archive-keyring"
 
 have_all() {
     command -v arm-none-eabi-gcc >/dev/null 2>&1 &&
     command -v qemu-system-arm >/dev/null 2>&1 &&
     command -v qemu-aarch64-static >/dev/null 2>&1 &&
     command -v gcc >/dev/null 2>&1 &&
+    command -v g++ >/dev/null 2>&1 &&
+    command -v make >/dev/null 2>&1 &&
+    command -v cmake >/dev/null 2>&1 &&
+    [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] &&
     [ -n "$(arm-none-eabi-gcc -print-file-name=libc_nano.a 2>/dev/null | grep /)" ]
 }
 
