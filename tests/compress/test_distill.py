@@ -92,3 +92,21 @@ def test_narrow_copy_refuses_a_fixed_reshape():
     with pytest.raises(ConversionError, match="cannot build a width-0.5 copy") as err:
         distill.narrow_copy(m, 0.5, seed=0)
     assert "student" in err.value.hint
+
+
+@pytest.mark.parametrize("kind", ["keras3", "tf_keras"])
+def test_narrow_copy_of_a_residual_graph_keeps_the_add_consistent(kind):
+    if kind == "keras3":
+        import keras as k
+    else:
+        import tf_keras as k
+    i = k.Input((8, 8, 1))
+    a = k.layers.BatchNormalization()(k.layers.Conv2D(16, 3, padding="same", activation="relu")(i))
+    b = k.layers.Conv2D(16, 3, padding="same")(a)
+    c = k.layers.DepthwiseConv2D(3, padding="same")(k.layers.Add()([a, b]))
+    o = k.layers.Dense(10, activation="softmax")(k.layers.GlobalAveragePooling2D()(c))
+    teacher = k.Model(i, o)
+    student = distill.narrow_copy(teacher, 0.5, seed=0)
+    assert [layer.get_config().get("filters") for layer in student.layers if type(layer).__name__ == "Conv2D"] == [8, 8]
+    assert student.get_layer(index=-1).get_config()["units"] == 10
+    assert student.predict(np.zeros((2, 8, 8, 1), np.float32), verbose=0).shape == (2, 10)
