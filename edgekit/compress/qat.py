@@ -41,13 +41,22 @@ PRESERVE = ("none", "cluster", "sparsity")
 
 @dataclass(frozen=True)
 class Config:
-    """QAT settings: fine-tuning ``epochs``, ``learning_rate`` (Adam), ``batch_size``; ``preserve`` a previous stage's structure."""
+    """QAT settings: fine-tuning ``epochs``, ``learning_rate`` (Adam), ``batch_size``; ``preserve`` a previous stage's structure.
+
+    ``init_ranges`` starts the activation ranges from the float model's
+    observed ranges instead of tfmot's [-6, 6] (its moving average moves them
+    by 0.1% a step, too slowly for a short fine-tune). ``layer_error`` adds,
+    for the input model, the per-layer error of post-training int8 (from
+    :func:`edgekit.quant_debug.layer_errors` on 64 training samples), so the
+    report shows which layer made QAT necessary.
+    """
 
     epochs: int = 2
     learning_rate: float = 1e-3
     batch_size: int = 32
     preserve: str = "none"
     init_ranges: bool = True
+    layer_error: bool = True
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -232,6 +241,24 @@ def init_ranges(qat_model, base, x: np.ndarray) -> None:
                 w.assign(np.full(w.shape, hi, np.float32))
 
 
+def _ptq_layer_error(loaded: LoadedModel, train: Dataset) -> dict[str, Any]:
+    """Per-layer error of post-training int8 on the input model; a debugger failure is recorded, not raised."""
+    from edgekit.errors import EdgekitError
+    from edgekit.quant_debug import layer_errors
+
+    sample = Dataset(train.x[:64], None, train.path)
+    try:
+        report = layer_errors(loaded, sample, sample, max_samples=64)
+    except EdgekitError as exc:
+        return {"error": exc.one_line()}
+    worst = report.worst()
+    return {
+        "samples": report.samples,
+        "worst": worst.name if worst else None,
+        "layers": [{"op": r.op, "name": r.name, "rmse_over_scale": round(r.rmse_over_scale, 4)} for r in report.layers],
+    }
+
+
 def fit_wrapped(wrapped, base, train: Dataset, *, epochs: int, learning_rate: float, batch_size: int, seed: int, stage: str) -> dict[str, Any]:
     """Fine-tune a tfmot-wrapped tf_keras model; the loss follows ``base``'s output (the wrapper hides its softmax)."""
     import tf_keras as tfk
@@ -283,6 +310,7 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     Raises :class:`InputError` without labelled training data, :class:`ConversionError` when tfmot cannot wrap a layer.
     """
     train = require_labels(train, NAME)
+    ptq_error = _ptq_layer_error(loaded, train) if cfg.layer_error else None
     base, rebuilt_from = as_tf_keras(loaded)
     import tf_keras as tfk
 
@@ -299,4 +327,6 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         **hist,
         "ranges": layer_ranges(qat_model),
     }
+    if ptq_error is not None:
+        details["ptq_layer_error"] = ptq_error
     return LoadedModel("tf_keras", loaded.path, model=qat_model, input_shape=loaded.input_shape), details

@@ -68,6 +68,8 @@ def test_qat_model_converts_to_int8_with_learned_ranges(kind, digits_dir, digits
     assert out.kind == "tf_keras" and details["rebuilt_from"] == (None if kind == "tf_keras" else "keras3")
     ranges = {r["layer"]: r for r in details["ranges"]}
     assert ranges[next(iter(ranges))]["input"] == [0.0, 1.0]  # digits pixels are in [0, 1]
+    err = details["ptq_layer_error"]
+    assert [r["op"] for r in err["layers"]].count("CONV_2D") == 2 and err["worst"] in [r["name"] for r in err["layers"]]
     convs = [r for r in details["ranges"] if r.get("kernel_channels")]
     assert [r["kernel_channels"] for r in convs] == [16, 32]  # per-channel kernel ranges of the two Conv2D
     # ReLU layers start from the float model's observed ranges, not tfmot's [-6, 6]
