@@ -8,7 +8,7 @@ install:
 
 # Build the bundled digits CNN for a Cortex-M4 (no data of yours needed).
 example: install
-	edgekit build examples/digits/model.keras --target cortex-m4 \
+	$(PYTHON) -m edgekit build examples/digits/model.keras --target cortex-m4 \
 		--calib examples/digits/calib.npz --eval examples/digits/eval.npz \
 		--out edgekit-out/digits-cortex-m4
 
