@@ -20,7 +20,8 @@ from edgekit.quiet import quiet
 MAX_CALIB_SAMPLES = 500  # more rarely moves the ranges; the converter runs each sample
 
 
-def _converter(loaded: LoadedModel):
+def keras_converter(loaded: LoadedModel):
+    """A fresh ``TFLiteConverter`` for ``loaded`` (Keras either kind, or a SavedModel), not yet configured."""
     import tensorflow as tf
 
     if loaded.kind == "saved_model":
@@ -43,7 +44,7 @@ def _run(converter, what: str, loaded: LoadedModel) -> bytes:
 
 def convert_float(loaded: LoadedModel) -> bytes:
     """The float32 TFLite model: the size and accuracy reference."""
-    return _run(_converter(loaded), "float TFLite", loaded)
+    return _run(keras_converter(loaded), "float TFLite", loaded)
 
 
 def convert_int8(loaded: LoadedModel, calib: Dataset | None, *, int8_io: bool = True) -> bytes:
@@ -65,7 +66,7 @@ def convert_int8(loaded: LoadedModel, calib: Dataset | None, *, int8_io: bool = 
         for i in range(len(samples)):
             yield [samples[i : i + 1]]
 
-    conv = _converter(loaded)
+    conv = keras_converter(loaded)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = representative
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

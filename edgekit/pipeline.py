@@ -199,6 +199,11 @@ def build(
         "int8_tflite_bytes": len(int8_tflite),
         "compression_ratio": None if float_tflite is None else round(len(float_tflite) / len(int8_tflite), 4),
     }
+    if any(st.name == "cluster" for st in rec.stages):
+        from edgekit.compress.cluster import device_weight_bytes
+
+        # clustered weights pay on the device only as n-bit indices + tables (edgekit's C runtime)
+        data["sizes"]["clustered_weight_storage"] = device_weight_bytes(int8_tflite).to_dict()
     data["summary"] = _summary(data)
 
     budget_error: BudgetError | None = None

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from edgekit.convert import _converter, quiet
+from edgekit.convert import keras_converter, quiet
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel
@@ -78,7 +78,7 @@ def layer_errors(loaded: LoadedModel, calib: Dataset, debug: Dataset | None = No
 
         return gen
 
-    conv = _converter(loaded)
+    conv = keras_converter(loaded)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = samples(cal)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

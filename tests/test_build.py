@@ -137,3 +137,15 @@ def test_report_md_shows_the_compression_that_ran(m4_pruned):
     md = (out / "report.md").read_text()
     assert "## Compression" in md and "### prune" in md
     assert "sparsity=0.5" in md
+
+
+def test_cluster_recipe_reports_the_device_weight_storage(tmp_path, digits_dir, capsys):
+    d = digits_dir
+    _, r = _build_json(capsys, str(d / "model.keras"), "--target", "cortex-m4", "--recipe", "cluster16",
+                       "--train", str(d / "train.npz"), "--calib", str(d / "calib.npz"), "--eval", str(d / "eval.npz"),
+                       "--out", str(tmp_path / "c"))
+    storage = r["sizes"]["clustered_weight_storage"]
+    # 16 clusters -> 4-bit indices + tables: at least 45% fewer weight bytes than plain int8
+    assert storage["saving"] >= 0.45
+    assert storage["indexed_bytes"] < storage["int8_bytes"]
+    assert abs(r["accuracy"]["float"] - r["accuracy"]["int8_tflm"]) <= 0.02
