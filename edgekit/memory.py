@@ -25,7 +25,7 @@ from typing import Any
 
 from edgekit.errors import BudgetError
 from edgekit.targets import TargetProfile
-from edgekit.tflite_model import ModelInfo, OperatorInfo
+from edgekit.tflite_model import ModelInfo, OperatorInfo, short_layer_name
 from edgekit.tflm_host import ArenaMeasurement
 
 # TFLM's own figures (tensorflow.org/lite/microcontrollers overview): the core runtime
@@ -158,7 +158,7 @@ def estimate(info: ModelInfo, target: TargetProfile, arena: ArenaMeasurement | N
 
 
 def _consumers(items: list[dict[str, Any]], n: int = 3) -> str:
-    return ", ".join(f"{it['layer']} ({it['op']}, {it['bytes']:,} B)" for it in items[:n])
+    return ", ".join(f"{short_layer_name(it['layer'])} ({it['op']}, {it['bytes']:,} B)" for it in items[:n])
 
 
 def check_budget(est: MemoryEstimate, target: TargetProfile) -> None:

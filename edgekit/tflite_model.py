@@ -193,6 +193,16 @@ def _parse(buf: bytes, where: str) -> Any:
     return model
 
 
+def short_layer_name(layer: str) -> str:
+    """The Keras layer a (possibly fused) tensor name came from.
+
+    The converter joins fused ops' names with ';' and ends each with the TF op
+    (``model/dense_1/MatMul;model/dense_1/Relu`` → ``model/dense_1``).
+    """
+    first = layer.split(";")[0]
+    return first.rsplit("/", 1)[0] if "/" in first else first
+
+
 def read_model(tflite: bytes | bytearray | Path | str, name: str | None = None) -> ModelInfo:
     """Parse a ``.tflite`` (bytes or a path) into a :class:`ModelInfo`.
 

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from edgekit.errors import InputError
+from edgekit.tflite_model import short_layer_name
 
 
 def inspect_tflite(path: Path, target: str | None = None) -> dict[str, Any]:
@@ -44,12 +45,6 @@ def inspect_tflite(path: Path, target: str | None = None) -> dict[str, Any]:
             arena = measure_arena(path.read_bytes())
         d["memory"] = estimate(info, prof, arena).to_dict()
     return d
-
-
-def _short(layer: str) -> str:
-    """A fused layer's first name (the converter joins fused layers' names with ';')."""
-    first = layer.split(";")[0]
-    return first if first == layer else f"{first};..."
 
 
 def _b(n: int | None) -> str:
@@ -114,7 +109,7 @@ def command(model: Path, target: str | None, as_json: bool) -> None:
     if d["largest_by_weights"]:
         console.print("Largest layers by weights:")
         for o in d["largest_by_weights"]:
-            console.print(f"  {o['weight_bytes']:>10,} B  {o['op']:<18} {_short(o['layer'])}", markup=False, soft_wrap=True)
+            console.print(f"  {o['weight_bytes']:>10,} B  {o['op']:<18} {short_layer_name(o['layer'])}", markup=False, soft_wrap=True)
     console.print("Largest layers by activations:")
     for o in d["largest_by_activations"]:
-        console.print(f"  {o['activation_bytes']:>10,} B  {o['op']:<18} {_short(o['layer'])}", markup=False, soft_wrap=True)
+        console.print(f"  {o['activation_bytes']:>10,} B  {o['op']:<18} {short_layer_name(o['layer'])}", markup=False, soft_wrap=True)
