@@ -58,6 +58,8 @@ def _check_out_dir(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
         raise InputError(f"{out}: output folder exists and is not an edgekit build; refusing to replace it", "choose another --out")
     parent = out.resolve().parent
+    while not parent.exists():  # missing parents are created at emit time, like mkdir -p
+        parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"{out}: cannot create the output folder: {parent} is not an existing folder")
     try:  # a real probe: permission bits say nothing when running as root, and /proc refuses anyway
@@ -213,6 +215,7 @@ def build(
         budget_error = exc
         data["error"] = exc.one_line()
     with timer.stage("emit"):
+        out.resolve().parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
         try:
             (tmp / "model.tflite").write_bytes(int8_tflite)

@@ -150,3 +150,10 @@ def test_cluster_recipe_reports_the_device_weight_storage(tmp_path, digits_dir, 
     assert storage["saving"] >= 0.45
     assert storage["indexed_bytes"] < storage["int8_bytes"]
     assert abs(r["accuracy"]["float"] - r["accuracy"]["int8_tflm"]) <= 0.02
+
+
+def test_missing_parent_folders_of_out_are_created(tmp_path, digits_dir, capsys):
+    out = tmp_path / "new" / "nested" / "out"
+    _, r = _build_json(capsys, str(digits_dir / "model.keras"), "--target", "rpi4", "--calib", str(digits_dir / "calib.npz"),
+                       "--max-eval", "10", "--out", str(out))
+    assert (out / "model.tflite").stat().st_size == r["sizes"]["int8_tflite_bytes"]
