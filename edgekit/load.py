@@ -50,14 +50,10 @@ class LoadedModel:
 
 def keras_module(kind: str):
     """The Keras package matching ``kind``: ``keras`` (3) or ``tf_keras`` (2)."""
-    if kind == "keras3":
-        import keras
+    if kind in ("keras3", "tf_keras"):
+        from edgekit.quiet import import_quietly
 
-        return keras
-    if kind == "tf_keras":
-        import tf_keras
-
-        return tf_keras
+        return import_quietly("keras" if kind == "keras3" else "tf_keras")
     raise ValueError(f"not a Keras kind: {kind!r}")
 
 
@@ -127,7 +123,9 @@ def load_model(path: str | Path) -> LoadedModel:
 
 
 def _saved_model_input_shape(path: Path) -> tuple[int | None, ...]:
-    import tensorflow as tf
+    from edgekit.quiet import import_quietly
+
+    tf = import_quietly("tensorflow")
 
     try:
         loaded = tf.saved_model.load(str(path))

@@ -71,7 +71,9 @@ def _check_out_dir(out: Path) -> None:
 def _seed_everything(seed: int) -> None:
     import random
 
-    import tensorflow as tf
+    from edgekit.quiet import import_quietly
+
+    tf = import_quietly("tensorflow")
 
     random.seed(seed)
     np.random.seed(seed)

@@ -31,3 +31,14 @@ def quiet() -> Iterator[None]:
         os.dup2(saved[1], 2)
         for fd in (*saved, devnull):
             os.close(fd)
+
+
+def import_quietly(name: str):
+    """Import a module (``tensorflow``, ``keras``, ``tf_keras``) without its start-up log lines on fd 2."""
+    import importlib
+    import sys
+
+    if name in sys.modules:
+        return sys.modules[name]
+    with quiet():
+        return importlib.import_module(name)
