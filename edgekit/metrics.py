@@ -11,8 +11,8 @@ def is_classifier(outputs: np.ndarray) -> bool:
 
 
 def top1(outputs: np.ndarray) -> np.ndarray:
-    """Predicted class per sample (argmax over the last axis, flattened per sample)."""
-    return outputs.reshape(len(outputs), -1, outputs.shape[-1])[:, 0, :].argmax(axis=-1) if outputs.ndim > 2 else outputs.argmax(axis=-1)
+    """Predicted class per sample: argmax over each sample's scores (``[N, C]`` or ``[N, 1, 1, C]``)."""
+    return outputs.reshape(len(outputs), -1).argmax(axis=1)
 
 
 def accuracy(outputs: np.ndarray, labels: np.ndarray | None) -> float | None:
@@ -34,7 +34,7 @@ def bit_exact_fraction(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         return 0.0
     if np.issubdtype(a.dtype, np.floating):
-        a, b = a.view(np.uint8 if a.itemsize == 1 else f"u{a.itemsize}"), b.view(f"u{b.itemsize}")
+        a, b = a.view(f"u{a.itemsize}"), b.view(f"u{b.itemsize}")
     return float((a == b).mean()) if a.size else 1.0
 
 

@@ -1,0 +1,28 @@
+"""The numbers in every report: accuracy, agreement and bit-exactness on hand-made outputs."""
+
+import numpy as np
+
+from edgekit import metrics
+
+
+def test_accuracy_and_agreement_on_score_rows():
+    out = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], np.float32)
+    assert metrics.accuracy(out, np.array([1, 0, 0])) == 2 / 3
+    assert metrics.accuracy(out[:, None, None, :], np.array([1, 0, 1])) == 1.0
+    assert metrics.top1_agreement(out, out[::-1]) == 1 / 3
+
+
+def test_regression_outputs_have_no_top1():
+    out = np.zeros((4, 1), np.float32)
+    assert metrics.accuracy(out, np.zeros(4, np.int64)) is None
+    assert metrics.top1_agreement(out, out) is None
+
+
+def test_bit_exact_counts_elements_and_float_bit_patterns():
+    a = np.array([[1, -3, 5, 7]], np.int8)
+    b = np.array([[1, -2, 5, 7]], np.int8)
+    assert metrics.bit_exact_fraction(a, b) == 0.75
+    assert metrics.max_abs_diff(a, b) == 1.0
+    z = np.array([0.0], np.float32)
+    assert metrics.bit_exact_fraction(z, -z) == 0.0  # +0 and -0 differ in bits
+    assert metrics.bit_exact_fraction(a, b[:, :3]) == 0.0
