@@ -9,7 +9,8 @@ def test_accuracy_and_agreement_on_score_rows():
     out = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], np.float32)
     assert metrics.accuracy(out, np.array([1, 0, 0])) == 2 / 3
     assert metrics.accuracy(out[:, None, None, :], np.array([1, 0, 1])) == 1.0
-    assert metrics.top1_agreement(out, out[::-1]) == 1 / 3
+    assert metrics.top1_agreement(out, out[:, ::-1]) == 0.0
+    assert metrics.top1_agreement(out, np.array([[0, 1], [1, 0], [1, 0]])) == 2 / 3
 
 
 def test_regression_outputs_have_no_top1():
