@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekit import __version__
 from edgekit.data import Dataset, check_against_input, load_data
-from edgekit.errors import BudgetError, InputError
+from edgekit.errors import BudgetError, InputError, VerificationError
 from edgekit.load import LoadedModel, load_model
 from edgekit.report import SCHEMA_VERSION, Report
 from edgekit.targets import TargetProfile, get_target
@@ -253,7 +253,7 @@ def _recipe(recipe: Any, prune: float | None, epochs: int):
 def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | None, prof, max_eval) -> dict[str, Any]:
     """Run every runtime on the eval (or calibration) inputs; accuracy, agreement, bit-exactness, latency."""
     from edgekit import metrics
-    from edgekit.runtimes import host_latency, quantize, run_keras, run_litert
+    from edgekit.runtimes import host_latency, litert_load_error, quantize, run_keras, run_litert
 
     out: dict[str, Any] = {"accuracy": {"float": None, "int8_tflite": None, "int8_tflite_ref": None, "int8_tflm": None}}
     out["agreement"] = {"int8_vs_float_top1": None, "tflm_vs_tflite_bit_exact": None}
@@ -279,24 +279,26 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
             out["accuracy"]["float_compressed"] = metrics.accuracy(run_keras(compressed.model, ds.x), y)
     elif float_tflite is not None and ds is not None:
         outs["float"] = run_litert(float_tflite, ds.x.astype(np.float32))
-    outs["int8_tflite"] = run_litert(int8_tflite, x_model)
-    outs["int8_tflite_ref"] = run_litert(int8_tflite, x_model, reference=True)
-    out["runtimes"]["accuracy.int8_tflite"] = "litert-default (LiteRT default kernels, XNNPACK)"
-    out["runtimes"]["accuracy.int8_tflite_ref"] = "litert-ref (LiteRT reference kernels)"
-    tflm_ok = True
-    try:
-        from edgekit.tflm_compat import check_tflm
+    litert_error = litert_load_error(int8_tflite)
+    if litert_error is None:
+        outs["int8_tflite"] = run_litert(int8_tflite, x_model)
+        outs["int8_tflite_ref"] = run_litert(int8_tflite, x_model, reference=True)
+        out["runtimes"]["accuracy.int8_tflite"] = "litert-default (LiteRT default kernels, XNNPACK)"
+        out["runtimes"]["accuracy.int8_tflite_ref"] = "litert-ref (LiteRT reference kernels)"
+    elif not prof.is_mcu:
+        raise VerificationError(f"{loaded.path}: LiteRT, the runtime of {prof.name}, cannot load the model: {litert_error}")
+    else:
+        out["runtimes"]["accuracy.int8_tflite"] = f"skipped: LiteRT cannot load this model ({litert_error}); TFLM can"
+    from edgekit.tflm_compat import check_tflm
 
-        tflm_ok = not check_tflm(info, allow_float=True)
-    except ImportError:
-        pass
-    if tflm_ok:
+    if not check_tflm(info, allow_float=True):
         from edgekit.tflm_host import run_tflm
 
         outs["int8_tflm"] = run_tflm(int8_tflite, x_model)
         out["runtimes"]["accuracy.int8_tflm"] = "tflm-host (tflite-micro interpreter, reference kernels)"
-        out["agreement"]["tflm_vs_tflite_bit_exact"] = metrics.bit_exact_fraction(outs["int8_tflm"], outs["int8_tflite_ref"])
-        out["agreement"]["tflm_vs_tflite_max_lsb"] = metrics.max_abs_diff(outs["int8_tflm"], outs["int8_tflite_ref"])
+        if "int8_tflite_ref" in outs:
+            out["agreement"]["tflm_vs_tflite_bit_exact"] = metrics.bit_exact_fraction(outs["int8_tflm"], outs["int8_tflite_ref"])
+            out["agreement"]["tflm_vs_tflite_max_lsb"] = metrics.max_abs_diff(outs["int8_tflm"], outs["int8_tflite_ref"])
     for key, o in outs.items():
         out["accuracy"][key] = metrics.accuracy(o, y)
     deploy = "int8_tflm" if prof.is_mcu and "int8_tflm" in outs else "int8_tflite"
@@ -309,13 +311,15 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
             deq = dequantize(outs[deploy], info.outputs[0])
             out["agreement"]["int8_vs_float_max_abs"] = metrics.max_abs_diff(deq, outs["float"].reshape(deq.shape))
     out["runtimes"]["agreement.tflm_vs_tflite_bit_exact"] = "tflm-host vs litert-ref, every output element"
-    lat_int8 = host_latency(int8_tflite)
-    out["latency"] = {"int8_ms": round(lat_int8.mean_ms, 5), "float_ms": None, "runtime": lat_int8.runtime, "label": "host-measured (build machine), not a device figure"}
+    out["latency"] = {"int8_ms": None, "float_ms": None, "runtime": "litert-default", "label": "host-measured (build machine), not a device figure"}
     out["speedup"] = {"host_latency_ratio": None}
-    if float_tflite is not None:
-        lat_f = host_latency(float_tflite)
-        out["latency"]["float_ms"] = round(lat_f.mean_ms, 5)
-        out["speedup"]["host_latency_ratio"] = round(lat_f.mean_ms / lat_int8.mean_ms, 4) if lat_int8.mean_ms > 0 else None
+    if litert_error is None:
+        lat_int8 = host_latency(int8_tflite)
+        out["latency"]["int8_ms"] = round(lat_int8.mean_ms, 5)
+        if float_tflite is not None:
+            lat_f = host_latency(float_tflite)
+            out["latency"]["float_ms"] = round(lat_f.mean_ms, 5)
+            out["speedup"]["host_latency_ratio"] = round(lat_f.mean_ms / lat_int8.mean_ms, 4) if lat_int8.mean_ms > 0 else None
     out["runtimes"]["speedup.host_latency_ratio"] = "litert-default on the build host, float .tflite vs int8 .tflite, single thread"
     out["_x"] = x_model
     return out

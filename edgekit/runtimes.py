@@ -63,6 +63,15 @@ def _litert(tflite: bytes, reference: bool):
     return ip
 
 
+def litert_load_error(tflite: bytes) -> str | None:
+    """Why LiteRT refuses this model (first line), or None when it loads."""
+    try:
+        _litert(tflite, reference=True)
+    except (ValueError, RuntimeError) as exc:
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(".Tensor")[0][:200]
+    return None
+
+
 def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
     """Raw outputs of LiteRT; ``x`` is already in the model's input dtype, one row per sample."""
     ip = _litert(tflite, reference)

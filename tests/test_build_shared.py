@@ -32,3 +32,22 @@ def test_mlperf_resnet8_h5_builds_for_stm32f746(tmp_path, shared_models, capsys)
     assert r["verified_on"]["labels"] is False and r["verified_on"]["samples"] == 64
     assert r["agreement"]["int8_vs_float_top1"] is not None
     assert (out / "tflm" / "model_data.cc").is_file()
+
+
+def test_person_detect_tflite_builds_for_mcu_even_though_litert_refuses_it(tmp_path, shared_models, capsys):
+    model = shared_models / "tflm" / "person_detect.tflite"
+    if not model.is_file():
+        pytest.skip(f"{model} absent")
+    rc = main(["build", str(model), "--target", "cortex-m4", "--out", str(tmp_path / "m4"), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    r = json.loads(captured.out)
+    # LiteRT 2.3 rejects this model's per-channel quantization metadata; TFLM runs it
+    assert r["runtimes"]["accuracy.int8_tflite"].startswith("skipped: LiteRT cannot load this model (quantized_dimension")
+    assert r["memory"]["arena_bytes"] == 85_264  # TFLM's own figure for this model on x86
+    assert r["verified_on"]["source"] == "generated (seed 0)"
+    # on a Pi, LiteRT is the runtime: refusing to load is a verification failure (exit 6)
+    rc = main(["build", str(model), "--target", "rpi4", "--out", str(tmp_path / "pi")])
+    err = capsys.readouterr().err
+    assert rc == 6 and "LiteRT, the runtime of rpi4, cannot load the model: quantized_dimension" in err
+    assert not (tmp_path / "pi").exists()
