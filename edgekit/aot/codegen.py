@@ -17,7 +17,7 @@ import jinja2
 
 from edgekit.aot.fold import fold_constants
 from edgekit.aot.graph import Graph, parse
-from edgekit.aot.lower import SUPPORTED_OPS, Lowered, lower_op
+from edgekit.aot.lower import SCRATCH, SUPPORTED_OPS, Lowered, lower_op
 from edgekit.aot.planner import MemoryPlan, Step, plan_memory
 from edgekit.errors import InputError, UnsupportedOpError
 
@@ -50,6 +50,8 @@ class CodegenResult:
     overlapped_ops: int = 0  # windowed ops whose output overlaps their dying input
     folded_ops: list[str] = field(default_factory=list)  # shape arithmetic evaluated at generation time
     plan: dict[str, Any] = field(default_factory=dict)
+    packed_weight_tensors: list[str] = field(default_factory=list)  # stored as 4-bit indices + per-channel tables
+    weight_scratch_bytes: int = 0  # static RAM the kernels decode packed weights into
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for reports and ``--json``."""
@@ -138,10 +140,11 @@ def _io(g: Graph) -> tuple[int, int]:
     return i, o
 
 
-def lower(g: Graph) -> tuple[list[Lowered], MemoryPlan]:
+def lower(g: Graph, weight_bits: int | None = None) -> tuple[list[Lowered], MemoryPlan]:
     """Lower every op and plan the arena (raises UnsupportedOpError naming the first unsupported op).
 
     Call :func:`edgekit.aot.fold.fold_constants` on ``g`` first when it may hold shape arithmetic.
+    ``weight_bits``: see :func:`generate`.
     """
     bad = sorted({op.name for op in g.ops if op.name not in SUPPORTED_OPS})
     if bad:
@@ -150,7 +153,7 @@ def lower(g: Graph) -> tuple[list[Lowered], MemoryPlan]:
             "supported: " + ", ".join(SUPPORTED_OPS) + "; use the TFLM runtime for this model",
         )
     i, o = _io(g)
-    lowered = [lower_op(g, op) for op in g.ops]
+    lowered = [lower_op(g, op, weight_bits) for op in g.ops]
     used = _used(g)
     sizes = {t.index: t.nbytes for t in g.tensors if t.data is None and t.index in used}
     steps = [Step(lw.reads, lw.write, lw.alias_of, lw.inplace, lw.overlap) for lw in lowered]
@@ -173,12 +176,22 @@ def _pointer(g: Graph, plan: MemoryPlan, t: int) -> str:
     return expr if ctype == "int8_t" else f"(float *){expr}"
 
 
-def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") -> CodegenResult:
-    """Write the C code for ``tflite`` into ``out_dir`` and return what was written and planned."""
+def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
+             weight_bits: int | None = None) -> CodegenResult:
+    """Write the C code for ``tflite`` into ``out_dir`` and return what was written and planned.
+
+    ``weight_bits`` sets how CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weights are
+    stored: None (auto) as 4-bit indices + an int8 table per channel when every channel
+    has at most 16 distinct values (a clustered model) and that saves bytes; 4 packs
+    every such tensor even when it saves nothing; 8 keeps plain int8 arrays. The kernels
+    decode packed weights into one static scratch buffer, bit-exact.
+    """
     _check_prefix(prefix)
+    if weight_bits not in (None, 4, 8):
+        raise InputError(f"weight_bits must be 4, 8 or None (auto), not {weight_bits!r}", "use --weight-bits auto, 4 or 8")
     g = parse(tflite)
     folded = fold_constants(g)
-    lowered, plan = lower(g)
+    lowered, plan = lower(g, weight_bits)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -192,6 +205,10 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") ->
         calls.append({"comment": f"{op.index}: {op.name} -> {_c_comment(y.name)} {list(y.shape)}", "code": code,
                       "trace": trace})
     decls = [d for lw in lowered for d in lw.decls]
+    scratch = max((lw.scratch_bytes for lw in lowered), default=0)
+    if scratch:
+        decls.insert(0, f"/* Packed (4-bit clustered) weights are decoded here, a few channels at a time. */\n"
+                        f"static int8_t {SCRATCH}[{scratch}];")
     i, o = g.inputs[0], g.outputs[0]
     ti, to = g.t(i), g.t(o)
     weight_bytes = sum(lw.const_bytes for lw in lowered)
@@ -224,6 +241,8 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit") ->
         overlapped_ops=plan.overlapped_steps,
         folded_ops=folded,
         plan=_plan_dict(g, plan),
+        packed_weight_tensors=[lw.packed_tensor for lw in lowered if lw.packed_tensor],
+        weight_scratch_bytes=scratch,
     )
 
 

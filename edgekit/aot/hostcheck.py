@@ -155,11 +155,12 @@ def generated_inputs(tflite: bytes | Path, n: int, seed: int = 0) -> np.ndarray:
     return x
 
 
-def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path) -> HostCheckResult:
+def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path, *,
+               weight_bits: int | None = None) -> HostCheckResult:
     """Generate, compile and run the model on the host; compare every output byte with tflite-micro.
 
     ``inputs`` is already in the model's input dtype, shaped ``[N, ...]`` (with or
-    without the batch-1 dimension).
+    without the batch-1 dimension). ``weight_bits`` is passed to :func:`generate`.
     """
     g = parse(tflite)
     ti, to = g.t(g.inputs[0]), g.t(g.outputs[0])
@@ -171,7 +172,7 @@ def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path) -> Host
             "pass [N, *input shape] in the model's input dtype",
         )
     work_dir = Path(work_dir)
-    res = generate(tflite, work_dir / "code")
+    res = generate(tflite, work_dir / "code", weight_bits=weight_bits)
     out_dtype = np.float32 if to.dtype == "float32" else np.int8
     host = run_host(work_dir / "code", inputs, work_dir / "host", to.shape, out_dtype)
     ref = run_tflm(tflite, inputs).reshape(host.shape).astype(out_dtype)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.aot import quant
+from edgekit.aot import packing, quant
 from edgekit.aot.graph import Graph, Op, Tensor
 from edgekit.errors import UnsupportedOpError
 
@@ -39,8 +39,11 @@ class Lowered:
     inplace: tuple[int, ...] = ()
     overlap: tuple[int, int] | None = None  # (input, D) for the planner, see overlap_distance
     const_bytes: int = 0
+    scratch_bytes: int = 0  # decoded-weight scratch a 4-bit packed filter needs
+    packed_tensor: str | None = None  # name of the weight tensor stored as 4-bit indices
 
 
+SCRATCH = "ek_weight_scratch"  # one static buffer in the generated model.c, shared by packed ops
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
     vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     if not vals:
@@ -103,12 +106,34 @@ class _Ctx:
         return name
 
 
-def lower_op(g: Graph, op: Op) -> Lowered:
-    """Lower ``op``; raises UnsupportedOpError naming the op when the runtime cannot run it."""
+def lower_op(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
+    """Lower ``op``; raises UnsupportedOpError naming the op when the runtime cannot run it.
+
+    ``weight_bits`` picks the storage of CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED
+    weights: None packs a tensor as 4-bit indices + per-channel tables when every
+    channel has at most 16 distinct values and that saves bytes, 4 packs every such
+    tensor even when it saves nothing, 8 never packs.
+    """
     fn = _LOWER.get(op.name)
     if fn is None:
         raise _unsupported(op, "not supported by edgekit's AOT runtime")
+    if op.name in _WEIGHTED:
+        return fn(g, op, weight_bits)
     return fn(g, op)
+
+
+def _pack(c: "_Ctx", w: Tensor, axis: int, weight_bits: int | None) -> tuple[str, str] | None:
+    """Emit ``w`` as 4-bit indices + tables when ``weight_bits`` asks for it; returns (packed, table) names."""
+    if weight_bits == 8 or w.dtype != "int8":
+        return None
+    if weight_bits is None and packing.packed_bytes(tuple(w.shape), axis) >= w.data.size:
+        return None
+    got = packing.pack4(w.data, axis)
+    if got is None:
+        return None
+    packed, table = got
+    return (c.array("uint8_t", "packed", np.frombuffer(packed, np.uint8), 1),
+            c.array("int8_t", "table", table, 1))
 
 
 def overlap_distance(in_hw: tuple[int, int], in_c: int, out_hw: tuple[int, int], out_c: int,
@@ -135,7 +160,7 @@ def overlap_distance(in_hw: tuple[int, int], in_c: int, out_hw: tuple[int, int],
     return int(max(0, (ends - first).max()))
 
 
-def _conv(g: Graph, op: Op) -> Lowered:
+def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     c = _Ctx(g, op)
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     _need_int8(op, x, w, y)
@@ -161,16 +186,27 @@ def _conv(g: Graph, op: Op) -> Lowered:
         "filter_in_c": in_c if depthwise else fic,
         "depth_multiplier": out_c // in_c if depthwise else 1,
         "in_zp": x.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
-        "filter": c.array("int8_t", "filter", w.data, 1),
+    }
+    packed = _pack(c, w, 3 if depthwise else 0, weight_bits)
+    scratch = 0
+    if packed is None:
+        fields["filter"] = c.array("int8_t", "filter", w.data, 1)
+    else:
+        fields["filter"] = "0"
+        scratch = kh * kw * out_c if depthwise else min(4, out_c) * kh * kw * fic
+    fields |= {
         "bias": _bias(c, g, op, bias),
         "mult": c.array("int32_t", "mult", mult, 4),
         "shift": c.array("int32_t", "shift", shift, 4),
     }
+    if packed is not None:
+        fields |= {"packed": packed[0], "table": packed[1], "scratch": SCRATCH}
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
     kern = "ek_depthwise_conv2d" if depthwise else "ek_conv2d"
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
     ov = _overlap(fields, x, y)
-    return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes)
+    return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes,
+                   scratch_bytes=scratch, packed_tensor=None if packed is None else w.name)
 
 
 def _overlap(f: dict, x: Tensor, y: Tensor) -> tuple[int, int] | None:
@@ -191,7 +227,7 @@ def _bias(c: _Ctx, g: Graph, op: Op, bias: int) -> str:
     return c.array("int32_t", "bias", bt.data, 4)
 
 
-def _fc(g: Graph, op: Op) -> Lowered:
+def _fc(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     c = _Ctx(g, op)
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
     _need_int8(op, x, w, y)
@@ -215,14 +251,20 @@ def _fc(g: Graph, op: Op) -> Lowered:
         "batches": batches, "units": units, "depth": depth,
         "in_zp": x.zp, "w_zp": 0 if per_channel else w.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
         "per_channel": int(per_channel),
-        "weights": c.array("int8_t", "weights", w.data, 1),
+    }
+    packed = _pack(c, w, 0, weight_bits) if w.data.ndim == 2 else None
+    fields["weights"] = c.array("int8_t", "weights", w.data, 1) if packed is None else "0"
+    fields |= {
         "bias": _bias(c, g, op, bias),
         "mult": c.array("int32_t", "mult", mult, 4),
         "shift": c.array("int32_t", "shift", shift, 4),
     }
+    if packed is not None:
+        fields |= {"packed": packed[0], "table": packed[1], "scratch": SCRATCH}
     c.decls.append(_struct("ek_fc_params", f"{c.p}_params", fields))
     call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
-    return Lowered(op.name, "ek_fc.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
+    return Lowered(op.name, "ek_fc.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes,
+                   scratch_bytes=0 if packed is None else depth, packed_tensor=None if packed is None else w.name)
 
 
 def _pool(g: Graph, op: Op) -> Lowered:
@@ -431,6 +473,7 @@ def _concat(g: Graph, op: Op) -> Lowered:
     return Lowered(op.name, "ek_misc.c", c.decls, call, reads, y.index, const_bytes=c.const_bytes)
 
 
+_WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 _LOWER = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
     "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "SUB": _binary, "MUL": _binary,

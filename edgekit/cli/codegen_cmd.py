@@ -16,8 +16,12 @@ import click
               help="Also compile with the host gcc and compare N seeded generated inputs with the tflite-micro interpreter.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --host-check inputs.")
 @click.option("--compare-tflm", is_flag=True, help="Also measure the arena the tflite-micro interpreter allocates for MODEL.")
+@click.option("--weight-bits", type=click.Choice(["auto", "4", "8"]), default="auto", show_default=True,
+              help="Weight storage: 4-bit indices + per-channel tables for clustered layers (auto: where it saves bytes; "
+                   "4: every layer with at most 16 values per channel), or plain int8 (8).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, compare_tflm: bool, as_json: bool) -> None:
+def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, compare_tflm: bool, weight_bits: str,
+            as_json: bool) -> None:
     """Generate C for MODEL (a full-int8 .tflite): const weights, one static arena, <prefix>_invoke().
 
     Prints the planned arena, its lower bound (the most tensor bytes alive at
@@ -28,7 +32,8 @@ def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, c
     """
     from edgekit.aot.codegen import generate
 
-    res = generate(model, out, prefix=prefix)
+    bits = None if weight_bits == "auto" else int(weight_bits)
+    res = generate(model, out, prefix=prefix, weight_bits=bits)
     d = res.to_dict()
     d["out"] = str(out)
     check = None
@@ -38,7 +43,7 @@ def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, c
         from edgekit.aot.hostcheck import generated_inputs, host_check
 
         with tempfile.TemporaryDirectory(prefix="edgekit-hostcheck-") as tmp:
-            check = host_check(model, generated_inputs(model, host_check_n, seed), Path(tmp))
+            check = host_check(model, generated_inputs(model, host_check_n, seed), Path(tmp), weight_bits=bits)
         d["host_check"] = {k: v for k, v in check.to_dict().items() if k != "codegen"} | {"seed": seed}
     tflm = None
     if compare_tflm:
@@ -79,6 +84,8 @@ def _table(res, out: Path, check, tflm: int | None) -> None:
         table.add_row("TFLM arena (tflite-micro, measured)", f"{tflm:,} B")
         table.add_row("ratio (with I/O buffers)", f"{res.arena_bytes / tflm:.2f} ({(res.arena_bytes + io) / tflm:.2f})")
     table.add_row("const data (weights, params)", f"{res.weight_bytes:,} B")
+    if res.packed_weight_tensors:
+        table.add_row("4-bit packed weight tensors", f"{len(res.packed_weight_tensors)} (decode scratch {res.weight_scratch_bytes:,} B)")
     table.add_row("input / output", f"{res.input_bytes:,} B / {res.output_bytes:,} B")
     if check is not None:
         table.add_row("host vs tflite-micro", f"{check.bit_exact_fraction:.2%} bytes equal on {check.n_inputs} inputs")

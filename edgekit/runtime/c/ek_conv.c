@@ -16,6 +16,15 @@ static void tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size, int3
     *k1 = last < 0 ? 0 : EK_MIN(k, last / dil + 1);
 }
 
+/* Filter rows of output channels oc .. oc+n-1 (w_per_oc bytes each, contiguous): the const
+ * filter, or for a clustered filter those rows decoded into the scratch buffer. */
+static const int8_t *conv_rows(const ek_conv_params *p, int32_t oc, int32_t n, int32_t w_per_oc) {
+    if (!p->packed) return p->filter + oc * w_per_oc;
+    for (int32_t j = 0; j < n; j++)
+        ek_unpack4(p->packed, (oc + j) * w_per_oc, w_per_oc, p->table + (oc + j) * 16, p->scratch + j * w_per_oc);
+    return p->scratch;
+}
+
 void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t fic = p->filter_in_c;
     const int32_t oc_per_group = p->out_c / (p->in_c / fic);
@@ -35,7 +44,7 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
                 if (contiguous) { /* four output channels per pass over the window */
                     for (; oc + 4 <= p->out_c; oc += 4) {
                         int32_t acc[4] = {0, 0, 0, 0};
-                        const int8_t *w = p->filter + oc * w_per_oc;
+                        const int8_t *w = conv_rows(p, oc, 4, w_per_oc);
                         for (int32_t ky = ky0; ky < ky1; ky++) {
                             const int8_t *xr = xb + ((y0 + ky * p->dil_h) * p->in_w + x0 + kx0) * p->in_c;
                             ek_dot4(w + (ky * p->k_w + kx0) * fic, w_per_oc, xr, (kx1 - kx0) * fic, -p->in_zp, acc);
@@ -49,7 +58,7 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
                 }
                 for (; oc < p->out_c; oc++) {
                     const int32_t g = oc / oc_per_group;
-                    const int8_t *w = p->filter + oc * w_per_oc;
+                    const int8_t *w = conv_rows(p, oc, 1, w_per_oc);
                     int32_t acc = 0;
                     for (int32_t ky = ky0; ky < ky1; ky++) {
                         const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + g * fic;
@@ -74,6 +83,15 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
 
 void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t dm = p->depth_multiplier;
+    const int8_t *filter = p->filter;
+    if (p->packed) { /* clustered: decode the whole [1, KH, KW, OC] filter once; channel = index % OC */
+        const int32_t n = p->k_h * p->k_w * p->out_c;
+        for (int32_t k = 0; k < n; k++) {
+            const uint8_t b = p->packed[k >> 1];
+            p->scratch[k] = p->table[(k % p->out_c) * 16 + ((k & 1) ? (b >> 4) : (b & 15))];
+        }
+        filter = p->scratch;
+    }
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *xb = in + b * p->in_h * p->in_w * p->in_c;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -88,7 +106,7 @@ void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out)
                 if (dm == 1) { /* four channels per pass over the window, accumulators in registers */
                     const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_col = p->dil_w * p->in_c;
                     const int8_t *xw = xb + ((y0 + ky0 * p->dil_h) * p->in_w + x0 + kx0 * p->dil_w) * p->in_c;
-                    const int8_t *ww = p->filter + (ky0 * p->k_w + kx0) * p->out_c;
+                    const int8_t *ww = filter + (ky0 * p->k_w + kx0) * p->out_c;
                     for (; ic + 4 <= p->in_c; ic += 4) {
                         int32_t acc[4] = {0, 0, 0, 0};
                         ek_dw4(xw + ic, x_row, x_col, ww + ic, p->k_w * p->out_c, p->out_c, ky1 - ky0, kx1 - kx0,
@@ -106,7 +124,7 @@ void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out)
                         int32_t acc = 0;
                         for (int32_t ky = ky0; ky < ky1; ky++) {
                             const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + ic;
-                            const int8_t *wr = p->filter + ky * p->k_w * p->out_c + oc;
+                            const int8_t *wr = filter + ky * p->k_w * p->out_c + oc;
                             for (int32_t kx = kx0; kx < kx1; kx++)
                                 acc += (int32_t)wr[kx * p->out_c] * ((int32_t)xr[(x0 + kx * p->dil_w) * p->in_c] - p->in_zp);
                         }

@@ -5,6 +5,17 @@
 
 #include "ek_kernels.h"
 
+void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst) {
+    int32_t i = 0, k = start;
+    if ((k & 1) && n > 0) dst[i++] = table[packed[k++ >> 1] >> 4];
+    for (; i + 2 <= n; i += 2, k += 2) {
+        const uint8_t b = packed[k >> 1];
+        dst[i] = table[b & 15];
+        dst[i + 1] = table[b >> 4];
+    }
+    if (i < n) dst[i] = table[packed[k >> 1] & 15];
+}
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
 #include <arm_acle.h>
 

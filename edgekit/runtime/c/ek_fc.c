@@ -8,6 +8,10 @@ void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out) {
         const int8_t *x = in + b * p->depth;
         for (int32_t u = 0; u < p->units; u++) {
             const int8_t *w = p->weights + u * p->depth;
+            if (p->packed) { /* clustered: decode this unit's row */
+                ek_unpack4(p->packed, u * p->depth, p->depth, p->table + u * 16, p->scratch);
+                w = p->scratch;
+            }
             int32_t acc = ek_dot(w, x, p->depth, -p->in_zp);
             if (p->w_zp) /* per-tensor weights with a zero point (TFLM DCHECKs it is 0) */
                 for (int32_t d = 0; d < p->depth; d++) acc -= p->w_zp * ((int32_t)x[d] - p->in_zp);

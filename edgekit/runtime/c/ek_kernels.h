@@ -8,6 +8,9 @@
 
 /* sum of w[i] * (x[i] + x_offset) for i < n (SIMD on cores with the Arm DSP extension). */
 int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
+/* Decode n 4-bit-indexed weights starting at flat index `start` (weight k in the low nibble of
+ * byte k/2 when k is even, the high nibble when odd) through one 16-entry table into dst. */
+void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst);
 /* acc[j] += sum of w[j*w_stride + i] * (x[i] + x_offset), for j < 4. */
 void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc);
 /* acc[j] += sum over r < rows, c < cols of w[r*w_row + c*w_col + j] * (x[r*x_row + c*x_col + j] + x_offset), j < 4. */
@@ -25,6 +28,11 @@ typedef struct {
     const int8_t *filter;
     const int32_t *bias; /* may be 0 */
     const int32_t *mult, *shift; /* one per output channel */
+    /* Clustered filter stored as 4-bit indices (filter == 0): table[c*16 + index] per output
+     * channel c; scratch receives decoded weights (conv: min(4, out_c) channels, depthwise: all). */
+    const uint8_t *packed;
+    const int8_t *table;
+    int8_t *scratch;
 } ek_conv_params;
 
 void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
@@ -38,6 +46,10 @@ typedef struct {
     const int8_t *weights;
     const int32_t *bias; /* may be 0 */
     const int32_t *mult, *shift;
+    /* Clustered weights as 4-bit indices (weights == 0): table[u*16 + index] per unit; scratch holds one row. */
+    const uint8_t *packed;
+    const int8_t *table;
+    int8_t *scratch;
 } ek_fc_params;
 
 void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out);
