@@ -204,7 +204,8 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
     kern = "ek_depthwise_conv2d" if depthwise else "ek_conv2d"
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
-    ov = _overlap(fields, x, y)
+    # a packed CONV_2D writes its output channel block by channel block, not in address order
+    ov = None if packed is not None and not depthwise else _overlap(fields, x, y)
     return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes,
                    scratch_bytes=scratch, packed_tensor=None if packed is None else w.name)
 

@@ -16,68 +16,85 @@ static void tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size, int3
     *k1 = last < 0 ? 0 : EK_MIN(k, last / dil + 1);
 }
 
-/* Filter rows of output channels oc .. oc+n-1 (w_per_oc bytes each, contiguous): the const
- * filter, or for a clustered filter those rows decoded into the scratch buffer. */
-static const int8_t *conv_rows(const ek_conv_params *p, int32_t oc, int32_t n, int32_t w_per_oc) {
-    if (!p->packed) return p->filter + oc * w_per_oc;
-    for (int32_t j = 0; j < n; j++)
-        ek_unpack4(p->packed, (oc + j) * w_per_oc, w_per_oc, p->table + (oc + j) * 16, p->scratch + j * w_per_oc);
-    return p->scratch;
-}
-
-void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+/* Output channels [oc0, oc1) of output pixel (row origin y0, in-image taps ky0..ky1, column ox)
+ * of batch image xb into out[0 .. oc1-oc0); w holds those channels' filter rows, oc0's first. */
+EK_INLINE void conv_pixel(const ek_conv_params *p, const int8_t *xb, int32_t y0, int32_t ky0, int32_t ky1, int32_t ox,
+                      int32_t oc0, int32_t oc1, const int8_t *w, int8_t *out) {
     const int32_t fic = p->filter_in_c;
     const int32_t oc_per_group = p->out_c / (p->in_c / fic);
     const int32_t w_per_oc = p->k_h * p->k_w * fic;
     const int contiguous = p->dil_w == 1 && fic == p->in_c;
-    for (int32_t b = 0; b < p->batches; b++) {
-        const int8_t *xb = in + b * p->in_h * p->in_w * p->in_c;
-        for (int32_t oy = 0; oy < p->out_h; oy++) {
-            const int32_t y0 = oy * p->stride_h - p->pad_h;
-            int32_t ky0, ky1;
-            tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
-            for (int32_t ox = 0; ox < p->out_w; ox++) {
-                const int32_t x0 = ox * p->stride_w - p->pad_w;
-                int32_t kx0, kx1;
-                tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
-                int32_t oc = 0;
-                if (contiguous) { /* four output channels per pass over the window */
-                    for (; oc + 4 <= p->out_c; oc += 4) {
-                        int32_t acc[4] = {0, 0, 0, 0};
-                        const int8_t *w = conv_rows(p, oc, 4, w_per_oc);
-                        for (int32_t ky = ky0; ky < ky1; ky++) {
-                            const int8_t *xr = xb + ((y0 + ky * p->dil_h) * p->in_w + x0 + kx0) * p->in_c;
-                            ek_dot4(w + (ky * p->k_w + kx0) * fic, w_per_oc, xr, (kx1 - kx0) * fic, -p->in_zp, acc);
-                        }
-                        for (int32_t j = 0; j < 4; j++) {
-                            int32_t v = acc[j] + (p->bias ? p->bias[oc + j] : 0);
-                            v = ek_mbqm(v, p->mult[oc + j], p->shift[oc + j]) + p->out_zp;
-                            *out++ = (int8_t)ek_clamp(v, p->act_min, p->act_max);
-                        }
-                    }
-                }
-                for (; oc < p->out_c; oc++) {
-                    const int32_t g = oc / oc_per_group;
-                    const int8_t *w = conv_rows(p, oc, 1, w_per_oc);
-                    int32_t acc = 0;
-                    for (int32_t ky = ky0; ky < ky1; ky++) {
-                        const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + g * fic;
-                        const int8_t *wr = w + ky * p->k_w * fic;
-                        if (contiguous) { /* the window row is one run of bytes, in input and filter */
-                            acc += ek_dot(wr + kx0 * fic, xr + (x0 + kx0) * p->in_c, (kx1 - kx0) * fic, -p->in_zp);
-                            continue;
-                        }
-                        for (int32_t kx = kx0; kx < kx1; kx++) {
-                            const int8_t *xp = xr + (x0 + kx * p->dil_w) * p->in_c;
-                            acc += ek_dot(wr + kx * fic, xp, fic, -p->in_zp);
-                        }
-                    }
-                    if (p->bias) acc += p->bias[oc];
-                    acc = ek_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
-                    *out++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
-                }
+    const int32_t x0 = ox * p->stride_w - p->pad_w;
+    int32_t kx0, kx1;
+    tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
+    int32_t oc = oc0;
+    if (contiguous) { /* four output channels per pass over the window */
+        for (; oc + 4 <= oc1; oc += 4) {
+            int32_t acc[4] = {0, 0, 0, 0};
+            const int8_t *wo = w + (oc - oc0) * w_per_oc;
+            for (int32_t ky = ky0; ky < ky1; ky++) {
+                const int8_t *xr = xb + ((y0 + ky * p->dil_h) * p->in_w + x0 + kx0) * p->in_c;
+                ek_dot4(wo + (ky * p->k_w + kx0) * fic, w_per_oc, xr, (kx1 - kx0) * fic, -p->in_zp, acc);
+            }
+            for (int32_t j = 0; j < 4; j++) {
+                int32_t v = acc[j] + (p->bias ? p->bias[oc + j] : 0);
+                v = ek_mbqm(v, p->mult[oc + j], p->shift[oc + j]) + p->out_zp;
+                *out++ = (int8_t)ek_clamp(v, p->act_min, p->act_max);
             }
         }
+    }
+    for (; oc < oc1; oc++) {
+        const int32_t g = oc / oc_per_group;
+        const int8_t *wo = w + (oc - oc0) * w_per_oc;
+        int32_t acc = 0;
+        for (int32_t ky = ky0; ky < ky1; ky++) {
+            const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * p->in_c + g * fic;
+            const int8_t *wr = wo + ky * p->k_w * fic;
+            if (contiguous) { /* the window row is one run of bytes, in input and filter */
+                acc += ek_dot(wr + kx0 * fic, xr + (x0 + kx0) * p->in_c, (kx1 - kx0) * fic, -p->in_zp);
+                continue;
+            }
+            for (int32_t kx = kx0; kx < kx1; kx++) {
+                const int8_t *xp = xr + (x0 + kx * p->dil_w) * p->in_c;
+                acc += ek_dot(wr + kx * fic, xp, fic, -p->in_zp);
+            }
+        }
+        if (p->bias) acc += p->bias[oc];
+        acc = ek_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
+        *out++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
+    }
+}
+
+void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+    const int32_t in_img = p->in_h * p->in_w * p->in_c, pixels = p->out_h * p->out_w;
+    if (!p->packed) { /* pixel by pixel: output bytes in address order */
+        for (int32_t b = 0; b < p->batches; b++)
+            for (int32_t oy = 0; oy < p->out_h; oy++) {
+                const int32_t y0 = oy * p->stride_h - p->pad_h;
+                int32_t ky0, ky1;
+                tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
+                for (int32_t ox = 0; ox < p->out_w; ox++, out += p->out_c)
+                    conv_pixel(p, in + b * in_img, y0, ky0, ky1, ox, 0, p->out_c, p->filter, out);
+            }
+        return;
+    }
+    /* Clustered filter: decode up to four channels' rows into the scratch buffer once, then run
+     * them over every pixel. The output is not written in address order (no overlap planned). */
+    const int32_t w_per_oc = p->k_h * p->k_w * p->filter_in_c;
+    const int contiguous = p->dil_w == 1 && p->filter_in_c == p->in_c;
+    for (int32_t oc = 0, n; oc < p->out_c; oc += n) {
+        n = contiguous && oc + 4 <= p->out_c ? 4 : 1;
+        for (int32_t j = 0; j < n; j++)
+            ek_unpack4(p->packed, (oc + j) * w_per_oc, w_per_oc, p->table + (oc + j) * 16, p->scratch + j * w_per_oc);
+        for (int32_t b = 0; b < p->batches; b++)
+            for (int32_t oy = 0; oy < p->out_h; oy++) {
+                const int32_t y0 = oy * p->stride_h - p->pad_h;
+                int32_t ky0, ky1;
+                tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
+                for (int32_t ox = 0; ox < p->out_w; ox++)
+                    conv_pixel(p, in + b * in_img, y0, ky0, ky1, ox, oc, oc + n, p->scratch,
+                               out + ((b * pixels) + oy * p->out_w + ox) * p->out_c + oc);
+            }
     }
 }
 

@@ -6,14 +6,26 @@
 #include "ek_kernels.h"
 
 void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst) {
-    int32_t i = 0, k = start;
-    if ((k & 1) && n > 0) dst[i++] = table[packed[k++ >> 1] >> 4];
-    for (; i + 2 <= n; i += 2, k += 2) {
-        const uint8_t b = packed[k >> 1];
-        dst[i] = table[b & 15];
-        dst[i + 1] = table[b >> 4];
+    int32_t i = 0;
+    if ((start & 1) && n > 0) dst[i++] = table[packed[start >> 1] >> 4];
+    const uint8_t *src = packed + ((start + i) >> 1);
+    for (; i + 8 <= n; i += 8, src += 4) { /* one word of indices: eight weights */
+        uint32_t v;
+        memcpy(&v, src, 4);
+        dst[i] = table[v & 15];
+        dst[i + 1] = table[(v >> 4) & 15];
+        dst[i + 2] = table[(v >> 8) & 15];
+        dst[i + 3] = table[(v >> 12) & 15];
+        dst[i + 4] = table[(v >> 16) & 15];
+        dst[i + 5] = table[(v >> 20) & 15];
+        dst[i + 6] = table[(v >> 24) & 15];
+        dst[i + 7] = table[v >> 28];
     }
-    if (i < n) dst[i] = table[packed[k >> 1] & 15];
+    for (; i + 2 <= n; i += 2, src++) {
+        dst[i] = table[*src & 15];
+        dst[i + 1] = table[*src >> 4];
+    }
+    if (i < n) dst[i] = table[*src & 15];
 }
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
