@@ -50,6 +50,7 @@ CASES = {
     "conv_4ch_pass_and_remainder_odd_rows": (_conv(3, 6, 3), [1, 7, 7, 3], {}),
     "conv_dilation2": (_conv(2, 5, 3, dil=2), [1, 9, 9, 2], {}),
     "conv_grouped": (_conv(4, 6, 3, groups=2), [1, 6, 6, 4], {}),
+    "conv_batch2": (_conv(3, 9, 3), [2, 5, 6, 3], {}),
     "dw_dm1_4ch": (_dw(5, 1, 3), [1, 8, 8, 5], {}),
     "dw_dm2_stride2": (_dw(3, 2, 4, 2), [1, 9, 10, 3], {}),
     "fc_per_channel_odd_depth": (_fc(21, 7), [1, 21], {}),
