@@ -31,20 +31,17 @@ def tiny_build(folder: Path) -> Path:
     """A Pi build folder by hand: a full-int8 conv + dense model, the runner and 32 float inputs."""
     import tensorflow as tf
 
-    from edgekit.quiet import quiet
+    from edgekit.convert import convert_int8
+    from edgekit.data import Dataset
+    from edgekit.load import LoadedModel
     from edgekit.resources import templates_dir
 
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), tf.keras.layers.Conv2D(8, 3, activation="relu"),
                                  tf.keras.layers.Flatten(), tf.keras.layers.Dense(10)])
     x = np.random.default_rng(0).random((32, 8, 8, 1), dtype=np.float32)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([x[i : i + 1]] for i in range(len(x)))
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = conv.inference_output_type = tf.int8
-    with quiet():
-        (folder / "model.tflite").write_bytes(conv.convert())
+    loaded = LoadedModel("keras3", folder / "model.keras", model=model, input_shape=(None, 8, 8, 1))
+    (folder / "model.tflite").write_bytes(convert_int8(loaded, Dataset(x, None, folder)))
     shutil.copyfile(templates_dir() / "rpi" / "run.py", folder / "run.py")
     np.savez(folder / "inputs.npz", x=x)
     return folder

@@ -47,30 +47,41 @@ def convert_float(loaded: LoadedModel) -> bytes:
     return _run(keras_converter(loaded), "float TFLite", loaded)
 
 
+def samples_of(x: np.ndarray):
+    """A ``representative_dataset``-style generator factory: one float32 sample per step, batch 1."""
+    arr = x.astype(np.float32)
+
+    def gen() -> Iterator[list[np.ndarray]]:
+        for i in range(len(arr)):
+            yield [arr[i : i + 1]]
+
+    return gen
+
+
+def int8_converter(loaded: LoadedModel, calib_x: np.ndarray, *, int8_io: bool = True):
+    """A ``TFLiteConverter`` set up for full-int8 quantization calibrated on ``calib_x`` (not yet run)."""
+    import tensorflow as tf
+
+    conv = keras_converter(loaded)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = samples_of(calib_x)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int8_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv
+
+
 def convert_int8(loaded: LoadedModel, calib: Dataset | None, *, int8_io: bool = True) -> bytes:
     """Full-int8 post-training quantization calibrated on ``calib``.
 
     With ``int8_io`` the model's input and output are int8 too (what TFLM and
     edgekit's runners expect); otherwise they stay float32.
     """
-    import tensorflow as tf
-
     if calib is None:
         raise InputError(
             f"{loaded.path}: full-int8 quantization needs calibration data",
             "pass --calib DATA (a few hundred representative inputs), or --eval DATA to calibrate on the eval set",
         )
-    samples = calib.x[:MAX_CALIB_SAMPLES].astype(np.float32)
-
-    def representative() -> Iterator[list[np.ndarray]]:
-        for i in range(len(samples)):
-            yield [samples[i : i + 1]]
-
-    conv = keras_converter(loaded)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if int8_io:
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+    conv = int8_converter(loaded, calib.x[:MAX_CALIB_SAMPLES], int8_io=int8_io)
     return _run(conv, "full-int8", loaded)

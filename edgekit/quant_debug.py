@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from edgekit.convert import keras_converter, quiet
+from edgekit.convert import int8_converter, samples_of
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel
+from edgekit.quiet import quiet
 
 ROUNDING_NOISE = 1 / np.sqrt(12)
 
@@ -68,24 +69,13 @@ def layer_errors(loaded: LoadedModel, calib: Dataset, debug: Dataset | None = No
 
     if not (loaded.is_keras or loaded.kind == "saved_model"):
         raise InputError(f"{loaded.path}: per-layer quantization error needs the float model, not a {loaded.kind} file")
-    cal = calib.x[:max_samples].astype(np.float32)
-    dbg = (debug or calib).x[:max_samples].astype(np.float32)
-
-    def samples(arr: np.ndarray):
-        def gen() -> Iterator[list[np.ndarray]]:
-            for i in range(len(arr)):
-                yield [arr[i : i + 1]]
-
-        return gen
-
-    conv = keras_converter(loaded)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = samples(cal)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    cal = calib.x[:max_samples]
+    dbg = (debug or calib).x[:max_samples]
+    conv = int8_converter(loaded, cal, int8_io=False)
     buf = io.StringIO()
     try:
         with quiet():
-            debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=samples(dbg))
+            debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=samples_of(dbg))
             debugger.run()
             debugger.layer_statistics_dump(buf)
     except Exception as exc:
@@ -123,20 +113,9 @@ def _parse(csv_text: str) -> list[LayerError]:
 
 def tflite_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of a ``.tflite`` model on LiteRT's reference kernels (int8 or float inputs handled)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from edgekit.metrics import accuracy
+    from edgekit.runtimes import quantize, run_litert
+    from edgekit.tflite_model import read_model
 
-    ip = Interpreter(model_content=tflite, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    ip.allocate_tensors()
-    inp, out = ip.get_input_details()[0], ip.get_output_details()[0]
-    scale, zero = inp["quantization"]
-    hits = 0
-    for i in range(len(x)):
-        v = x[i : i + 1].astype(np.float32)
-        if np.issubdtype(inp["dtype"], np.integer):
-            info = np.iinfo(inp["dtype"])
-            q = v / np.float32(scale)
-            v = np.clip(np.sign(q) * np.floor(np.abs(q) + 0.5) + zero, info.min, info.max)
-        ip.set_tensor(inp["index"], v.astype(inp["dtype"]).reshape(inp["shape"]))
-        ip.invoke()
-        hits += int(np.argmax(ip.get_tensor(out["index"])[0]) == int(y[i]))
-    return hits / len(x)
+    spec = read_model(tflite).inputs[0]
+    return accuracy(run_litert(tflite, quantize(x, spec), reference=True), y)

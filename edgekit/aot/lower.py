@@ -194,13 +194,7 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     else:
         fields["filter"] = "0"
         scratch = kh * kw * out_c if depthwise else min(4, out_c) * kh * kw * fic
-    fields |= {
-        "bias": _bias(c, g, op, bias),
-        "mult": c.array("int32_t", "mult", mult, 4),
-        "shift": c.array("int32_t", "shift", shift, 4),
-    }
-    if packed is not None:
-        fields |= {"packed": packed[0], "table": packed[1], "scratch": SCRATCH}
+    fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
     kern = "ek_depthwise_conv2d" if depthwise else "ek_conv2d"
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
@@ -217,6 +211,18 @@ def _overlap(f: dict, x: Tensor, y: Tensor) -> tuple[int, int] | None:
     d = overlap_distance((f["in_h"], f["in_w"]), ch_in, (f["out_h"], f["out_w"]), ch_out,
                          (f["stride_h"], f["stride_w"]), (f["pad_h"], f["pad_w"]))
     return x.index, d
+
+
+def _requant_fields(c, g, op, bias: int, mult, shift, packed) -> dict:
+    """The bias, per-channel multiplier/shift arrays and (when packed) 4-bit weight fields shared by conv and FC."""
+    fields = {
+        "bias": _bias(c, g, op, bias),
+        "mult": c.array("int32_t", "mult", mult, 4),
+        "shift": c.array("int32_t", "shift", shift, 4),
+    }
+    if packed is not None:
+        fields |= {"packed": packed[0], "table": packed[1], "scratch": SCRATCH}
+    return fields
 
 
 def _bias(c: _Ctx, g: Graph, op: Op, bias: int) -> str:
@@ -255,13 +261,7 @@ def _fc(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     }
     packed = _pack(c, w, 0, weight_bits) if w.data.ndim == 2 else None
     fields["weights"] = c.array("int8_t", "weights", w.data, 1) if packed is None else "0"
-    fields |= {
-        "bias": _bias(c, g, op, bias),
-        "mult": c.array("int32_t", "mult", mult, 4),
-        "shift": c.array("int32_t", "shift", shift, 4),
-    }
-    if packed is not None:
-        fields |= {"packed": packed[0], "table": packed[1], "scratch": SCRATCH}
+    fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     c.decls.append(_struct("ek_fc_params", f"{c.p}_params", fields))
     call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
     return Lowered(op.name, "ek_fc.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes,
