@@ -51,6 +51,19 @@ def tflm_dir_path() -> Path:
 
 
 @pytest.fixture(scope="session")
+def tflm_src() -> Path:
+    """The TFLM source tree, for tests that only read its sources (its downloads may be missing);
+    skips when absent, fails instead under EDGEKIT_REQUIRE_SHARED_MODELS=1."""
+    d = tflm_dir_path()
+    if not (d / "tensorflow" / "lite" / "micro").is_dir():
+        msg = f"TFLM source tree not found at {d} (set TFLM_DIR)"
+        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return d
+
+
+@pytest.fixture(scope="session")
 def tflm_dir() -> Path:
     """A TFLM checkout that can build both kernel variants offline; skips (or fails under
     EDGEKIT_REQUIRE_SHARED_MODELS=1) with edgekit's own message saying what is missing."""

@@ -10,22 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tflm_dir_path
+from conftest import REPO
 
 from edgekit.errors import ToolchainError
 from edgekit.toolchain.tflm_tree import open_tflm_tree
 
 DOWNLOADS = Path("tensorflow/lite/micro/tools/make/downloads")
-
-
-def _shared_tree() -> Path:
-    d = tflm_dir_path()
-    if not (d / "tensorflow" / "lite" / "micro").is_dir():
-        msg = f"TFLM source tree not found at {d} (set TFLM_DIR)"
-        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return d
 
 
 def _provenance_commit(tree: Path) -> str:
@@ -52,10 +42,10 @@ def test_no_tflm_dir_and_a_wrong_folder_are_one_line_toolchain_errors(tmp_path, 
     assert "\n" not in exc.value.one_line()
 
 
-def test_a_checkout_without_its_downloads_is_refused_naming_each_one(tmp_path):
+def test_a_checkout_without_its_downloads_is_refused_naming_each_one(tmp_path, tflm_src):
     """TFLM's own .gitignore drops tools/make/downloads: a checkout committed to git loses them."""
     tree = tmp_path / "tflm"
-    shutil.copytree(_shared_tree(), tree, symlinks=True, copy_function=os.symlink)  # a tree of symlinks, no copy
+    shutil.copytree(tflm_src, tree, symlinks=True, copy_function=os.symlink)  # a tree of symlinks, no copy
     shutil.rmtree(tree / DOWNLOADS, ignore_errors=True)
     with pytest.raises(ToolchainError) as exc:
         open_tflm_tree(tree)
@@ -79,8 +69,8 @@ def test_the_shared_tree_builds_offline_and_is_the_commit_docker_pins(tflm_dir):
     assert f"ARG TFLM_COMMIT={tree.commit}\n" in docker
 
 
-def test_dockerfile_tflm_pins_the_commit_of_the_shared_tree():
-    commit = _provenance_commit(_shared_tree())
+def test_dockerfile_tflm_pins_the_commit_of_the_shared_tree(tflm_src):
+    commit = _provenance_commit(tflm_src)
     docker = (REPO / "docker" / "Dockerfile.tflm").read_text()
     assert re.findall(r"^ARG TFLM_COMMIT=([0-9a-f]{40})$", docker, re.M) == [commit]
 
