@@ -5,9 +5,10 @@ third-party model folder, and the toolchain requirement switch.
   ``../shared/models`` beside the repository); tests needing them skip when absent.
 - ``EDGEKIT_REQUIRE_TOOLCHAIN=1`` (set by CI) turns a missing cross-compiler or
   QEMU from a skip into a failure.
-- ``tflm_dir``: the TFLM source tree (``$TFLM_DIR``, default ``../shared/tflm-src``);
-  tests needing it skip when it is absent or cannot build offline, and fail
-  instead under ``EDGEKIT_REQUIRE_SHARED_MODELS=1``.
+- ``tflm_src`` / ``tflm_dir``: the TFLM source tree (``$TFLM_DIR``, default
+  ``../shared/tflm-src``), to read / to build; tests needing it skip when it is
+  absent (``tflm_dir``: or cannot build offline), and fail instead under
+  ``EDGEKIT_REQUIRE_SHARED_MODELS=1``.
 """
 
 from __future__ import annotations
