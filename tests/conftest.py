@@ -5,6 +5,10 @@ third-party model folder, and the toolchain requirement switch.
   ``../shared/models`` beside the repository); tests needing them skip when absent.
 - ``EDGEKIT_REQUIRE_TOOLCHAIN=1`` (set by CI) turns a missing cross-compiler or
   QEMU from a skip into a failure.
+- ``tflm_src`` / ``tflm_dir``: the TFLM source tree (``$TFLM_DIR``, default
+  ``../shared/tflm-src``), to read / to build; tests needing it skip when it is
+  absent (``tflm_dir``: or cannot build offline), and fail instead under
+  ``EDGEKIT_REQUIRE_SHARED_MODELS=1``.
 """
 
 from __future__ import annotations
@@ -41,6 +45,38 @@ def require_tools(*tools: str) -> None:
         if os.environ.get("EDGEKIT_REQUIRE_TOOLCHAIN") == "1":
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+def tflm_dir_path() -> Path:
+    return Path(os.environ.get("TFLM_DIR") or REPO.parent / "shared" / "tflm-src")
+
+
+@pytest.fixture(scope="session")
+def tflm_src() -> Path:
+    """The TFLM source tree, for tests that only read its sources (its downloads may be missing);
+    skips when absent, fails instead under EDGEKIT_REQUIRE_SHARED_MODELS=1."""
+    d = tflm_dir_path()
+    if not (d / "tensorflow" / "lite" / "micro").is_dir():
+        msg = f"TFLM source tree not found at {d} (set TFLM_DIR)"
+        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tflm_dir() -> Path:
+    """A TFLM checkout that can build both kernel variants offline; skips (or fails under
+    EDGEKIT_REQUIRE_SHARED_MODELS=1) with edgekit's own message saying what is missing."""
+    from edgekit.errors import ToolchainError
+    from edgekit.toolchain.tflm_tree import open_tflm_tree
+
+    try:
+        return open_tflm_tree(tflm_dir_path()).root
+    except ToolchainError as exc:
+        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
+            pytest.fail(exc.one_line())
+        pytest.skip(exc.one_line())
 
 
 @pytest.fixture(scope="session")

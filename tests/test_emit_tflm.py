@@ -121,25 +121,40 @@ def test_makefile_builds_tflm_and_the_project_for_the_target_cpu(digits_project,
     (fake / "tensorflow/lite/micro/tools/make/Makefile").write_text("microlite:\n\t@true\n")
     run = lambda *a: subprocess.run(["make", "-n", "-C", str(out), *a], capture_output=True, text=True)
     cmds = run(f"TFLM_DIR={fake}").stdout
-    assert "TARGET=cortex_m_generic TARGET_ARCH=cortex-m4+fp BUILD_TYPE=release OPTIMIZED_KERNEL_DIR=cmsis_nn microlite" in cmds
+    gendir = f"{out}/build/tflm_cortex_m_generic_cortex-m4+fp_release_with_logs_cmsis_nn/"
+    tflm = [l for l in cmds.splitlines() if "tools/make/Makefile" in l][0]
+    assert "TARGET=cortex_m_generic TARGET_ARCH=cortex-m4+fp BUILD_TYPE=release_with_logs OPTIMIZED_KERNEL_DIR=cmsis_nn" in tflm
+    assert f"GENDIR={gendir} " in tflm and tflm.endswith(" microlite") and "TOOLCHAIN" not in tflm
     compile_main = [l for l in cmds.splitlines() if " -c main.cc " in l][0]
     assert compile_main.startswith("arm-none-eabi-g++ ") and "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard" in compile_main
+    # the library's defines for its BUILD_TYPE: release_with_logs keeps MicroPrintf, which main.cc calls
+    assert " -DNDEBUG " in compile_main and "TF_LITE_STRIP_ERROR_STRINGS" not in compile_main
     assert f"-I{fake} " in compile_main and "flatbuffers/include" in compile_main
-    assert " -c model_data.cc " in cmds and "libtensorflow-microlite.a" in cmds
-    host = run(f"TFLM_ROOT={fake}", "host", "run").stdout
+    assert " -c model_data.cc " in cmds and f" {gendir}lib/libtensorflow-microlite.a " in cmds
+    release = run(f"TFLM_DIR={fake}", "BUILD_TYPE=release", "TARGET_TOOLCHAIN_ROOT=/usr/bin/").stdout
+    assert "BUILD_TYPE=release OPTIMIZED_KERNEL_DIR=cmsis_nn" in release
+    assert "TOOLCHAIN=gcc TARGET_TOOLCHAIN_ROOT=/usr/bin/ microlite" in release
+    compile_release = [l for l in release.splitlines() if " -c main.cc " in l][0]
+    assert compile_release.startswith("/usr/bin/arm-none-eabi-g++ ")
+    assert "-DNDEBUG -DTF_LITE_STRIP_ERROR_STRINGS" in compile_release
+    host = run(f"TFLM_ROOT={fake}", "TARGET_TOOLCHAIN_ROOT=/usr/bin/", "host", "run").stdout
     assert "TARGET=linux TARGET_ARCH=x86_64" in host and "\ng++ " in host and "mcpu" not in host
+    assert "TOOLCHAIN=gcc" not in host
     qemu = run(f"TFLM_DIR={fake}", "qemu", "run-qemu").stdout
-    assert "TARGET=cortex_m_qemu TARGET_ARCH=cortex-m4 BUILD_TYPE=release OPTIMIZED_KERNEL_DIR=cmsis_nn" in qemu
+    assert "TARGET=cortex_m_qemu TARGET_ARCH=cortex-m4 BUILD_TYPE=release_with_logs OPTIMIZED_KERNEL_DIR=cmsis_nn" in qemu
     assert "-mcpu=cortex-m4 -mfloat-abi=soft" in qemu and "--specs=rdimon.specs" in qemu and "-cpu cortex-m4 build/" in qemu
     missing = run()
     assert missing.returncode != 0 and "set TFLM_DIR" in missing.stderr
 
 
 def test_cmake_configures_against_a_tflm_build_tree(digits_project, tmp_path):
+    """CMake finds the library where the Makefile's ``make tflm`` builds it (inside the project, not TFLM_DIR)."""
     require_tools("cmake")
     _, _, _, out, _ = digits_project
-    lib = tmp_path / "tflm" / "gen" / "cortex_m_generic_cortex-m4+fp_release_cmsis_nn_gcc" / "lib"
-    cfg = lambda *a: subprocess.run(["cmake", "-S", str(out), "-B", str(tmp_path / "b"), f"-DTFLM_DIR={tmp_path / 'tflm'}", *a],
+    project = tmp_path / "project"
+    shutil.copytree(out, project)
+    lib = project / "build" / "tflm_cortex_m_generic_cortex-m4+fp_release_with_logs_cmsis_nn" / "lib"
+    cfg = lambda *a: subprocess.run(["cmake", "-S", str(project), "-B", str(tmp_path / "b"), f"-DTFLM_DIR={tmp_path / 'tflm'}", *a],
                                     capture_output=True, text=True)
     lib.mkdir(parents=True)
     missing = cfg()
@@ -149,6 +164,9 @@ def test_cmake_configures_against_a_tflm_build_tree(digits_project, tmp_path):
     assert ok.returncode == 0, ok.stderr
     cache = (tmp_path / "b" / "CMakeCache.txt").read_text()
     assert "TFLM_TARGET_ARCH:STRING=cortex-m4+fp" in cache and "-mcpu=cortex-m4" in cache
+    assert "TFLM_BUILD_TYPE:STRING=release_with_logs" in cache
+    release = cfg("-DTFLM_BUILD_TYPE=release")  # a release library is looked for in its own folder
+    assert release.returncode != 0 and "_release_cmsis_nn/lib" in release.stderr
 
 
 def test_arduino_library_layout(digits_project):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -11,7 +12,7 @@ from importlib import metadata
 import click
 
 PACKAGES = ("edgekit", "tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tflite-micro", "numpy", "click", "jinja2", "rich")
-TOOLS = {"arm-none-eabi-gcc": "--version", "qemu-system-arm": "--version", "qemu-aarch64-static": "--version", "gcc": "--version"}
+TOOLS = {"arm-none-eabi-gcc": "--version", "arm-none-eabi-g++": "--version", "qemu-system-arm": "--version", "qemu-aarch64-static": "--version", "gcc": "--version"}
 
 
 def collect() -> dict:
@@ -33,7 +34,22 @@ def collect() -> dict:
             tools[tool] = first[0] if first else path
         except (OSError, subprocess.TimeoutExpired):
             tools[tool] = path
-    return {"python": platform.python_version(), "platform": platform.platform(), "packages": pkgs, "tools": tools}
+    return {"python": platform.python_version(), "platform": platform.platform(), "packages": pkgs, "tools": tools,
+            "tflm_dir": _tflm_dir()}
+
+
+def _tflm_dir() -> dict | None:
+    """$TFLM_DIR: its path and commit, or what stops edgekit from building it (None when unset)."""
+    from edgekit.errors import ToolchainError
+    from edgekit.toolchain.tflm_tree import open_tflm_tree
+
+    if not os.environ.get("TFLM_DIR"):
+        return None
+    try:
+        tree = open_tflm_tree(None)
+    except ToolchainError as exc:
+        return {"path": os.environ["TFLM_DIR"], "commit": None, "problem": exc.one_line()}
+    return {"path": str(tree.root), "commit": tree.commit, "problem": None}
 
 
 @click.command(name="env")
@@ -47,3 +63,8 @@ def command(as_json: bool) -> None:
     click.echo(f"python    {info['python']} ({info['platform']})")
     for k, v in {**info["packages"], **info["tools"]}.items():
         click.echo(f"{k:<30} {v or 'not installed'}")
+    tflm = info["tflm_dir"]
+    if tflm is None:
+        click.echo(f"{'TFLM_DIR':<30} not set")
+    else:
+        click.echo(f"{'TFLM_DIR':<30} " + (f"{tflm['path']} (commit {tflm['commit']})" if tflm["commit"] else tflm["problem"]))
