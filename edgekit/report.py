@@ -71,7 +71,13 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("float .tflite", _b(sizes.get("float_tflite_bytes"))),
         ("int8 .tflite", _b(sizes.get("int8_tflite_bytes"))),
         ("compression ratio", "n/a" if sizes.get("compression_ratio") is None else f"{sizes['compression_ratio']:.2f}x"),
-        ("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"),
+    ]
+    if d["target"].get("runtime") == "tflm":
+        rows.append(("speed-up on the device", "no device figure (LiteRT host latency is not a microcontroller figure; "
+                     "`edgekit verify --emulator` measures instructions per inference)"))
+    else:
+        rows.append(("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"))
+    rows += [
         ("accuracy float (keras)", _pct(acc.get("float"))),
         ("accuracy int8 (litert-default)", _pct(acc.get("int8_tflite"))),
         ("accuracy int8 (litert-ref)", _pct(acc.get("int8_tflite_ref"))),
@@ -84,6 +90,12 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("RAM needed / budget", f"{_b(mem.get('ram_bytes'))} / {_b(d['target'].get('ram_bytes'))}"),
         ("fits", str(mem.get("fits"))),
     ]
+    for g in (d.get("verdict") or {}).get("gates", []):
+        rows.append((f"gate {g['gate']}", f"{'pass' if g['passed'] else 'FAIL'}: {g['detail']}"))
+    for line in d.get("failures", []):
+        rows.append(("runtime failed", line))
+    for line in d.get("warnings", []):
+        rows.append(("warning", line))
     emu = d.get("emulator")
     if emu:
         rows.append(("emulator", f"{emu.get('machine')}: bit-exact {_pct(emu.get('outputs_bit_exact'))}, accuracy {_pct(emu.get('accuracy'))}"))

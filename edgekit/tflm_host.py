@@ -75,7 +75,7 @@ def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype != np.dtype(inp["dtype"]):
         raise VerificationError(f"run_tflm: input dtype {x.dtype} differs from the model's {np.dtype(inp['dtype'])}",
-                                "quantize the inputs first (edgekit.runtimes.quantize)")
+                                "quantize the inputs first (edgekit.verify.inputs.quantize)")
     results = []
     for sample in x:
         ip.set_input(sample.reshape(in_shape), 0)

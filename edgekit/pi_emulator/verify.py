@@ -170,7 +170,8 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     VerificationError (the runner failed under emulation).
     """
     from edgekit import metrics
-    from edgekit.runtimes import quantize, run_litert
+    from edgekit.runtimes import run_litert
+    from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
 
     build_dir = Path(build_dir)

@@ -185,7 +185,8 @@ def test_qemu_default_max_cpu_breaks_xnnpack_which_is_why_the_cpu_is_pinned(digi
     """QEMU 7.2's `max` CPU gives XNNPACK wrong int8 outputs; the pinned cortex-a72 gives the host's."""
     from edgekit.pi_emulator.root import ensure_root
     from edgekit.pi_emulator.run import emulated_env
-    from edgekit.runtimes import quantize, run_litert
+    from edgekit.runtimes import run_litert
+    from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
 
     version = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True).stdout
