@@ -250,6 +250,9 @@ def build(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    from edgekit.verify.shipped import hash_files
+
+    data["shipped"] = hash_files(tmp)
     data["stages"] = timer.stages
     report = Report(data=data, out_dir=out)
     report.write(tmp)

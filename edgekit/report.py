@@ -104,6 +104,8 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
                 rows.append((label, _b(emu[key])))
         if emu.get("instructions_per_inference") is not None:
             rows.append(("instructions / inference", f"{emu['instructions_per_inference']:,} (emulated)"))
+        for g in (emu.get("verdict") or {}).get("gates", []):
+            rows.append((f"emulator gate {g['gate']}", f"{'pass' if g['passed'] else 'FAIL'}: {g['detail']}"))
         if emu.get("emulated_latency_ms") is not None:
             rows.append(("emulated latency", f"{emu['emulated_latency_ms']:.2f} ms ({emu.get('latency_note') or 'emulated, not a device benchmark'})"))
     return rows

@@ -12,6 +12,7 @@ the remaining legs.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -78,6 +79,17 @@ def _describe_exit(code: int) -> str:
     return f"exit status {code}"
 
 
+def _child_env() -> dict[str, str]:
+    """This process's environment, with the edgekit being run first on the child's path (whatever the cwd)."""
+    import edgekit
+
+    env = dict(os.environ)
+    here = str(Path(edgekit.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return env
+
+
 def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray], legs: list[Leg], *,
              timeout_s: float = 1800.0) -> dict[str, LegResult]:
     """Run ``legs`` in child processes and return each leg's result by name."""
@@ -96,7 +108,7 @@ def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray], legs: list
             progress.unlink(missing_ok=True)
             try:
                 proc = subprocess.run([sys.executable, "-m", "edgekit.verify.worker", str(root), *pending],
-                                      capture_output=True, text=True, timeout=timeout_s)
+                                      capture_output=True, text=True, timeout=timeout_s, env=_child_env())
                 code = proc.returncode
             except subprocess.TimeoutExpired:
                 code = None
