@@ -7,15 +7,15 @@ import json
 import numpy as np
 import pytest
 
+from conftest import shared_model
+
 from edgekit.cli import main
 
 pytestmark = pytest.mark.shared_models
 
 
 def test_mlperf_resnet8_h5_builds_for_stm32f746(tmp_path, shared_models, capsys):
-    model = shared_models / "mlperf_tiny" / "pretrainedResnet.h5"
-    if not model.is_file():
-        pytest.skip(f"{model} absent")
+    model = shared_model(shared_models, "mlperf_tiny/pretrainedResnet.h5")
     rng = np.random.default_rng(0)
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=rng.random((64, 32, 32, 3), dtype=np.float32))  # CIFAR-10-shaped, in [0, 1)
@@ -35,9 +35,7 @@ def test_mlperf_resnet8_h5_builds_for_stm32f746(tmp_path, shared_models, capsys)
 
 
 def test_person_detect_tflite_builds_for_mcu_even_though_litert_refuses_it(tmp_path, shared_models, capsys):
-    model = shared_models / "tflm" / "person_detect.tflite"
-    if not model.is_file():
-        pytest.skip(f"{model} absent")
+    model = shared_model(shared_models, "tflm/person_detect.tflite")
     rc = main(["build", str(model), "--target", "cortex-m4", "--out", str(tmp_path / "m4"), "--json"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err

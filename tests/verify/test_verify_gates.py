@@ -4,7 +4,7 @@ The lossy model is the committed digits CNN with one extra hidden unit whose
 activation is a constant 6000 and whose outgoing weights are zero: the float
 model is unchanged, but int8's per-tensor activation scale of that layer
 becomes ~24 instead of ~0.1, which costs many points of int8 accuracy on
-every machine (measured: 96.98 % float, ~80 % int8 on TFLM and LiteRT).
+every machine (measured: 96.98 % float, 78.73 % int8 on tflm-host, x86-64 build host).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def test_max_accuracy_drop_gate_fails_with_verdict_and_exit_6(lossy, tmp_path, c
     assert rc == 6
     r = json.loads((out / "report.json").read_text())
     drop = 100 * (r["accuracy"]["float"] - r["accuracy"]["int8_tflm"])
-    assert r["accuracy"]["float"] > 0.95 and drop > 4  # measured ~17 points
+    assert r["accuracy"]["float"] > 0.95 and drop > 4  # measured 18.26 points
     gates = {g["gate"]: g for g in r["verdict"]["gates"]}
     assert r["verdict"]["passed"] is False
     assert gates["max-accuracy-drop"]["passed"] is False and gates["max-accuracy-drop"]["limit"] == 1.0
