@@ -39,9 +39,9 @@ from edgekit.toolchain.mcu_verify import (  # noqa: E402
     generated_inputs,
     io_quantization,
     run_on_emulator,
-    run_tflm,
+
 )
-from edgekit.tflm_host import measure_arena  # noqa: E402
+from edgekit.tflm_host import measure_arena, run_tflm  # noqa: E402
 
 MODELS = [
     "mlperf_tiny/kws_ref_model.tflite",

@@ -310,8 +310,8 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
     Returns the report sections, the inputs in the model's input domain, and
     one line per runtime that failed or crashed (its numbers are then None).
     """
-    from edgekit import metrics
-    from edgekit.runtimes import run_keras
+    from edgekit.verify import metrics
+    from edgekit.verify.runtimes import run_keras
     from edgekit.verify.inputs import to_input_domain
     from edgekit.verify.isolated import Leg, run_legs
 
@@ -352,7 +352,6 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
         legs.append(Leg("ptq_int8", "tflm" if prof.is_mcu and run_tflm else "litert", "ptq", "int8"))
     res = run_legs(models, inputs, legs)
 
-    failures: list[str] = []
     outs: dict[str, np.ndarray] = {}
     if loaded.is_keras and ds is not None:
         outs["float"] = run_keras(loaded.model, ds.x)
@@ -370,7 +369,6 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
             out["runtimes"][f"accuracy.{name}"] = label
         elif r.crash:
             out["runtimes"][f"accuracy.{name}"] = f"failed: {r.failure()}"
-            failures.append(r.failure())
         elif not prof.is_mcu:
             raise VerificationError(f"{loaded.path}: LiteRT, the runtime of {prof.name}, cannot load the model: {r.error}")
         else:
@@ -384,7 +382,6 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
             out["runtimes"]["accuracy.int8_tflm"] = "tflm-host (tflite-micro interpreter, reference kernels)"
         else:
             out["runtimes"]["accuracy.int8_tflm"] = f"failed: {r.failure()}"
-            failures.append(r.failure())
         if "int8_tflm" in outs and "int8_tflite_ref" in outs:
             out["agreement"]["tflm_vs_tflite_bit_exact"] = metrics.bit_exact_fraction(outs["int8_tflm"], outs["int8_tflite_ref"])
             out["agreement"]["tflm_vs_tflite_max_lsb"] = metrics.max_abs_diff(outs["int8_tflm"], outs["int8_tflite_ref"])
@@ -395,7 +392,7 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
     if "float" in outs and deploy in outs:
         out["agreement"]["int8_vs_float_top1"] = metrics.top1_agreement(outs[deploy], outs["float"])
         if not metrics.is_classifier(outs["float"]):
-            from edgekit.runtimes import dequantize
+            from edgekit.verify.runtimes import dequantize
 
             deq = dequantize(outs[deploy], info.outputs[0])
             out["agreement"]["int8_vs_float_max_abs"] = metrics.max_abs_diff(deq, outs["float"].reshape(deq.shape))
@@ -411,6 +408,9 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
             out["latency"]["float_ms"] = round(lat_f.latency_ms, 5)
             out["speedup"]["host_latency_ratio"] = round(lat_f.latency_ms / lat_int8.latency_ms, 4) if lat_int8.latency_ms > 0 else None
     out["runtimes"]["speedup.host_latency_ratio"] = "litert-default on the build host, float .tflite vs int8 .tflite, single thread"
+    if not lat_int8.ok or (lat_f is not None and not lat_f.ok):
+        out["runtimes"]["speedup.host_latency_ratio"] = f"failed: {(lat_int8 if not lat_int8.ok else lat_f).failure()}"
+    failures = [r.failure() for r in res.values() if r.crash]  # a native crash is a verification failure, whichever leg
     if prof.is_mcu:
         out["runtimes"]["speedup.device"] = "no device figure: the host LiteRT ratio says nothing about a microcontroller; run `edgekit verify --emulator` for instructions per inference"
     return out, x_model, failures
@@ -418,7 +418,7 @@ def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | N
 
 def _ptq_baseline(r, deployed_accuracy: float | None, y) -> dict[str, Any]:
     """Plain post-training int8 of the input model on the deployed runtime, against the recipe's result."""
-    from edgekit import metrics
+    from edgekit.verify import metrics
 
     if not r.ok:
         return {"accuracy": None, "runtime": r.leg.runtime, "error": r.failure(), "recipe_worse": None}

@@ -185,7 +185,7 @@ int main() {
                     "-o", str(exe)], check=True, capture_output=True)
     lines = subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.splitlines()
     assert (tmp_path / "array.bin").read_bytes() == tfl and lines[0] == "0"
-    from edgekit.runtimes import dequantize
+    from edgekit.verify.runtimes import dequantize
     from edgekit.verify.inputs import quantize
 
     xs = np.array([np.float32(i) / np.float32(100) for i in range(-400, 401)], dtype=np.float32)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgekit import metrics
+from edgekit.verify import metrics
 
 
 def test_accuracy_and_agreement_on_score_rows():

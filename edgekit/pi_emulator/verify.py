@@ -117,10 +117,17 @@ def _inputs(report: dict[str, Any], model: Path, n_inputs: int, seed: int) -> tu
     if eval_path:
         if not Path(eval_path).is_file():
             raise InputError(f"{eval_path}: the build's eval data is gone", "rebuild, or restore the file report.json names")
-        with np.load(eval_path, allow_pickle=False) as data:
-            x = data["x"][:n_inputs]
-            y = data["y"][:n_inputs] if "y" in data.files else None
-        return x, y, "eval"
+        from edgekit.data import load_data, take
+        from edgekit.verify.inputs import is_raw
+
+        ds = take(load_data(eval_path, "eval"), n_inputs)  # .npy, one-hot labels: as the build read them
+        spec = read_model(model).inputs[0]
+        source_dtype = spec.dtype if report.get("model_kind") == "tflite" else "float32"
+        x = ds.x
+        if np.issubdtype(x.dtype, np.integer) and not is_raw(x, spec, data_is_quantized=bool(report.get("data_is_quantized")),
+                                                            source_dtype=source_dtype):
+            x = x.astype(np.float32)  # integer data are values: the runner quantizes them like floats
+        return x, ds.y, "eval"
     spec = read_model(model).inputs[0]
     shape = (n_inputs, *spec.shape[1:])
     rng = np.random.default_rng(seed)
@@ -169,8 +176,8 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     ToolchainError (QEMU, apt or a download missing or failing) or
     VerificationError (the runner failed under emulation).
     """
-    from edgekit import metrics
-    from edgekit.runtimes import run_litert
+    from edgekit.verify import metrics
+    from edgekit.verify.runtimes import run_litert
     from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
 
@@ -192,7 +199,8 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     np.savez(inputs, **({"x": x} if y is None else {"x": x, "y": y}))
 
     tflite = model.read_bytes()
-    x_q = quantize(x, read_model(tflite).inputs[0])
+    spec = read_model(tflite).inputs[0]
+    x_q = x if x.dtype == np.dtype(spec.dtype) else quantize(x, spec)  # as the runner does: codes pass, values are quantized
     root = ensure_root(legs=tuple(dict.fromkeys(LEG_KERNELS[leg][0] for leg in legs)), cpus=(cpu,))
     host_cache: dict[str, np.ndarray] = {}
 

@@ -166,15 +166,6 @@ def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
     return info.inputs[0], info.outputs[0]
 
 
-def run_tflm(tflite: bytes, inputs_int8: np.ndarray) -> np.ndarray:
-    """Raw outputs of the tflite-micro interpreter (``tflm-host``), one flattened row per input."""
-    from edgekit.tflm_host import run_tflm as tflm
-
-    inp, _ = io_quantization(tflite)
-    x = np.asarray(inputs_int8, dtype=np.int8).reshape(len(inputs_int8), *inp.shape[1:])
-    return tflm(tflite, x).reshape(len(x), -1)
-
-
 def generated_inputs(n: int, input_bytes: int, seed: int) -> np.ndarray:
     """``n`` seeded uniform int8 inputs."""
     return np.random.default_rng(seed).integers(-128, 128, size=(n, input_bytes), dtype=np.int8)

@@ -127,10 +127,13 @@ def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray], legs: list
                 results[name] = LegResult(leg, outputs=outputs, latency_ms=rec.get("latency_ms"),
                                           error=rec.get("error"), error_type=rec.get("error_type"))
             if started is None and not any(n in results for n in pending):
-                # the child died before starting a leg: a broken environment, not a model problem
-                last = (proc.stderr.strip().splitlines() or ["no output"])[-1] if code is not None else "timed out"
+                # the child died before starting a leg: killed, or a broken environment
                 started = pending[0]
-                results[started] = LegResult(by_name[started], crash=f"worker failed to start: {last[:200]}")
+                if code is not None and code > 0:
+                    last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+                    results[started] = LegResult(by_name[started], crash=f"worker failed to start: {last[:200]}")
+                else:
+                    results[started] = LegResult(by_name[started], crash="timed out" if code is None else _describe_exit(code))
             elif started is not None:
                 why = "timed out" if code is None else _describe_exit(code)
                 results[started] = LegResult(by_name[started], crash=why)

@@ -23,7 +23,7 @@ def _log(fd: int, rec: dict) -> None:
 def _run_leg(folder: Path, leg: dict) -> dict:
     model = (folder / f"model_{leg['model']}.tflite").read_bytes()
     if leg["kind"] == "latency":
-        from edgekit.runtimes import host_latency
+        from edgekit.verify.runtimes import host_latency
 
         return {"latency_ms": host_latency(model).mean_ms}
     x = np.load(folder / f"x_{leg['inputs']}.npy", allow_pickle=False)
@@ -32,7 +32,7 @@ def _run_leg(folder: Path, leg: dict) -> dict:
 
         out = run_tflm(model, x)
     else:
-        from edgekit.runtimes import run_litert
+        from edgekit.verify.runtimes import run_litert
 
         out = run_litert(model, x, reference=leg["kind"] == "litert-ref")
     np.save(folder / f"out_{leg['name']}.npy", out, allow_pickle=False)

@@ -11,12 +11,12 @@ import pytest
 from conftest import require_tools
 
 from edgekit.targets import get_target
+from edgekit.tflm_host import run_tflm
 from edgekit.verify.inputs import quantize
 from edgekit.toolchain.mcu_verify import (
     generated_inputs,
     io_quantization,
     run_on_emulator,
-    run_tflm,
     verify_mcu_build,
 )
 
