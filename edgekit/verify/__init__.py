@@ -1,5 +1,10 @@
 """Verification: bring data into the model's input domain, run the runtimes, judge the result.
 
+- :mod:`edgekit.verify.host`: the build's verification (every runtime on the
+  same inputs, the plain-int8 baseline of a recipe) and its verdict;
+- :mod:`edgekit.verify.runtimes`, :mod:`edgekit.verify.metrics`: Keras and
+  LiteRT runs, accuracy / agreement / bit-exactness (the TFLM interpreter is
+  :mod:`edgekit.tflm_host`);
 - :mod:`edgekit.verify.inputs`: the one data path from a user's array to the
   values a model's input tensor takes (quantized with its scale and zero point);
 - :mod:`edgekit.verify.isolated`: LiteRT and the TFLM interpreter run in child
