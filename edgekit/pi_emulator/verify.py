@@ -183,6 +183,10 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
 
     build_dir = Path(build_dir)
     report, model, runner = _read_build(build_dir)
+    if report.get("shipped"):  # run what ships: the model and run.py as the build wrote them
+        from edgekit.verify.shipped import check_files
+
+        check_files(build_dir, report["shipped"])
     for leg in legs:
         if leg not in LEG_KERNELS:
             raise InputError(f"unknown Pi verification leg {leg!r}; choose from {', '.join(LEG_KERNELS)}")

@@ -195,6 +195,15 @@ def test_one_hot_labels_verify_like_the_build_read_them(digits_build, digits_dir
     assert result.accuracy == result.host_accuracy
 
 
+def test_a_changed_runner_is_caught_before_anything_runs(digits_build, tmp_path, capsys):
+    build = _copy_build(digits_build, tmp_path / "changed")
+    runner = build / "run.py"
+    runner.write_text(runner.read_text().replace("def top1_accuracy(", "def top1_accuracy_(", 1))
+    rc = main(["verify", str(build), "--emulator", "--inputs", "8"])
+    assert rc == 6 and "run.py: shipped file changed since the build" in capsys.readouterr().err
+    assert not (build / "emulator").exists()
+
+
 def test_qemu_default_max_cpu_breaks_xnnpack_which_is_why_the_cpu_is_pinned(digits_build, digits_dir):
     """QEMU 7.2's `max` CPU gives XNNPACK wrong int8 outputs; the pinned cortex-a72 gives the host's."""
     from edgekit.pi_emulator.root import ensure_root
