@@ -72,7 +72,11 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("int8 .tflite", _b(sizes.get("int8_tflite_bytes"))),
         ("compression ratio", "n/a" if sizes.get("compression_ratio") is None else f"{sizes['compression_ratio']:.2f}x"),
     ]
-    if d["target"].get("runtime") == "tflm":
+    ipi = (d.get("emulator") or {}).get("instructions_per_inference")
+    if d["target"].get("runtime") == "tflm" and ipi:
+        rows.append(("on the device", f"{ipi:,} instructions per inference on {d['emulator'].get('machine')} "
+                     "(emulated; no float figure on the device to compare with)"))
+    elif d["target"].get("runtime") == "tflm":
         rows.append(("speed-up on the device", "no device figure (LiteRT host latency is not a microcontroller figure; "
                      "`edgekit verify --emulator` measures instructions per inference)"))
     else:

@@ -53,6 +53,9 @@ def test_verify_runs_the_shipped_aot_with_one_hot_labels(shipped, capsys):
     assert emu["outputs_bit_exact"] == 1.0 and emu["accuracy"] > 0.8  # one-hot y gave labels
     assert [g["gate"] for g in emu["verdict"]["gates"]] == ["min-accuracy", "require-bit-exact"]  # bit-exact on by default
     assert not (shipped / "emulator" / "codegen").exists()  # nothing regenerated
+    # the device figure replaces the "no device figure" line once the emulator has measured it
+    md = (shipped / "report.md").read_text()
+    assert f"{emu['instructions_per_inference']:,} instructions per inference on mps2-an386" in md and "no device figure" not in md
 
 
 def test_changed_shipped_source_is_caught(shipped, tmp_path, capsys):
