@@ -140,17 +140,6 @@ def _inputs(report: dict[str, Any], model: Path, n_inputs: int, seed: int) -> tu
     return x, None, f"generated (seed {seed})"
 
 
-def _compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
-    """Fraction of equal bytes, max abs difference and the number of samples with any difference."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return 0.0, float("inf"), len(a)
-    ab = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)
-    bb = np.ascontiguousarray(b).view(np.uint8).reshape(len(b), -1)
-    equal = ab == bb
-    diff = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
-    return float(equal.mean()) if equal.size else 1.0, diff, int((~equal.all(axis=1)).sum())
-
-
 def _host_tflite_runtime(runner: Path, model: Path, inputs: Path, work: Path) -> np.ndarray:
     """The runner with tflite-runtime's reference kernels on the host (a subprocess: it needs numpy<2)."""
     out = work / "host-tflite_runtime-ref.npy"
@@ -223,11 +212,13 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         emulated: RunnerResult = run_runner(runner, model, inputs, cpu=cpu, leg=runtime, reference=reference, root=root, work=work)
         label = f"{runtime}-{'ref' if reference else 'default'}"
         expected = host(label)
-        exact, diff, mismatched = _compare(emulated.outputs, expected)
+        agree = metrics.byte_agreement(emulated.outputs, expected)
+        exact, diff, mismatched = agree.bit_exact, agree.max_abs_diff, agree.mismatched_inputs
         compared_bytes.append(int(expected.nbytes))
         extra: dict[str, Any] = {}
         if runtime == "tflite_runtime":
-            vs_exact, vs_diff, _ = _compare(emulated.outputs, host("litert-ref"))
+            vs = metrics.byte_agreement(emulated.outputs, host("litert-ref"))
+            vs_exact, vs_diff = vs.bit_exact, vs.max_abs_diff
             extra = {"vs_litert_ref_bit_exact": vs_exact, "vs_litert_ref_max_abs_diff": vs_diff}
         results.append(LegResult(
             leg=leg, runtime=emulated.runtime, runtime_version=emulated.runtime_version, kernels=emulated.kernels,

@@ -199,6 +199,7 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     from edgekit.data import load_data, take
     from edgekit.verify.inputs import to_input_domain
     from edgekit.verify.isolated import Leg, run_legs
+    from edgekit.verify.metrics import byte_agreement
     from edgekit.verify.shipped import check_files
 
     build_dir = Path(build_dir)
@@ -238,11 +239,11 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     if not leg.ok:
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
     ref = leg.outputs.reshape(ours.shape)
-    equal = ours == ref
+    agree = byte_agreement(ours, ref)
     return EmulatorResult(
         machine=device.machine,
         runtime=device.runtime,
-        outputs_bit_exact=float(equal.mean()),
+        outputs_bit_exact=agree.bit_exact,
         accuracy=_top1(ours, labels),
         flash_bytes=device.flash_bytes,
         ram_bytes=device.ram_bytes,
@@ -250,7 +251,7 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         instructions_per_inference=device.instructions_per_inference,
         n_inputs=len(x_q),
         inputs=source,
-        mismatched_inputs=int((~equal.all(axis=1)).sum()),
+        mismatched_inputs=agree.mismatched_inputs,
         tflm_accuracy=_top1(ref, labels),
         device=device,
         code="aot/ (as shipped)" if code is aot else "generated from model.tflite (the build has no aot/)",
