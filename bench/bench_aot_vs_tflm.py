@@ -3,9 +3,11 @@
 For the MLPerf Tiny reference models and TFLM's person_detect (from
 ../shared/models, or EDGEKIT_SHARED_MODELS), prints side by side:
 
-- RAM: edgekit's arena (and total RAM measured on the device: arena + static
-  data + stack high-water) versus the arena the tflite-micro interpreter
-  allocated (x86 host, reference kernels); goal: at most 0.7x;
+- RAM: edgekit's arena plus its input and output buffers (TFLM's arena holds
+  the I/O tensors too, so this is the like-for-like figure), and the total RAM
+  measured on the device (arena + static data + stack high-water), versus the
+  arena the tflite-micro interpreter allocated (x86 host, reference kernels);
+  goal: at most 0.7x;
 - flash: edgekit's firmware (code + weights + harness) versus the .tflite size
   (TFLM's flash would be the .tflite plus the interpreter's code on top);
 - instructions per inference on QEMU (executed guest instructions, counted by
@@ -39,9 +41,9 @@ from edgekit.toolchain.mcu_verify import (  # noqa: E402
     generated_inputs,
     io_quantization,
     run_on_emulator,
-    run_tflm,
+
 )
-from edgekit.tflm_host import measure_arena  # noqa: E402
+from edgekit.tflm_host import measure_arena, run_tflm  # noqa: E402
 
 MODELS = [
     "mlperf_tiny/kws_ref_model.tflite",
@@ -62,7 +64,7 @@ def bench_model(path: Path, target_name: str, n_inputs: int, seed: int, work: Pa
     arena = measure_arena(tflite)
     row: dict = {"model": path.name, "tflite_bytes": len(tflite), "tflm_arena_bytes": arena.used_bytes,
                  "tflm_min_arena_bytes": arena.min_bytes}
-    inp, _ = io_quantization(tflite)
+    inp, outp = io_quantization(tflite)
     x = generated_inputs(n_inputs, inp.nbytes, seed)
     t0 = time.monotonic()
     try:
@@ -86,7 +88,8 @@ def bench_model(path: Path, target_name: str, n_inputs: int, seed: int, work: Pa
         emulator_seconds=round(time.monotonic() - t0, 1),
     )
     if dev.arena_bytes:
-        row["arena_ratio"] = round(dev.arena_bytes / row["tflm_arena_bytes"], 3)
+        row["arena_with_io_bytes"] = dev.arena_bytes + inp.nbytes + outp.nbytes
+        row["arena_ratio"] = round(row["arena_with_io_bytes"] / row["tflm_arena_bytes"], 3)
     row["ram_ratio"] = round(dev.ram_bytes / row["tflm_arena_bytes"], 3)
     return row
 
@@ -104,14 +107,57 @@ def print_table(rows: list[dict], target: str) -> None:
             continue
         ipi = f"{r['instructions_per_inference']:,}" if r["instructions_per_inference"] else "n/a"
         print(
-            f"{r['model']:<28} {r['arena_bytes'] or 0:>9,} {r['tflm_arena_bytes']:>10,} {r.get('arena_ratio', 0):>6.2f} "
+            f"{r['model']:<28} {r.get('arena_with_io_bytes') or 0:>9,} {r['tflm_arena_bytes']:>10,} {r.get('arena_ratio', 0):>6.2f} "
             f"{r['ram_bytes']:>9,} {r['ram_ratio']:>6.2f} {r['stack_bytes']:>6,} {r['flash_bytes']:>9,} {r['tflite_bytes']:>9,} "
             f"{ipi:>12} {r['outputs_bit_exact']:>9.4f}"
         )
-    print("arena: edgekit's planned arena; RAM dev: arena + .data + .bss + stack high-water on the device")
+    print("arena: edgekit's planned arena + input + output buffers (as TFLM's arena counts them); RAM dev: arena + .data + .bss + stack high-water on the device")
     print("(.bss includes the harness's input and output buffers); ratios are to TFLM's arena (goal <= 0.70);")
     print("TFLM arena: tflite-micro's allocation (x86, reference kernels); flash: whole firmware image;")
     print("instr/inf: executed guest instructions per inference (QEMU TCG plugin), not cycles.")
+
+
+README_NAMES = {"kws_ref_model.tflite": "kws", "vww_96_int8.tflite": "vww", "pretrainedResnet_quant.tflite": "ResNet-8",
+                "ad01_int8.tflite": "ad01", "person_detect.tflite": "person_detect"}
+
+
+def markdown_table(result: dict) -> str:
+    """The README's table, generated from a results JSON (tests/test_docs_figures.py checks README against it)."""
+    lines = ["| model | edgekit arena + I/O | TFLM arena | ratio | instructions / inference |", "|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if "arena_with_io_bytes" not in r:
+            continue
+        ipi = "n/a" if not r.get("instructions_per_inference") else f"{r['instructions_per_inference'] / 1e6:.1f} M"
+        lines.append(f"| {README_NAMES.get(r['model'], r['model'])} | {r['arena_with_io_bytes']:,} | {r['tflm_arena_bytes']:,} "
+                     f"| {r['arena_ratio']:.2f} | {ipi} |")
+    m = result.get("machine", {})
+    lines += ["", f"Measured by `bench/bench_aot_vs_tflm.py` ({result['n_inputs']} seeded inputs per model, "
+              f"all bit-exact with tflite-micro {m.get('tflite_micro')}): edgekit on QEMU `{m.get('emulator')}` ({result['target']}), "
+              f"the TFLM arena by the interpreter on the build host ({m.get('host')}); "
+              "output in `bench/results/bench_aot_vs_tflm.json`."]
+    return "\n".join(lines)
+
+
+def _host() -> str:
+    """The build host's CPU model and architecture (what measured the TFLM arena)."""
+    import platform
+
+    cpu = ""
+    try:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {cpu}".strip()
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,7 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inputs", type=int, default=10, help="seeded generated inputs per model")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json-out", type=Path, default=REPO / "bench" / "results" / "bench_aot_vs_tflm.json")
+    ap.add_argument("--markdown", action="store_true", help="only print the README table from the existing --json-out")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(json.loads(args.json_out.read_text())))
+        return 0
     root = shared_models()
     if not root.is_dir():
         print(f"third-party models not found at {root} (set EDGEKIT_SHARED_MODELS)", file=sys.stderr)
@@ -132,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(bench_model(root / rel, args.target, args.inputs, args.seed, Path(tmp)))
     print_table(rows, args.target)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps({"target": args.target, "n_inputs": args.inputs, "rows": rows}, indent=2) + "\n")
+    machine = {"host": _host(), "emulator": rows[0].get("machine") if rows else None,
+               "reference": "tflite-micro interpreter on the host (reference kernels)", "tflite_micro": _version("tflite-micro")}
+    args.json_out.write_text(json.dumps({"target": args.target, "n_inputs": args.inputs, "machine": machine, "rows": rows},
+                                        indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.json_out}")
     return 0
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from edgekit.errors import BudgetError, EdgekitError, InputError
+from edgekit.errors import BudgetError, EdgekitError, InputError, VerificationError
 from edgekit.recipe import Recipe
 
 DEFAULT_RECIPES = ("none", "prune50", "structured50", "lowrank50")
@@ -116,7 +116,7 @@ class Comparison:
 
     def table(self) -> tuple[list[str], list[list[str]]]:
         """Header and formatted cells, shared by the Markdown, HTML and CLI renderings."""
-        head = ["recipe", "flash B", "arena B", "int8 .tflite B", "host ms", "instr/inf", "accuracy", "compression ×", "speed-up ×", "accuracy lost", "note"]
+        head = ["recipe", "flash B", "arena B", "int8 .tflite B", "host ms", "instr/inf", "accuracy", "compression ×", "host speed-up ×", "accuracy lost", "note"]
         rows = []
         for r in self.rows:
             rows.append([
@@ -258,6 +258,7 @@ def compare(
     emulator_inputs: int = 20,
     max_eval: int | None = None,
     progress: Callable[[str], None] | None = None,
+    gates: Any = None,
 ) -> Comparison:
     """Build ``model`` for ``target`` once per recipe and collect the reports; write the table and plot into ``out_dir``.
 
@@ -266,7 +267,9 @@ def compare(
     :class:`InputError`. With ``emulator`` (microcontroller targets), each
     build also runs on the target's QEMU machine (as ``edgekit verify
     --emulator`` does), which adds the ``emulator`` section, with
-    instructions per inference, to its report.
+    instructions per inference, to its report. ``gates``
+    (:class:`edgekit.verify.gates.Gates`) apply to every build: a recipe that
+    breaks one is a failed row (exit 6) with its full report and verdict.
     """
     from edgekit.pipeline import build
     from edgekit.targets import get_target
@@ -296,7 +299,7 @@ def compare(
         data: dict[str, Any] = {}
         try:
             report = build(model, prof, calib=calib, eval=eval, train=train, out_dir=sub, recipe=rec, seed=seed,
-                           codegen=codegen, max_eval=max_eval, progress=tagged if progress else None)
+                           codegen=codegen, max_eval=max_eval, progress=tagged if progress else None, gates=gates)
             data = report.data
             if emulator:
                 data = _run_emulator(sub, data, emulator_inputs, seed, tagged)
@@ -304,7 +307,7 @@ def compare(
             raise  # the inputs are shared: every other recipe would fail the same way
         except EdgekitError as exc:
             error = exc
-            if isinstance(exc, BudgetError) and (sub / "report.json").is_file():
+            if isinstance(exc, (BudgetError, VerificationError)) and (sub / "report.json").is_file():
                 data = json.loads((sub / "report.json").read_text())
         cmp.rows.append(CompareRow.from_report(rec, Path(label), data, error))
     cmp.write(out)

@@ -128,7 +128,7 @@ def _sample(info: ModelInfo, sample_input: np.ndarray | None) -> np.ndarray:
         raise InputError(f"sample input has {x.size} values but the model input '{spec.name}' {list(shape)} has {count}")
     if x.dtype != dtype:
         raise InputError(f"sample input is {x.dtype} but the model input '{spec.name}' is {dtype}",
-                         "quantize it first (edgekit.runtimes.quantize)")
+                         "quantize it first (edgekit.verify.inputs.quantize)")
     return x.reshape(shape)
 
 

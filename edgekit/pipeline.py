@@ -27,6 +27,7 @@ from edgekit.errors import BudgetError, InputError, VerificationError
 from edgekit.load import LoadedModel, load_model
 from edgekit.report import SCHEMA_VERSION, Report
 from edgekit.targets import TargetProfile, get_target
+from edgekit.verify.gates import Gates
 
 Progress = Callable[[str], None]
 
@@ -110,13 +111,21 @@ def build(
     allow_float: bool = False,
     max_eval: int | None = None,
     progress: Progress | None = None,
+    gates: Gates | None = None,
+    data_is_quantized: bool = False,
 ) -> Report:
     """Build ``model`` for ``target`` and return the report; see the module docstring.
 
     ``recipe`` is an :class:`edgekit.recipe.Recipe`; without one, ``prune``
     and ``fine_tune_epochs`` make it. Raises :class:`~edgekit.errors.EdgekitError`
     subclasses for every problem the user can act on.
+
+    ``gates`` are the user's limits: the report gets a ``verdict`` section and
+    a broken gate raises VerificationError (exit 6) after the full build is
+    written. ``data_is_quantized`` passes integer data to a ``.tflite``'s
+    integer input unchanged (see :mod:`edgekit.verify.inputs`).
     """
+    gates = gates or Gates()
     timer = _Timer(progress=progress)
     prof = target if isinstance(target, TargetProfile) else get_target(target)
     model_path = Path(model)
@@ -133,6 +142,9 @@ def build(
         if calib_ds is None and eval_ds is not None:
             calib_ds = eval_ds
         rec = _recipe(recipe, prune, fine_tune_epochs)
+        if data_is_quantized and loaded.kind != "tflite":
+            raise InputError(f"{model_path}: --data-is-quantized needs a .tflite with an integer input; "
+                             f"a {loaded.kind} model takes real values", "drop --data-is-quantized")
         if loaded.kind == "tflite" and rec.stages:
             raise InputError(f"{model_path}: a .tflite cannot be compressed; drop --prune/--recipe or pass the Keras model")
         if loaded.kind != "tflite" and calib_ds is None:
@@ -151,6 +163,7 @@ def build(
         "target": prof.to_dict(),
         "inputs": {k: (None if v is None else str(Path(v).resolve())) for k, v in (("calib", calib), ("eval", eval), ("train", train))},
         "recipe": rec.to_dict(),
+        "data_is_quantized": data_is_quantized,
     }
 
     compressed = loaded
@@ -163,6 +176,7 @@ def build(
             data["compression"] = result.stages
 
     float_tflite: bytes | None = None
+    ptq_tflite: bytes | None = None
     if loaded.kind == "tflite":
         int8_tflite = loaded.tflite
     else:
@@ -172,6 +186,8 @@ def build(
             float_tflite = convert_float(loaded)
         with timer.stage("quantize"):
             int8_tflite = convert_int8(compressed, calib_ds, int8_io=True)
+            # the baseline a recipe must beat: plain post-training int8 of the same input model
+            ptq_tflite = convert_int8(loaded, calib_ds, int8_io=True) if rec.stages else None
 
     from edgekit.tflite_model import read_model
 
@@ -183,9 +199,12 @@ def build(
         ensure_tflm(info, allow_float=allow_float)
 
     with timer.stage("verify"):
-        vdata = _verify(loaded, compressed, float_tflite, int8_tflite, info, eval_ds or calib_ds, prof, max_eval)
-        verify_x = vdata.pop("_x")
-        data.update(vdata)
+        from edgekit.verify.host import verify_on_host
+
+        checked = verify_on_host(loaded, compressed, float_tflite, int8_tflite, info, eval_ds or calib_ds, prof,
+                                 max_eval, data_is_quantized=data_is_quantized, ptq_tflite=ptq_tflite)
+        data.update(checked.sections)
+        verify_x, failures = checked.inputs, list(checked.failures)
 
     with timer.stage("memory"):
         from edgekit import memory
@@ -209,6 +228,13 @@ def build(
         # clustered weights pay on the device only as n-bit indices + tables (edgekit's C runtime)
         data["sizes"]["clustered_weight_storage"] = device_weight_bytes(int8_tflite).to_dict()
     data["summary"] = _summary(data)
+    from edgekit.verify.host import verdict_for, warnings_for
+
+    verdict = verdict_for(data, gates)
+    data["verdict"] = verdict.to_dict()
+    data["warnings"] = warnings_for(data)
+    if failures:
+        data["failures"] = failures
 
     budget_error: BudgetError | None = None
     try:
@@ -229,6 +255,9 @@ def build(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+    from edgekit.verify.shipped import hash_files
+
+    data["shipped"] = hash_files(tmp)
     data["stages"] = timer.stages
     report = Report(data=data, out_dir=out)
     report.write(tmp)
@@ -237,6 +266,11 @@ def build(
     os.replace(tmp, out)
     if budget_error is not None:
         raise budget_error
+    if failures:
+        raise VerificationError(f"{model_path}: {failures[0]}", "the other runtimes' numbers are in report.json; the failed runtime is marked there")
+    gate_error = verdict.error()
+    if gate_error is not None:
+        raise gate_error
     return report
 
 
@@ -250,81 +284,6 @@ def _recipe(recipe: Any, prune: float | None, epochs: int):
     return Recipe.from_cli(prune=prune, fine_tune_epochs=epochs)
 
 
-def _verify(loaded, compressed, float_tflite, int8_tflite, info, ds: Dataset | None, prof, max_eval) -> dict[str, Any]:
-    """Run every runtime on the eval (or calibration) inputs; accuracy, agreement, bit-exactness, latency."""
-    from edgekit import metrics
-    from edgekit.runtimes import host_latency, litert_load_error, quantize, run_keras, run_litert
-
-    out: dict[str, Any] = {"accuracy": {"float": None, "int8_tflite": None, "int8_tflite_ref": None, "int8_tflm": None}}
-    out["agreement"] = {"int8_vs_float_top1": None, "tflm_vs_tflite_bit_exact": None}
-    out["runtimes"] = {}
-    if ds is None:
-        # a .tflite input without data: generated inputs still check bit-exactness
-        rng = np.random.default_rng(0)
-        shape = (32, *info.inputs[0].shape[1:])
-        dtype = np.dtype(info.inputs[0].dtype)
-        x_model = rng.integers(-128, 128, size=shape).astype(dtype) if np.issubdtype(dtype, np.integer) else rng.random(shape, dtype=np.float32)
-        y, source = None, "generated (seed 0)"
-    else:
-        ds = ds if max_eval is None else Dataset(ds.x[:max_eval], None if ds.y is None else ds.y[:max_eval], ds.path)
-        x_model = quantize(ds.x, info.inputs[0])
-        y, source = ds.y, str(ds.path)
-    out["verified_on"] = {"source": source, "samples": int(len(x_model)), "labels": y is not None}
-
-    outs: dict[str, np.ndarray] = {}
-    if loaded.is_keras and ds is not None:
-        outs["float"] = run_keras(loaded.model, ds.x)
-        out["runtimes"]["accuracy.float"] = "keras (float32, the input model before compression)"
-        if compressed is not loaded:
-            out["accuracy"]["float_compressed"] = metrics.accuracy(run_keras(compressed.model, ds.x), y)
-    elif float_tflite is not None and ds is not None:
-        outs["float"] = run_litert(float_tflite, ds.x.astype(np.float32))
-    litert_error = litert_load_error(int8_tflite)
-    if litert_error is None:
-        outs["int8_tflite"] = run_litert(int8_tflite, x_model)
-        outs["int8_tflite_ref"] = run_litert(int8_tflite, x_model, reference=True)
-        out["runtimes"]["accuracy.int8_tflite"] = "litert-default (LiteRT default kernels, XNNPACK)"
-        out["runtimes"]["accuracy.int8_tflite_ref"] = "litert-ref (LiteRT reference kernels)"
-    elif not prof.is_mcu:
-        raise VerificationError(f"{loaded.path}: LiteRT, the runtime of {prof.name}, cannot load the model: {litert_error}")
-    else:
-        out["runtimes"]["accuracy.int8_tflite"] = f"skipped: LiteRT cannot load this model ({litert_error}); TFLM can"
-    from edgekit.tflm_compat import check_tflm
-
-    if not check_tflm(info, allow_float=True):
-        from edgekit.tflm_host import run_tflm
-
-        outs["int8_tflm"] = run_tflm(int8_tflite, x_model)
-        out["runtimes"]["accuracy.int8_tflm"] = "tflm-host (tflite-micro interpreter, reference kernels)"
-        if "int8_tflite_ref" in outs:
-            out["agreement"]["tflm_vs_tflite_bit_exact"] = metrics.bit_exact_fraction(outs["int8_tflm"], outs["int8_tflite_ref"])
-            out["agreement"]["tflm_vs_tflite_max_lsb"] = metrics.max_abs_diff(outs["int8_tflm"], outs["int8_tflite_ref"])
-    for key, o in outs.items():
-        out["accuracy"][key] = metrics.accuracy(o, y)
-    deploy = "int8_tflm" if prof.is_mcu and "int8_tflm" in outs else "int8_tflite"
-    out["agreement"]["deployed_runtime"] = "tflm-host" if deploy == "int8_tflm" else "litert-default"
-    if "float" in outs:
-        out["agreement"]["int8_vs_float_top1"] = metrics.top1_agreement(outs[deploy], outs["float"])
-        if not metrics.is_classifier(outs["float"]):
-            from edgekit.runtimes import dequantize
-
-            deq = dequantize(outs[deploy], info.outputs[0])
-            out["agreement"]["int8_vs_float_max_abs"] = metrics.max_abs_diff(deq, outs["float"].reshape(deq.shape))
-    out["runtimes"]["agreement.tflm_vs_tflite_bit_exact"] = "tflm-host vs litert-ref, every output element"
-    out["latency"] = {"int8_ms": None, "float_ms": None, "runtime": "litert-default", "label": "host-measured (build machine), not a device figure"}
-    out["speedup"] = {"host_latency_ratio": None}
-    if litert_error is None:
-        lat_int8 = host_latency(int8_tflite)
-        out["latency"]["int8_ms"] = round(lat_int8.mean_ms, 5)
-        if float_tflite is not None:
-            lat_f = host_latency(float_tflite)
-            out["latency"]["float_ms"] = round(lat_f.mean_ms, 5)
-            out["speedup"]["host_latency_ratio"] = round(lat_f.mean_ms / lat_int8.mean_ms, 4) if lat_int8.mean_ms > 0 else None
-    out["runtimes"]["speedup.host_latency_ratio"] = "litert-default on the build host, float .tflite vs int8 .tflite, single thread"
-    out["_x"] = x_model
-    return out
-
-
 def _summary(d: dict[str, Any]) -> dict[str, Any]:
     acc = d["accuracy"]
     deploy = "int8_tflm" if d["target"]["runtime"] == "tflm" and acc.get("int8_tflm") is not None else "int8_tflite"
@@ -333,7 +292,9 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
         lost = round(acc["float"] - acc[deploy], 6)
     return {
         "compression_ratio": d["sizes"]["compression_ratio"],
-        "speedup": d["speedup"]["host_latency_ratio"],
+        # a microcontroller has no LiteRT: the host ratio is not its speed-up (see emulator.instructions_per_inference)
+        "speedup": None if d["target"]["runtime"] == "tflm" else d["speedup"]["host_latency_ratio"],
+        "speedup_source": "no device figure (microcontroller target)" if d["target"]["runtime"] == "tflm" else "litert-default, build host",
         "accuracy_lost": lost,
         "accuracy_deployed_runtime": deploy,
     }

@@ -113,8 +113,9 @@ def _parse(csv_text: str) -> list[LayerError]:
 
 def tflite_accuracy(tflite: bytes, x: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy of a ``.tflite`` model on LiteRT's reference kernels (int8 or float inputs handled)."""
-    from edgekit.metrics import accuracy
-    from edgekit.runtimes import quantize, run_litert
+    from edgekit.verify.metrics import accuracy
+    from edgekit.verify.runtimes import run_litert
+    from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
 
     spec = read_model(tflite).inputs[0]

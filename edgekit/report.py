@@ -71,7 +71,17 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("float .tflite", _b(sizes.get("float_tflite_bytes"))),
         ("int8 .tflite", _b(sizes.get("int8_tflite_bytes"))),
         ("compression ratio", "n/a" if sizes.get("compression_ratio") is None else f"{sizes['compression_ratio']:.2f}x"),
-        ("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"),
+    ]
+    ipi = (d.get("emulator") or {}).get("instructions_per_inference")
+    if d["target"].get("runtime") == "tflm" and ipi:
+        rows.append(("on the device", f"{ipi:,} instructions per inference on {d['emulator'].get('machine')} "
+                     "(emulated; no float figure on the device to compare with)"))
+    elif d["target"].get("runtime") == "tflm":
+        rows.append(("speed-up on the device", "no device figure (LiteRT host latency is not a microcontroller figure; "
+                     "`edgekit verify --emulator` measures instructions per inference)"))
+    else:
+        rows.append(("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"))
+    rows += [
         ("accuracy float (keras)", _pct(acc.get("float"))),
         ("accuracy int8 (litert-default)", _pct(acc.get("int8_tflite"))),
         ("accuracy int8 (litert-ref)", _pct(acc.get("int8_tflite_ref"))),
@@ -84,6 +94,12 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("RAM needed / budget", f"{_b(mem.get('ram_bytes'))} / {_b(d['target'].get('ram_bytes'))}"),
         ("fits", str(mem.get("fits"))),
     ]
+    for g in (d.get("verdict") or {}).get("gates", []):
+        rows.append((f"gate {g['gate']}", f"{'pass' if g['passed'] else 'FAIL'}: {g['detail']}"))
+    for line in d.get("failures", []):
+        rows.append(("runtime failed", line))
+    for line in d.get("warnings", []):
+        rows.append(("warning", line))
     emu = d.get("emulator")
     if emu:
         rows.append(("emulator", f"{emu.get('machine')}: bit-exact {_pct(emu.get('outputs_bit_exact'))}, accuracy {_pct(emu.get('accuracy'))}"))
@@ -92,6 +108,8 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
                 rows.append((label, _b(emu[key])))
         if emu.get("instructions_per_inference") is not None:
             rows.append(("instructions / inference", f"{emu['instructions_per_inference']:,} (emulated)"))
+        for g in (emu.get("verdict") or {}).get("gates", []):
+            rows.append((f"emulator gate {g['gate']}", f"{'pass' if g['passed'] else 'FAIL'}: {g['detail']}"))
         if emu.get("emulated_latency_ms") is not None:
             rows.append(("emulated latency", f"{emu['emulated_latency_ms']:.2f} ms ({emu.get('latency_note') or 'emulated, not a device benchmark'})"))
     return rows

@@ -62,28 +62,32 @@ def _interpreter(tflite: bytes, arena: int):
 
 
 def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
-    """Raw outputs of the TFLM interpreter for ``x`` ([N, *input shape without batch], model dtype).
+    """Raw outputs of the TFLM interpreter for ``x`` (one row per invoke, in the model's input dtype).
 
-    The model must have batch 1; each sample is one ``invoke()``, and the
-    interpreter is reset between samples so stateful models start fresh.
-    Returns [N, *output shape without batch] in the output dtype.
+    Each row of ``x`` holds one whole input tensor in any shape of the same size
+    (``[N, *input shape without batch]`` for the usual batch-1 model, or flat
+    bytes). Each row is one ``invoke()``, and the interpreter is reset between
+    rows so stateful models start fresh. Returns ``[N, *output shape]`` in the
+    output dtype, without the batch axis when the model's batch is 1.
     """
     ip = _interpreter(tflite, _host_arena(tflite))
     inp = ip.get_input_details(0)
     out = ip.get_output_details(0)
     in_shape = tuple(int(d) for d in inp["shape"])
+    out_shape = tuple(int(d) for d in out["shape"])
+    row_shape = out_shape[1:] if out_shape and out_shape[0] == 1 else out_shape
     x = np.asarray(x)
     if x.dtype != np.dtype(inp["dtype"]):
         raise VerificationError(f"run_tflm: input dtype {x.dtype} differs from the model's {np.dtype(inp['dtype'])}",
-                                "quantize the inputs first (edgekit.runtimes.quantize)")
+                                "quantize the inputs first (edgekit.verify.inputs.quantize)")
     results = []
     for sample in x:
         ip.set_input(sample.reshape(in_shape), 0)
         ip.invoke()
-        results.append(np.array(ip.get_output(0)).reshape(tuple(int(d) for d in out["shape"])[1:]))
+        results.append(np.array(ip.get_output(0)).reshape(row_shape))
         ip.reset()
     if not results:
-        return np.zeros((0, *tuple(int(d) for d in out["shape"])[1:]), dtype=np.dtype(out["dtype"]))
+        return np.zeros((0, *row_shape), dtype=np.dtype(out["dtype"]))
     return np.stack(results)
 
 

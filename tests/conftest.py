@@ -5,10 +5,13 @@ third-party model folder, and the toolchain requirement switch.
   ``../shared/models`` beside the repository); tests needing them skip when absent.
 - ``EDGEKIT_REQUIRE_TOOLCHAIN=1`` (set by CI) turns a missing cross-compiler or
   QEMU from a skip into a failure.
+- ``EDGEKIT_REQUIRE_SHARED_MODELS=1`` (set by ``.ci/run``) turns a missing
+  third-party model folder from a skip into a failure, so lowering regressions
+  on those models cannot hide behind skips.
 - ``tflm_src`` / ``tflm_dir``: the TFLM source tree (``$TFLM_DIR``, default
   ``../shared/tflm-src``), to read / to build; tests needing it skip when it is
-  absent (``tflm_dir``: or cannot build offline), and fail instead under
-  ``EDGEKIT_REQUIRE_SHARED_MODELS=1``.
+  absent, and fail instead under ``EDGEKIT_REQUIRE_SHARED_MODELS=1``; a tree
+  that is present but lacks TFLM's downloads skips ``tflm_dir`` naming them.
 """
 
 from __future__ import annotations
@@ -33,8 +36,22 @@ def shared_models() -> Path:
     """The folder of third-party models; skips the test when it is absent."""
     d = shared_models_dir()
     if not d.is_dir():
-        pytest.skip(f"third-party models not found at {d} (set EDGEKIT_SHARED_MODELS)")
+        msg = f"third-party models not found at {d} (set EDGEKIT_SHARED_MODELS)"
+        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
     return d
+
+
+def shared_model(folder: Path, rel: str) -> Path:
+    """``folder/rel``; a missing file skips (fails under EDGEKIT_REQUIRE_SHARED_MODELS=1)."""
+    path = Path(folder) / rel
+    if not path.is_file():
+        msg = f"{rel} not in {folder}"
+        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
 
 
 def require_tools(*tools: str) -> None:

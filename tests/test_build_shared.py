@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from conftest import REPO, shared_model
 
 from edgekit.cli import main
 
@@ -13,9 +16,7 @@ pytestmark = pytest.mark.shared_models
 
 
 def test_mlperf_resnet8_h5_builds_for_stm32f746(tmp_path, shared_models, capsys):
-    model = shared_models / "mlperf_tiny" / "pretrainedResnet.h5"
-    if not model.is_file():
-        pytest.skip(f"{model} absent")
+    model = shared_model(shared_models, "mlperf_tiny/pretrainedResnet.h5")
     rng = np.random.default_rng(0)
     calib = tmp_path / "calib.npz"
     np.savez(calib, x=rng.random((64, 32, 32, 3), dtype=np.float32))  # CIFAR-10-shaped, in [0, 1)
@@ -35,9 +36,7 @@ def test_mlperf_resnet8_h5_builds_for_stm32f746(tmp_path, shared_models, capsys)
 
 
 def test_person_detect_tflite_builds_for_mcu_even_though_litert_refuses_it(tmp_path, shared_models, capsys):
-    model = shared_models / "tflm" / "person_detect.tflite"
-    if not model.is_file():
-        pytest.skip(f"{model} absent")
+    model = shared_model(shared_models, "tflm/person_detect.tflite")
     rc = main(["build", str(model), "--target", "cortex-m4", "--out", str(tmp_path / "m4"), "--json"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
@@ -51,3 +50,18 @@ def test_person_detect_tflite_builds_for_mcu_even_though_litert_refuses_it(tmp_p
     err = capsys.readouterr().err
     assert rc == 6 and "LiteRT, the runtime of rpi4, cannot load the model: quantized_dimension" in err
     assert not (tmp_path / "pi").exists()
+
+
+def test_keyword_scrambled_svdf_build_never_takes_edgekit_down(tmp_path, shared_models):
+    """TFLM's own SVDF model once aborted the whole process inside LiteRT (exit 134); runtimes now run in children."""
+    model = shared_model(shared_models, "tflm/keyword_scrambled.tflite")
+    out = tmp_path / "ks"
+    proc = subprocess.run([sys.executable, "-m", "edgekit", "build", str(model), "--target", "cortex-m4", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode in (0, 6), proc.stderr  # 6 only when a runtime crashed, and then it is named
+    r = json.loads((out / "report.json").read_text())
+    assert r["accuracy"]["int8_tflm"] is None and r["verified_on"]["source"] == "generated (seed 0)"
+    if proc.returncode == 6:
+        assert "crashed" in proc.stderr and r["failures"]
+    else:
+        assert r["agreement"]["tflm_vs_tflite_bit_exact"] is not None

@@ -86,7 +86,7 @@ def digits_project(digits_dir, tmp_path_factory):
     arena = measure_arena(tfl)
     x = np.load(digits_dir / "eval.npz")["x"][:1]
     info = read_model(tfl)
-    from edgekit.runtimes import quantize
+    from edgekit.verify.inputs import quantize
 
     sample = quantize(x, info.inputs[0])[0]
     out = tmp_path_factory.mktemp("emit") / "tflm"
@@ -203,7 +203,8 @@ int main() {
                     "-o", str(exe)], check=True, capture_output=True)
     lines = subprocess.run([str(exe)], cwd=tmp_path, check=True, capture_output=True, text=True).stdout.splitlines()
     assert (tmp_path / "array.bin").read_bytes() == tfl and lines[0] == "0"
-    from edgekit.runtimes import dequantize, quantize
+    from edgekit.verify.runtimes import dequantize
+    from edgekit.verify.inputs import quantize
 
     xs = np.array([np.float32(i) / np.float32(100) for i in range(-400, 401)], dtype=np.float32)
     assert [int(v) for v in lines[1].split()] == quantize(xs, info.inputs[0]).tolist()

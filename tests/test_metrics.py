@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgekit import metrics
+from edgekit.verify import metrics
 
 
 def test_accuracy_and_agreement_on_score_rows():
@@ -27,3 +27,14 @@ def test_bit_exact_counts_elements_and_float_bit_patterns():
     z = np.array([0.0], np.float32)
     assert metrics.bit_exact_fraction(z, -z) == 0.0  # +0 and -0 differ in bits
     assert metrics.bit_exact_fraction(a, b[:, :3]) == 0.0
+
+
+def test_byte_agreement_counts_bytes_and_inputs():
+    a = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], dtype=np.int8)
+    b = a.copy()
+    b[1, 2] = 10
+    agree = metrics.byte_agreement(a, b)
+    assert agree.bit_exact == 7 / 8 and agree.max_abs_diff == 3.0 and agree.mismatched_inputs == 1
+    f = np.array([[0.0], [1.0]], dtype=np.float32)
+    assert metrics.byte_agreement(f, -f).bit_exact == 0.75  # -0.0 is not 0.0 byte for byte
+    assert metrics.byte_agreement(a, a[:, :2]).bit_exact == 0.0

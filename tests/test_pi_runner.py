@@ -98,7 +98,7 @@ def test_quantize_matches_tflite_reference_quantize_op_bit_for_bit(tmp_path, run
 
 
 def test_json_line_outputs_and_accuracy_match_host_litert(tmp_path, digits_dir, digits_int8, runner):
-    from edgekit.runtimes import run_litert
+    from edgekit.verify.runtimes import run_litert
 
     proc = _run([str(digits_int8 / "run.py"), str(digits_dir / "eval.npz"), "--json", "--raw", "--output", "raw.npy"], tmp_path)
     assert proc.returncode == 0, proc.stderr

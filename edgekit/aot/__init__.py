@@ -12,9 +12,8 @@ when a comparison runs.
 """
 
 from edgekit.aot.codegen import CodegenResult, generate
-from edgekit.aot.hostcheck import HostCheckResult, compare_layers, generated_inputs, host_check, run_host, run_tflm
+from edgekit.aot.hostcheck import HostCheckResult, compare_layers, generated_inputs, host_check, run_host
 
 __all__ = [
     "CodegenResult", "HostCheckResult", "compare_layers", "generate", "generated_inputs", "host_check", "run_host",
-    "run_tflm",
 ]

@@ -2,7 +2,7 @@
 
 :func:`run_host` runs N inputs through a compiled model in one process (a small
 driver reads a binary file of inputs and writes one of outputs);
-:func:`run_tflm` runs them through TFLM's reference kernels; :func:`host_check`
+:func:`edgekit.tflm_host.run_tflm` runs them through TFLM's reference kernels; :func:`host_check`
 does both and counts equal output bytes.
 """
 
@@ -120,20 +120,6 @@ def run_host(code_dir: Path, inputs: np.ndarray, work_dir: Path, output_shape: t
     return out.reshape((len(inputs), *output_shape))
 
 
-def run_tflm(tflite: bytes | Path, inputs: np.ndarray) -> np.ndarray:
-    """Run every input through the tflite-micro interpreter (reference kernels)."""
-    from tflite_micro import runtime
-
-    ip = runtime.Interpreter.from_bytes(read_bytes(tflite))
-    shape = tuple(ip.get_input_details(0)["shape"])
-    outs = []
-    for x in inputs:
-        ip.set_input(np.asarray(x).reshape(shape), 0)
-        ip.invoke()
-        outs.append(np.array(ip.get_output(0)))
-    return np.stack(outs)
-
-
 def generated_inputs(tflite: bytes | Path, n: int, seed: int = 0) -> np.ndarray:
     """``n`` seeded inputs in the model's input dtype, ``[n, *input shape]``.
 
@@ -175,7 +161,9 @@ def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path, *,
     res = generate(tflite, work_dir / "code", weight_bits=weight_bits)
     out_dtype = np.float32 if to.dtype == "float32" else np.int8
     host = run_host(work_dir / "code", inputs, work_dir / "host", to.shape, out_dtype)
-    ref = run_tflm(tflite, inputs).reshape(host.shape).astype(out_dtype)
+    from edgekit.tflm_host import run_tflm
+
+    ref = run_tflm(read_bytes(tflite), inputs).reshape(host.shape).astype(out_dtype)
     hb, rb = host.view(np.uint8), ref.view(np.uint8)
     equal = hb == rb
     if out_dtype == np.int8:

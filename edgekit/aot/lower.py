@@ -248,8 +248,8 @@ def _fc(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     if per_channel:
         mult, shift = _per_channel(op, x, w, y, units)
     else:
-        # per-tensor FC: (double)s_in * (double)s_w / s_out. The spec (1.6) says the product is
-        # rounded to float32 first; the tflite-micro wheel does not (see test_fc_per_tensor_multiplier).
+        # per-tensor FC: (double)s_in * (double)s_w / s_out, no float32 rounding of the product
+        # (measured on the tflite-micro wheel; docs/int8-arithmetic.md, test_fc_per_tensor_multiplier).
         m, s = quant.quantize_multiplier(float(x.s) * float(w.s) / float(y.s))
         mult, shift = np.array([m]), np.array([s])
     act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)

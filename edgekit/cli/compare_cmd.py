@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgekit.cli.gate_options import gate_options, make_gates
 from edgekit.cli.output import stage_progress
 from edgekit.compare import DEFAULT_RECIPES
 
@@ -23,8 +24,10 @@ from edgekit.compare import DEFAULT_RECIPES
 @click.option("--codegen/--no-codegen", default=False, show_default=True, help="Also generate edgekit's C runtime in each build.")
 @click.option("--max-eval", type=int, help="Verify on at most this many eval samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every build.")
+@gate_options("off")
 @click.option("--json", "as_json", is_flag=True, help="Print compare.json to stdout instead of the table.")
-def command(model: Path, target: str, calib, eval_, train, recipes: str, out, emulator: bool, codegen: bool, max_eval, seed: int, as_json: bool) -> None:
+def command(model: Path, target: str, calib, eval_, train, recipes: str, out, emulator: bool, codegen: bool, max_eval, seed: int,
+            max_accuracy_drop, min_accuracy, require_bit_exact, as_json: bool) -> None:
     """Build MODEL once per recipe and compare flash, arena, latency, accuracy and the ratios against the float model.
 
     Writes compare.md, compare.html, compare.png and compare.json, plus one
@@ -41,9 +44,10 @@ def command(model: Path, target: str, calib, eval_, train, recipes: str, out, em
     from edgekit.compare import compare
     from edgekit.errors import EdgekitError
 
+    gates = make_gates(max_accuracy_drop, min_accuracy, require_bit_exact, bit_exact_default=False)
     with stage_progress(enabled=not as_json) as progress:
         result = compare(model, target, recipes=recipes, calib=calib, eval=eval_, train=train, out_dir=out, seed=seed,
-                         codegen=codegen, emulator=emulator, max_eval=max_eval, progress=progress)
+                         codegen=codegen, emulator=emulator, max_eval=max_eval, progress=progress, gates=gates)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:

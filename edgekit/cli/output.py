@@ -26,6 +26,8 @@ def stage_progress(enabled: bool = True) -> Iterator[Callable[[str], None] | Non
 
 def print_report(report: Report, as_json: bool) -> None:
     """``--json``: report.json on stdout. Otherwise a table and where the files went."""
+    for line in report.data.get("warnings", []):
+        click.echo(f"edgekit: warning: {line}", err=True)
     if as_json:
         click.echo(report.to_json(), nl=False)
         return

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from edgekit.cli.gate_options import gate_options, make_gates
 from edgekit.errors import InputError
 from edgekit.report import Report
 
@@ -36,18 +37,22 @@ def _write_report(build_dir: Path, data: dict) -> None:
 @click.option("--inputs", "n_inputs", type=int, default=100, show_default=True, help="How many inputs to run (eval data first, else seeded generated inputs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--tflite-runtime-leg", is_flag=True, help="Pi builds: also run the runner's tflite_runtime fallback (numpy<2) under emulation.")
+@gate_options("on for microcontrollers (edgekit's C runtime must match the TFLM interpreter), off for Pi builds")
 @click.option("--json", "as_json", is_flag=True, help="Print the emulator section as JSON.")
-def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_runtime_leg: bool, as_json: bool) -> None:
+def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_runtime_leg: bool,
+            max_accuracy_drop, min_accuracy, require_bit_exact, as_json: bool) -> None:
     """Check an existing build on an emulated device and add an `emulator` section to its report.
 
     Microcontroller builds are compiled with arm-none-eabi-gcc (edgekit's own
     C runtime) and run under qemu-system-arm on the target's machine; Pi builds
     run their own run.py with an aarch64 Python under qemu-aarch64-static.
     Outputs are compared byte for byte with the host reference. Emulated
-    figures are not device benchmarks.
+    figures are not device benchmarks. A broken gate still updates the
+    report (``emulator.verdict``) and exits 6.
     """
     data = _read_report(build_dir)
     runtime = data.get("target", {}).get("runtime")
+    gates = make_gates(max_accuracy_drop, min_accuracy, require_bit_exact, bit_exact_default=runtime == "tflm")
     if runtime == "tflm":
         from edgekit.toolchain.mcu_verify import verify_mcu_build
 
@@ -60,8 +65,22 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
     else:
         raise InputError(f"{build_dir}/report.json: unknown target runtime {runtime!r}")
     section = result.to_dict()
+    from edgekit.verify.gates import check
+
+    reference = "tflm-host" if runtime == "tflm" else "the host, same runtime and kernels"
+    verdict = check(gates, float_accuracy=(data.get("accuracy") or {}).get("float"), deployed_accuracy=section.get("accuracy"),
+                    deployed_runtime=section.get("runtime") or "the emulator", bit_exact=section.get("outputs_bit_exact"),
+                    bit_exact_what=f"emulator vs {reference}")
+    section["verdict"] = verdict.to_dict()
     data["emulator"] = section
+    if runtime == "tflm" and section.get("instructions_per_inference"):
+        device = f"emulator.instructions_per_inference: int8 on {section.get('machine')} (emulated; no float figure on the device)"
+        data.setdefault("runtimes", {})["speedup.device"] = device
+        data.setdefault("summary", {})["speedup_source"] = device
     _write_report(build_dir, data)
+    gate_error = verdict.error()
+    if gate_error is not None:
+        raise gate_error
     if as_json:
         click.echo(json.dumps(section, indent=2, sort_keys=True, default=str))
         return

@@ -117,10 +117,17 @@ def _inputs(report: dict[str, Any], model: Path, n_inputs: int, seed: int) -> tu
     if eval_path:
         if not Path(eval_path).is_file():
             raise InputError(f"{eval_path}: the build's eval data is gone", "rebuild, or restore the file report.json names")
-        with np.load(eval_path, allow_pickle=False) as data:
-            x = data["x"][:n_inputs]
-            y = data["y"][:n_inputs] if "y" in data.files else None
-        return x, y, "eval"
+        from edgekit.data import load_data, take
+        from edgekit.verify.inputs import is_raw
+
+        ds = take(load_data(eval_path, "eval"), n_inputs)  # .npy, one-hot labels: as the build read them
+        spec = read_model(model).inputs[0]
+        source_dtype = spec.dtype if report.get("model_kind") == "tflite" else "float32"
+        x = ds.x
+        if np.issubdtype(x.dtype, np.integer) and not is_raw(x, spec, data_is_quantized=bool(report.get("data_is_quantized")),
+                                                            source_dtype=source_dtype):
+            x = x.astype(np.float32)  # integer data are values: the runner quantizes them like floats
+        return x, ds.y, "eval"
     spec = read_model(model).inputs[0]
     shape = (n_inputs, *spec.shape[1:])
     rng = np.random.default_rng(seed)
@@ -131,17 +138,6 @@ def _inputs(report: dict[str, Any], model: Path, n_inputs: int, seed: int) -> tu
     else:
         x = rng.random(shape, dtype=np.float32).astype(dtype)
     return x, None, f"generated (seed {seed})"
-
-
-def _compare(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int]:
-    """Fraction of equal bytes, max abs difference and the number of samples with any difference."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return 0.0, float("inf"), len(a)
-    ab = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)
-    bb = np.ascontiguousarray(b).view(np.uint8).reshape(len(b), -1)
-    equal = ab == bb
-    diff = float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
-    return float(equal.mean()) if equal.size else 1.0, diff, int((~equal.all(axis=1)).sum())
 
 
 def _host_tflite_runtime(runner: Path, model: Path, inputs: Path, work: Path) -> np.ndarray:
@@ -169,12 +165,17 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     ToolchainError (QEMU, apt or a download missing or failing) or
     VerificationError (the runner failed under emulation).
     """
-    from edgekit import metrics
-    from edgekit.runtimes import quantize, run_litert
+    from edgekit.verify import metrics
+    from edgekit.verify.runtimes import run_litert
+    from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
 
     build_dir = Path(build_dir)
     report, model, runner = _read_build(build_dir)
+    if report.get("shipped"):  # run what ships: the model and run.py as the build wrote them
+        from edgekit.verify.shipped import check_files
+
+        check_files(build_dir, report["shipped"])
     for leg in legs:
         if leg not in LEG_KERNELS:
             raise InputError(f"unknown Pi verification leg {leg!r}; choose from {', '.join(LEG_KERNELS)}")
@@ -191,7 +192,8 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     np.savez(inputs, **({"x": x} if y is None else {"x": x, "y": y}))
 
     tflite = model.read_bytes()
-    x_q = quantize(x, read_model(tflite).inputs[0])
+    spec = read_model(tflite).inputs[0]
+    x_q = x if x.dtype == np.dtype(spec.dtype) else quantize(x, spec)  # as the runner does: codes pass, values are quantized
     root = ensure_root(legs=tuple(dict.fromkeys(LEG_KERNELS[leg][0] for leg in legs)), cpus=(cpu,))
     host_cache: dict[str, np.ndarray] = {}
 
@@ -210,11 +212,13 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         emulated: RunnerResult = run_runner(runner, model, inputs, cpu=cpu, leg=runtime, reference=reference, root=root, work=work)
         label = f"{runtime}-{'ref' if reference else 'default'}"
         expected = host(label)
-        exact, diff, mismatched = _compare(emulated.outputs, expected)
+        agree = metrics.byte_agreement(emulated.outputs, expected)
+        exact, diff, mismatched = agree.bit_exact, agree.max_abs_diff, agree.mismatched_inputs
         compared_bytes.append(int(expected.nbytes))
         extra: dict[str, Any] = {}
         if runtime == "tflite_runtime":
-            vs_exact, vs_diff, _ = _compare(emulated.outputs, host("litert-ref"))
+            vs = metrics.byte_agreement(emulated.outputs, host("litert-ref"))
+            vs_exact, vs_diff = vs.bit_exact, vs.max_abs_diff
             extra = {"vs_litert_ref_bit_exact": vs_exact, "vs_litert_ref_max_abs_diff": vs_diff}
         results.append(LegResult(
             leg=leg, runtime=emulated.runtime, runtime_version=emulated.runtime_version, kernels=emulated.kernels,

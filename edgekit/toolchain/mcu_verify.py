@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InputError, ToolchainError
+from edgekit.errors import InputError, ToolchainError, VerificationError
 from edgekit.targets import Emulator, TargetProfile, Toolchain, get_target
 from edgekit.tflite_model import TensorSpec, read_model
 from edgekit.toolchain.cross import FirmwareImage, build_firmware
@@ -71,6 +71,8 @@ class EmulatorResult:
     mismatched_inputs: int = 0
     tflm_accuracy: float | None = None
     device: DeviceMeasurements | None = None
+    code: str = ""  # which C ran: the build's aot/ as shipped, or generated from model.tflite
+    shipped_hashes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,22 +166,6 @@ def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
     return info.inputs[0], info.outputs[0]
 
 
-def run_tflm(tflite: bytes, inputs_int8: np.ndarray) -> np.ndarray:
-    """Raw outputs of the tflite-micro interpreter (``tflm-host``), one flattened row per input."""
-    from edgekit.tflm_host import run_tflm as tflm
-
-    inp, _ = io_quantization(tflite)
-    x = np.asarray(inputs_int8, dtype=np.int8).reshape(len(inputs_int8), *inp.shape[1:])
-    return tflm(tflite, x).reshape(len(x), -1)
-
-
-def quantize_inputs(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """Float inputs to int8 as TFLite's QUANTIZE does: round half away from zero, add the zero point, saturate."""
-    v = x.astype(np.float32) / np.float32(scale)
-    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
-
-
 def generated_inputs(n: int, input_bytes: int, seed: int) -> np.ndarray:
     """``n`` seeded uniform int8 inputs."""
     return np.random.default_rng(seed).integers(-128, 128, size=(n, input_bytes), dtype=np.int8)
@@ -199,13 +185,23 @@ def _target_from_report(d: dict[str, Any]) -> TargetProfile:
 
 
 def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> EmulatorResult:
-    """Run a tflm build's model on its target's QEMU machine and compare every output byte with TFLM.
+    """Run a tflm build's shipped C on its target's QEMU machine and compare every output byte with TFLM.
 
-    Uses up to ``n_inputs`` samples of the build's eval data (and its labels
-    for accuracy) when ``report.json`` names one; otherwise ``n_inputs``
-    seeded generated int8 inputs (bit-exactness only, accuracy None).
-    Generated C and firmware land in ``build_dir/emulator/``.
+    The files are first checked against the SHA-256 hashes ``report.json``
+    recorded (VerificationError naming the first changed file). A build with
+    ``aot/`` is compiled as shipped; one without gets C generated from its
+    ``model.tflite`` into ``build_dir/emulator/codegen``. Uses up to
+    ``n_inputs`` samples of the build's eval data (.npz or .npy, brought into
+    the model's input domain as the build did; labels give accuracy), else
+    ``n_inputs`` seeded generated int8 inputs. The tflite-micro reference runs
+    in a child process.
     """
+    from edgekit.data import load_data, take
+    from edgekit.verify.inputs import to_input_domain
+    from edgekit.verify.isolated import Leg, run_legs
+    from edgekit.verify.metrics import byte_agreement
+    from edgekit.verify.shipped import check_files
+
     build_dir = Path(build_dir)
     report_path, tflite_path = build_dir / "report.json", build_dir / "model.tflite"
     for p in (report_path, tflite_path):
@@ -215,6 +211,9 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     target = _target_from_report(report["target"])
     if not target.is_mcu:
         raise InputError(f"{build_dir}: target {target.name} is not a microcontroller", "--emulator is for tflm targets")
+    shipped = report.get("shipped")
+    if shipped:
+        check_files(build_dir, shipped)
     tflite = tflite_path.read_bytes()
     inp, out = io_quantization(tflite)
     if inp.dtype != "int8" or out.dtype != "int8":
@@ -222,26 +221,29 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
             f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs int8 I/O",
             "build with full-int8 quantization (the default for tflm targets)",
         )
-    input_bytes = inp.nbytes
     eval_path = (report.get("inputs") or {}).get("eval")
     labels = None
     if eval_path:
-        with np.load(eval_path) as data:
-            x = data["x"][:n_inputs]
-            labels = data["y"][:n_inputs] if "y" in data.files else None
-        x_q = x if np.issubdtype(x.dtype, np.integer) else quantize_inputs(x, inp.scale, inp.zero_point)
-        x_q = x_q.astype(np.int8).reshape(len(x_q), input_bytes)
-        source = "eval"
+        ds = take(load_data(eval_path, "eval"), n_inputs)
+        source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
+        x_q = to_input_domain(ds.x, inp, data_is_quantized=bool(report.get("data_is_quantized")),
+                              source_dtype=source_dtype, path=eval_path).reshape(len(ds), inp.nbytes)
+        labels, source = ds.y, "eval"
     else:
-        x_q = generated_inputs(n_inputs, input_bytes, seed)
+        x_q = generated_inputs(n_inputs, inp.nbytes, seed)
         source = f"generated (seed {seed})"
-    ours, device = run_on_emulator(tflite, target, x_q, build_dir / "emulator")
-    ref = run_tflm(tflite, x_q)
-    equal = ours == ref.reshape(ours.shape)
+    aot = build_dir / "aot"
+    code = aot if (aot / "edgekit_model.h").is_file() else tflite
+    ours, device = run_on_emulator(code, target, x_q, build_dir / "emulator")
+    leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])}, [Leg("tflm", "tflm", "int8", "int8")])["tflm"]
+    if not leg.ok:
+        raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
+    ref = leg.outputs.reshape(ours.shape)
+    agree = byte_agreement(ours, ref)
     return EmulatorResult(
         machine=device.machine,
         runtime=device.runtime,
-        outputs_bit_exact=float(equal.mean()),
+        outputs_bit_exact=agree.bit_exact,
         accuracy=_top1(ours, labels),
         flash_bytes=device.flash_bytes,
         ram_bytes=device.ram_bytes,
@@ -249,9 +251,11 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         instructions_per_inference=device.instructions_per_inference,
         n_inputs=len(x_q),
         inputs=source,
-        mismatched_inputs=int((~equal.all(axis=1)).sum()),
-        tflm_accuracy=_top1(ref.reshape(ours.shape), labels),
+        mismatched_inputs=agree.mismatched_inputs,
+        tflm_accuracy=_top1(ref, labels),
         device=device,
+        code="aot/ (as shipped)" if code is aot else "generated from model.tflite (the build has no aot/)",
+        shipped_hashes="checked" if shipped else "not recorded (build made before edgekit recorded them)",
     )
 
 

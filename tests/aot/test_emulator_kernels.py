@@ -15,7 +15,7 @@ import tensorflow as tf
 from aot_models import convert, random_inputs
 from conftest import require_tools
 
-from edgekit.aot.hostcheck import run_tflm
+from edgekit.tflm_host import run_tflm
 
 pytestmark = [pytest.mark.emulator]
 

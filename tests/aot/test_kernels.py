@@ -144,7 +144,7 @@ def test_requantize_int8_to_int8(factor, tmp_path):
 
 
 def test_fc_per_tensor_multiplier(tmp_path):
-    """Per-tensor FC: TFLM's multiplier is (double)s_in*(double)s_w/s_out, not the float32 product (spec §1.6).
+    """Per-tensor FC: TFLM's multiplier is (double)s_in*(double)s_w/s_out, not the float32 product (docs/int8-arithmetic.md).
 
     With these scales (from MLPerf Tiny ad01's last layer) the two formulas give
     M = 1462485049 and 1462485078; an accumulator of -88337 (set through the bias,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 from aot_models import random_inputs
-from conftest import require_tools
+from conftest import require_tools, shared_model
 
 from edgekit.aot.codegen import generate
 from edgekit.aot.hostcheck import host_check
@@ -39,9 +39,7 @@ UNSUPPORTED = {"tflm/keyword_scrambled.tflite": "SVDF", "tflm/hello_world_float.
 @pytest.mark.parametrize("name", SUPPORTED)
 def test_shared_model_bit_exact_and_arena(name, shared_models, tmp_path):
     require_tools("gcc")
-    path = shared_models / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    path = shared_model(shared_models, name)
     tfl = path.read_bytes()
     r = host_check(tfl, random_inputs(tfl, 100, seed=0), tmp_path)
     assert r.n_inputs == 100
@@ -54,8 +52,6 @@ def test_shared_model_bit_exact_and_arena(name, shared_models, tmp_path):
 
 @pytest.mark.parametrize("name", sorted(UNSUPPORTED))
 def test_shared_model_unsupported_is_named(name, shared_models, tmp_path):
-    path = shared_models / name
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    path = shared_model(shared_models, name)
     with pytest.raises(UnsupportedOpError, match=UNSUPPORTED[name]):
         generate(path, tmp_path)

@@ -172,7 +172,8 @@ def cnn32(keras, seed: int, train: Dataset, epochs: int = 5):
 @pytest.mark.parametrize("kind", KINDS)
 def test_half_the_channels_shrinks_int8_tflite_and_tflm_arena_by_40_percent(kind):
     from edgekit.convert import convert_int8
-    from edgekit.runtimes import quantize, run_litert
+    from edgekit.verify.runtimes import run_litert
+    from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
     from edgekit.tflm_host import measure_arena
 

@@ -11,12 +11,12 @@ import pytest
 from conftest import require_tools
 
 from edgekit.targets import get_target
+from edgekit.tflm_host import run_tflm
+from edgekit.verify.inputs import quantize
 from edgekit.toolchain.mcu_verify import (
     generated_inputs,
     io_quantization,
-    quantize_inputs,
     run_on_emulator,
-    run_tflm,
     verify_mcu_build,
 )
 
@@ -54,7 +54,7 @@ def digits_int8(digits_dir) -> bytes:
 def digits_eval_int8(digits_dir, digits_int8) -> tuple[np.ndarray, np.ndarray]:
     inp, _ = io_quantization(digits_int8)
     data = np.load(digits_dir / "eval.npz")
-    x = quantize_inputs(data["x"][:100], inp.scale, inp.zero_point).reshape(100, -1)
+    x = quantize(data["x"][:100], inp).reshape(100, -1)
     return x, data["y"][:100]
 
 

@@ -9,7 +9,8 @@ from conftest import require_tools
 
 from edgekit.aot import generate
 from edgekit.targets import get_target
-from edgekit.toolchain.mcu_verify import generated_inputs, run_on_emulator, run_tflm
+from edgekit.tflm_host import run_tflm
+from edgekit.toolchain.mcu_verify import generated_inputs, run_on_emulator
 
 pytestmark = [pytest.mark.emulator]
 

@@ -181,11 +181,35 @@ def test_without_eval_data_seeded_generated_inputs_still_check_every_byte(digits
         assert np.array_equal(data["x"], expected) and "y" not in data.files
 
 
+def test_one_hot_labels_verify_like_the_build_read_them(digits_build, digits_dir, tmp_path):
+    """One-hot y gives labels, as in the build (it crashed verify before)."""
+    from edgekit.pi_emulator.verify import verify_pi_build
+
+    with np.load(digits_dir / "eval.npz") as z:
+        x, y = z["x"][:48], z["y"][:48]
+    np.savez(tmp_path / "onehot.npz", x=x, y=np.eye(10, dtype=np.float32)[y])
+    report = json.loads((digits_build / "report.json").read_text())
+    build = _copy_build(digits_build, tmp_path / "onehot", inputs={**report["inputs"], "eval": str(tmp_path / "onehot.npz")})
+    result = verify_pi_build(build, legs=("litert-ref",), n_inputs=48)
+    assert result.outputs_bit_exact == 1.0 and result.accuracy is not None and result.accuracy > 0.9
+    assert result.accuracy == result.host_accuracy
+
+
+def test_a_changed_runner_is_caught_before_anything_runs(digits_build, tmp_path, capsys):
+    build = _copy_build(digits_build, tmp_path / "changed")
+    runner = build / "run.py"
+    runner.write_text(runner.read_text().replace("def top1_accuracy(", "def top1_accuracy_(", 1))
+    rc = main(["verify", str(build), "--emulator", "--inputs", "8"])
+    assert rc == 6 and "run.py: shipped file changed since the build" in capsys.readouterr().err
+    assert not (build / "emulator").exists()
+
+
 def test_qemu_default_max_cpu_breaks_xnnpack_which_is_why_the_cpu_is_pinned(digits_build, digits_dir):
     """QEMU 7.2's `max` CPU gives XNNPACK wrong int8 outputs; the pinned cortex-a72 gives the host's."""
     from edgekit.pi_emulator.root import ensure_root
     from edgekit.pi_emulator.run import emulated_env
-    from edgekit.runtimes import quantize, run_litert
+    from edgekit.verify.runtimes import run_litert
+    from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
 
     version = subprocess.run(["qemu-aarch64-static", "--version"], capture_output=True, text=True).stdout

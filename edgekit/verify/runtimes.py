@@ -22,22 +22,6 @@ from edgekit.quiet import quiet
 from edgekit.tflite_model import TensorSpec
 
 
-def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
-    """Float inputs to the tensor's dtype as TFLite's QUANTIZE does: round half away from zero, then clip.
-
-    Inputs already of an integer dtype, and float tensors, pass through unchanged.
-    """
-    dtype = np.dtype(spec.dtype)
-    if not np.issubdtype(dtype, np.integer):
-        return x.astype(dtype)
-    if np.issubdtype(x.dtype, np.integer):
-        return x.astype(dtype)
-    v = x.astype(np.float32) / np.float32(spec.scale)
-    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5)) + spec.zero_point
-    info = np.iinfo(dtype)
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
 def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     """Raw outputs to float32 values (``scale * (q - zero_point)``); float tensors pass through."""
     if spec.scale is None or not np.issubdtype(q.dtype, np.integer):
@@ -61,15 +45,6 @@ def _litert(tflite: bytes, reference: bool):
         ip = Interpreter(model_content=tflite, experimental_op_resolver_type=kind, num_threads=1)
         ip.allocate_tensors()
     return ip
-
-
-def litert_load_error(tflite: bytes) -> str | None:
-    """Why LiteRT refuses this model (first line), or None when it loads."""
-    try:
-        _litert(tflite, reference=True)
-    except (ValueError, RuntimeError) as exc:
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(".Tensor")[0][:200]
-    return None
 
 
 def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False) -> np.ndarray:

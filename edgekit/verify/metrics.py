@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
@@ -41,3 +43,24 @@ def bit_exact_fraction(a: np.ndarray, b: np.ndarray) -> float:
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     """Largest absolute difference (in raw units: LSBs for integer outputs)."""
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
+@dataclass(frozen=True)
+class ByteAgreement:
+    """Two runs' raw outputs compared byte for byte (one row per input)."""
+
+    bit_exact: float  # fraction of output bytes that are identical
+    max_abs_diff: float  # in raw units (LSB for integer outputs); inf when shapes or dtypes differ
+    mismatched_inputs: int  # inputs with at least one differing byte
+
+
+def byte_agreement(a: np.ndarray, b: np.ndarray) -> ByteAgreement:
+    """Compare ``a`` with ``b`` byte for byte; different shapes or dtypes agree nowhere."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return ByteAgreement(0.0, float("inf"), len(a))
+    equal = np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1) == np.ascontiguousarray(b).view(np.uint8).reshape(len(b), -1)
+    return ByteAgreement(
+        bit_exact=float(equal.mean()) if equal.size else 1.0,
+        max_abs_diff=max_abs_diff(a, b),
+        mismatched_inputs=int((~equal.all(axis=1)).sum()),
+    )

@@ -1,0 +1,111 @@
+"""The user's pass/fail limits (``--max-accuracy-drop``, ``--min-accuracy``, ``--require-bit-exact``) and the verdict.
+
+A gate whose value could not be measured (no labels, no float reference, no
+TFLM run) fails: a CI job that asked for a limit must not pass because the
+number is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from edgekit.errors import InputError, VerificationError
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Limits a build or verification must meet; None means "not checked".
+
+    ``max_accuracy_drop`` is in percentage points (float minus deployed int8);
+    ``min_accuracy`` is a fraction; ``require_bit_exact`` asks every output
+    byte to equal the reference runtime's.
+    """
+
+    max_accuracy_drop: float | None = None
+    min_accuracy: float | None = None
+    require_bit_exact: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_accuracy_drop is not None and not 0.0 <= self.max_accuracy_drop <= 100.0:
+            raise InputError(f"--max-accuracy-drop must be between 0 and 100 percentage points, not {self.max_accuracy_drop}")
+        if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
+            raise InputError(f"--min-accuracy must be a fraction between 0 and 1, not {self.min_accuracy}",
+                             "e.g. --min-accuracy 0.95 for 95 %")
+
+    @property
+    def any(self) -> bool:
+        """True when at least one gate is set."""
+        return self.max_accuracy_drop is not None or self.min_accuracy is not None or self.require_bit_exact
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """One gate: its limit, the measured value (None when it could not be measured), pass or fail."""
+
+    gate: str
+    limit: float
+    value: float | None
+    passed: bool
+    detail: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Every gate checked; ``passed`` when all passed (and when none was set)."""
+
+    gates: tuple[GateResult, ...]
+
+    @property
+    def passed(self) -> bool:
+        """True when no gate failed."""
+        return all(g.passed for g in self.gates)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "gates": [g.to_dict() for g in self.gates]}
+
+    def error(self) -> VerificationError | None:
+        """The exit-6 error naming the first failed gate and both numbers, or None."""
+        failed = [g for g in self.gates if not g.passed]
+        if not failed:
+            return None
+        more = f" (and {len(failed) - 1} more gate(s) failed)" if len(failed) > 1 else ""
+        return VerificationError(f"gate {failed[0].gate} failed: {failed[0].detail}{more}",
+                                 "see the verdict section of report.json")
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f} %"
+
+
+def check(gates: Gates, *, float_accuracy: float | None, deployed_accuracy: float | None,
+          deployed_runtime: str, bit_exact: float | None, bit_exact_what: str) -> Verdict:
+    """Evaluate ``gates`` against measured numbers (accuracies as fractions, bit-exactness as a fraction of bytes)."""
+    results: list[GateResult] = []
+    if gates.max_accuracy_drop is not None:
+        limit = gates.max_accuracy_drop
+        if float_accuracy is None or deployed_accuracy is None:
+            results.append(GateResult("max-accuracy-drop", limit, None, False,
+                                      f"accuracy drop not measured (needs labelled --eval data and a float model), limit {limit:.2f} points"))
+        else:
+            drop = round(100 * (float_accuracy - deployed_accuracy), 4)
+            results.append(GateResult("max-accuracy-drop", limit, drop, drop <= limit,
+                                      f"{drop:.2f} points lost (float {_pct(float_accuracy)}, int8 on {deployed_runtime} "
+                                      f"{_pct(deployed_accuracy)}), limit {limit:.2f} points"))
+    if gates.min_accuracy is not None:
+        limit = gates.min_accuracy
+        if deployed_accuracy is None:
+            results.append(GateResult("min-accuracy", limit, None, False,
+                                      f"accuracy not measured (needs labelled --eval data), limit {_pct(limit)}"))
+        else:
+            results.append(GateResult("min-accuracy", limit, deployed_accuracy, deployed_accuracy >= limit,
+                                      f"accuracy {_pct(deployed_accuracy)} on {deployed_runtime}, limit {_pct(limit)}"))
+    if gates.require_bit_exact:
+        if bit_exact is None:
+            results.append(GateResult("require-bit-exact", 1.0, None, False, f"bit-exactness not measured ({bit_exact_what})"))
+        else:
+            results.append(GateResult("require-bit-exact", 1.0, bit_exact, bit_exact == 1.0,
+                                      f"{_pct(bit_exact)} of output bytes identical ({bit_exact_what}), limit 100.00 %"))
+    return Verdict(tuple(results))

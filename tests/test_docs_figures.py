@@ -1,0 +1,26 @@
+"""Figures in README come from committed benchmark output (bench/results/*.json), not from memory."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+from conftest import REPO
+
+
+def _bench_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_readme_aot_vs_tflm_table_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_aot_vs_tflm.json").read_text())
+    table = _bench_module("bench_aot_vs_tflm").markdown_table(result)
+    assert table in (REPO / "README.md").read_text(), "regenerate with: python bench/bench_aot_vs_tflm.py --markdown"
+    measured = [r for r in result["rows"] if "arena_with_io_bytes" in r]
+    assert measured and all(r["outputs_bit_exact"] == 1.0 for r in measured)
+    # the like-for-like arena: edgekit's arena plus its I/O buffers, as TFLM's arena holds its I/O tensors
+    assert all(r["arena_with_io_bytes"] > r["arena_bytes"] for r in measured)
+    assert result["machine"]["host"] and result["machine"]["emulator"]
