@@ -158,7 +158,7 @@ def build(
         with timer.stage("compress"):
             from edgekit.compress import apply_recipe
 
-            result = apply_recipe(loaded, rec, train=train_ds, seed=seed, progress=progress)
+            result = apply_recipe(loaded, rec, train=train_ds, calib=calib_ds, seed=seed, progress=progress)
             compressed = result.model
             data["compression"] = result.stages
 
