@@ -109,12 +109,16 @@ def build(
     codegen: bool = False,
     allow_float: bool = False,
     max_eval: int | None = None,
+    quant: str = "int8",
+    calibration: str | None = None,
     progress: Progress | None = None,
 ) -> Report:
     """Build ``model`` for ``target`` and return the report; see the module docstring.
 
     ``recipe`` is an :class:`edgekit.recipe.Recipe`; without one, ``prune``
-    and ``fine_tune_epochs`` make it. Raises :class:`~edgekit.errors.EdgekitError`
+    and ``fine_tune_epochs`` make it. ``quant`` is a scheme of
+    :data:`edgekit.convert.SCHEMES`, ``calibration`` a method
+    :meth:`edgekit.calibrate.Calibration.parse` reads. Raises :class:`~edgekit.errors.EdgekitError`
     subclasses for every problem the user can act on.
     """
     timer = _Timer(progress=progress)
@@ -124,6 +128,7 @@ def build(
     _check_out_dir(out)
     if prune is not None and not 0.0 < prune < 1.0:
         raise InputError(f"--prune must be a sparsity between 0 and 1 (exclusive), not {prune}")
+    cal = _check_quant(quant, calibration, prof)
 
     with timer.stage("load"):
         loaded = load_model(model_path)
@@ -135,7 +140,9 @@ def build(
         rec = _recipe(recipe, prune, fine_tune_epochs)
         if loaded.kind == "tflite" and rec.stages:
             raise InputError(f"{model_path}: a .tflite cannot be compressed; drop --prune/--recipe or pass the Keras model")
-        if loaded.kind != "tflite" and calib_ds is None:
+        from edgekit.convert import CALIBRATED
+
+        if loaded.kind != "tflite" and calib_ds is None and quant in CALIBRATED:
             raise InputError(
                 f"{model_path}: full-int8 quantization needs calibration data and none was given",
                 "pass --calib DATA (a few hundred representative inputs as .npz with x, or .npy), or --eval DATA with labels to calibrate on and to measure accuracy",
@@ -151,6 +158,8 @@ def build(
         "target": prof.to_dict(),
         "inputs": {k: (None if v is None else str(Path(v).resolve())) for k, v in (("calib", calib), ("eval", eval), ("train", train))},
         "recipe": rec.to_dict(),
+        "quantization": {"scheme": quant if loaded.kind != "tflite" else "as given (.tflite input)",
+                         "calibration": cal.label if quant in CALIBRATED and loaded.kind != "tflite" else None},
     }
 
     compressed = loaded
@@ -166,12 +175,12 @@ def build(
     if loaded.kind == "tflite":
         int8_tflite = loaded.tflite
     else:
-        from edgekit.convert import convert_float, convert_int8
+        from edgekit.convert import convert_float, convert_quantized
 
         with timer.stage("convert"):
             float_tflite = convert_float(loaded)
         with timer.stage("quantize"):
-            int8_tflite = convert_int8(compressed, calib_ds, int8_io=True)
+            int8_tflite = convert_quantized(compressed, calib_ds, quant, cal)
 
     from edgekit.tflite_model import read_model
 
@@ -238,6 +247,21 @@ def build(
     if budget_error is not None:
         raise budget_error
     return report
+
+
+def _check_quant(quant: str, calibration: str | None, prof: TargetProfile):
+    """The parsed calibration method; :class:`InputError` for an unknown scheme or one the target's runtime cannot run."""
+    from edgekit.calibrate import Calibration
+    from edgekit.convert import check_scheme
+
+    check_scheme(quant)
+    if prof.is_mcu and quant in ("float16", "dynamic"):
+        raise InputError(f"--quant {quant} is for Linux targets: {prof.name} runs TFLM, which has no hybrid (dynamic-range) or float16-weight kernels",
+                         "use --quant int8 or int16x8")
+    cal = Calibration.parse(calibration)
+    if cal.method != "minmax" and quant != "int8":
+        raise InputError(f"--calibration {cal.label} works with --quant int8 only", "drop --calibration, or use --quant int8")
+    return cal
 
 
 def _recipe(recipe: Any, prune: float | None, epochs: int):
