@@ -111,6 +111,7 @@ def build(
     max_eval: int | None = None,
     quant: str = "int8",
     calibration: str | None = None,
+    max_accuracy_drop: float = 1.0,
     progress: Progress | None = None,
 ) -> Report:
     """Build ``model`` for ``target`` and return the report; see the module docstring.
@@ -118,7 +119,9 @@ def build(
     ``recipe`` is an :class:`edgekit.recipe.Recipe`; without one, ``prune``
     and ``fine_tune_epochs`` make it. ``quant`` is a scheme of
     :data:`edgekit.convert.SCHEMES`, ``calibration`` a method
-    :meth:`edgekit.calibrate.Calibration.parse` reads. Raises :class:`~edgekit.errors.EdgekitError`
+    :meth:`edgekit.calibrate.Calibration.parse` reads; ``quant="auto"`` picks
+    the first scheme of :data:`edgekit.quant_auto.ATTEMPTS` within
+    ``max_accuracy_drop`` points of float that fits. Raises :class:`~edgekit.errors.EdgekitError`
     subclasses for every problem the user can act on.
     """
     timer = _Timer(progress=progress)
@@ -142,7 +145,7 @@ def build(
             raise InputError(f"{model_path}: a .tflite cannot be compressed; drop --prune/--recipe or pass the Keras model")
         from edgekit.convert import CALIBRATED
 
-        if loaded.kind != "tflite" and calib_ds is None and quant in CALIBRATED:
+        if loaded.kind != "tflite" and calib_ds is None and quant in (*CALIBRATED, "auto"):
             raise InputError(
                 f"{model_path}: full-int8 quantization needs calibration data and none was given",
                 "pass --calib DATA (a few hundred representative inputs as .npz with x, or .npy), or --eval DATA with labels to calibrate on and to measure accuracy",
@@ -159,7 +162,7 @@ def build(
         "inputs": {k: (None if v is None else str(Path(v).resolve())) for k, v in (("calib", calib), ("eval", eval), ("train", train))},
         "recipe": rec.to_dict(),
         "quantization": {"scheme": quant if loaded.kind != "tflite" else "as given (.tflite input)",
-                         "calibration": cal.label if quant in CALIBRATED and loaded.kind != "tflite" else None},
+                         "calibration": cal.label if quant in (*CALIBRATED, "auto") and loaded.kind != "tflite" else None},
     }
 
     compressed = loaded
@@ -180,7 +183,14 @@ def build(
         with timer.stage("convert"):
             float_tflite = convert_float(loaded)
         with timer.stage("quantize"):
-            int8_tflite = convert_quantized(compressed, calib_ds, quant, cal)
+            if quant == "auto":
+                from edgekit.quant_auto import choose
+
+                choice = choose(compressed, calib_ds, eval_ds, prof, max_accuracy_drop)
+                compressed, int8_tflite = choice.model, choice.tflite
+                data["quantization"].update({"scheme": choice.scheme, "calibration": choice.calibration.label, "auto": choice.to_dict()})
+            else:
+                int8_tflite = convert_quantized(compressed, calib_ds, quant, cal)
 
     from edgekit.tflite_model import read_model
 
@@ -254,12 +264,13 @@ def _check_quant(quant: str, calibration: str | None, prof: TargetProfile):
     from edgekit.calibrate import Calibration
     from edgekit.convert import check_scheme
 
-    check_scheme(quant)
+    if quant != "auto":
+        check_scheme(quant)
     if prof.is_mcu and quant in ("float16", "dynamic"):
         raise InputError(f"--quant {quant} is for Linux targets: {prof.name} runs TFLM, which has no hybrid (dynamic-range) or float16-weight kernels",
                          "use --quant int8 or int16x8")
     cal = Calibration.parse(calibration)
-    if cal.method != "minmax" and quant != "int8":
+    if cal.method != "minmax" and quant not in ("int8",):
         raise InputError(f"--calibration {cal.label} works with --quant int8 only", "drop --calibration, or use --quant int8")
     return cal
 

@@ -1,0 +1,80 @@
+"""`edgekit build --quant ...` end to end: int16x8 on the TFLM host, float16/dynamic for rpi4, refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgekit.cli import main
+from edgekit.tflite_model import read_model
+
+
+def _build(capsys, *args: str) -> dict:
+    rc = main(["build", *args, "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    return json.loads(captured.out)
+
+
+def test_int16x8_for_cortex_m4_runs_on_tflm_within_1_point(tmp_path, capsys, outlier_dir):
+    d = outlier_dir
+    rep = _build(capsys, str(d / "model.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"),
+                 "--eval", str(d / "eval.npz"), "--quant", "int16x8", "-o", str(tmp_path / "b"))
+    assert rep["quantization"] == {"scheme": "int16x8", "calibration": "minmax"}
+    info = read_model(tmp_path / "b" / "model.tflite")
+    assert info.inputs[0].dtype == "int16" and info.outputs[0].dtype == "int16"
+    acc = rep["accuracy"]
+    assert acc["int8_tflm"] >= acc["float"] - 0.01  # plain int8 loses > 4 points on this model
+    assert abs(acc["int8_tflm"] - acc["int8_tflite_ref"]) <= 0.01
+    assert rep["agreement"]["deployed_runtime"] == "tflm-host"
+    assert rep["memory"]["arena_bytes"] > 0
+
+
+@pytest.mark.parametrize("quant", ["float16", "dynamic"])
+def test_mcu_targets_refuse_float16_and_dynamic(tmp_path, capsys, outlier_dir, quant):
+    d = outlier_dir
+    rc = main(["build", str(d / "model.keras"), "-t", "cortex-m4", "--eval", str(d / "eval.npz"), "--quant", quant, "-o", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"--quant {quant} is for Linux targets" in err and "TFLM" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()
+
+
+def test_bad_quant_and_calibration_combinations(tmp_path, capsys, outlier_dir):
+    d = outlier_dir
+    base = [str(d / "model.keras"), "-t", "rpi4", "--eval", str(d / "eval.npz"), "-o", str(tmp_path / "b")]
+    assert main(["build", *base, "--quant", "int4"]) == 2
+    assert "unknown quantization scheme" in capsys.readouterr().err
+    assert main(["build", *base, "--quant", "int16x8", "--calibration", "mse"]) == 2
+    assert "works with --quant int8 only" in capsys.readouterr().err
+    assert main(["build", *base, "--calibration", "kl"]) == 2
+    assert "unknown method" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("quant", ["float16", "dynamic"])
+def test_float16_and_dynamic_for_rpi4_report_size_and_accuracy(tmp_path, capsys, outlier_dir, quant):
+    d = outlier_dir
+    rep = _build(capsys, str(d / "model_clean.keras"), "-t", "rpi4", "--eval", str(d / "eval.npz"),
+                 "--quant", quant, "-o", str(tmp_path / "b"))
+    assert rep["quantization"]["scheme"] == quant and rep["quantization"]["calibration"] is None
+    sizes, acc = rep["sizes"], rep["accuracy"]
+    ratio = sizes["float_tflite_bytes"] / sizes["int8_tflite_bytes"]
+    assert (1.6 < ratio < 2.2) if quant == "float16" else (ratio > 2.5)  # 2-byte vs 1-byte weights
+    assert acc["int8_tflite"] >= acc["float"] - 0.01
+    info = read_model(tmp_path / "b" / "model.tflite")
+    assert info.inputs[0].dtype == "float32"
+
+
+def test_quant_auto_reports_every_attempt_and_lands_within_1_point(tmp_path, capsys, outlier_dir):
+    d = outlier_dir
+    rep = _build(capsys, str(d / "model.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"),
+                 "--eval", str(d / "eval.npz"), "--quant", "auto", "-o", str(tmp_path / "b"))
+    auto = rep["quantization"]["auto"]
+    first, last = auto["attempts"][0], auto["attempts"][-1]
+    assert (first["scheme"], first["calibration"], first["equalized"]) == ("int8", "minmax", False)
+    assert first["drop_points"] >= 4
+    assert auto["within_max_accuracy_drop"] and last["drop_points"] <= 1.0
+    assert all(a["drop_points"] > 1.0 for a in auto["attempts"][:-1])  # it stopped at the first that held
+    assert auto["chosen"] == {"scheme": last["scheme"], "calibration": last["calibration"], "equalized": last["equalized"]}
+    assert rep["accuracy"]["int8_tflm"] >= rep["accuracy"]["float"] - 0.01
