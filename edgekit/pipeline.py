@@ -206,6 +206,10 @@ def build(
         verify_x = vdata.pop("_x")
         data.update(vdata)
 
+    if compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
+        with timer.stage("diagnose"):
+            data["quant_debug"] = _diagnose(compressed, calib_ds, eval_ds, prof, data, quant == "auto")
+
     with timer.stage("memory"):
         from edgekit import memory
 
@@ -273,6 +277,46 @@ def _check_quant(quant: str, calibration: str | None, prof: TargetProfile):
     if cal.method != "minmax" and quant not in ("int8",):
         raise InputError(f"--calibration {cal.label} works with --quant int8 only", "drop --calibration, or use --quant int8")
     return cal
+
+
+HINT_DROP_POINTS = 1.0  # accuracy lost (points) above which the build measures remedies and prints a hint
+DIAGNOSE_SAMPLES = 32
+
+
+def _diagnose(model: LoadedModel, calib: Dataset, ev: Dataset | None, prof: TargetProfile, data: dict[str, Any], auto: bool) -> dict[str, Any]:
+    """Per-layer int8 error (five worst layers by Keras name); past :data:`HINT_DROP_POINTS`, the measured remedies and a one-line hint."""
+    from edgekit.quant_debug import layer_errors
+
+    rep = layer_errors(model, calib, ev, max_samples=DIAGNOSE_SAMPLES)
+    worst = rep.worst_layers(5)
+    out: dict[str, Any] = {
+        "samples": rep.samples,
+        "runtime": "TFLite QuantizationDebugger (int8 op vs float op on the dequantized inputs, min-max ranges)",
+        "worst_layers": [{"layer": w.layer or w.name, "op": w.op, "rmse_over_scale": round(w.rmse_over_scale, 4), "rmse": round(w.rmse, 6)} for w in worst],
+        "hint": None,
+    }
+    acc = data["accuracy"]
+    deployed = acc.get("int8_tflm") if prof.is_mcu and acc.get("int8_tflm") is not None else acc.get("int8_tflite")
+    if acc.get("float") is None or deployed is None or not worst:
+        return out
+    drop = 100 * (acc["float"] - deployed)
+    if drop <= HINT_DROP_POINTS:
+        return out
+    where = f"accuracy dropped {drop:.1f} points; worst layer {worst[0].layer or worst[0].name} ({worst[0].rmse_over_scale:.1f} quantization steps RMS error)"
+    if auto:
+        out["hint"] = f"{where}; no scheme --quant auto tried held the accuracy (see quantization.auto); try a qat recipe with --train"
+        return out
+    from edgekit.quant_auto import measure_remedies
+
+    remedies = measure_remedies(model, calib, ev, prof)
+    out["remedies"] = [{"flag": flag, "accuracy": a.accuracy, "drop_points": a.drop_points, "fits": a.fits} for flag, a in remedies]
+    helped = sorted((a.drop_points, flag) for flag, a in remedies if a.fits and a.drop_points < drop - HINT_DROP_POINTS)
+    if helped:
+        measured = ", ".join(f"{flag} loses {d:.1f}" for d, flag in helped)
+        out["hint"] = f"{where}; measured: {measured} points: use {helped[0][1]}"
+    else:
+        out["hint"] = f"{where}; --recipe equalize, --quant int16x8 and --calibration mse did not help (measured); try a qat recipe with --train"
+    return out
 
 
 def _recipe(recipe: Any, prune: float | None, epochs: int):

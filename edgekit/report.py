@@ -84,6 +84,14 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("RAM needed / budget", f"{_b(mem.get('ram_bytes'))} / {_b(d['target'].get('ram_bytes'))}"),
         ("fits", str(mem.get("fits"))),
     ]
+    q = d.get("quantization") or {}
+    if q.get("scheme"):
+        rows.insert(1, ("quantization", q["scheme"] + (f", {q['calibration']} ranges" if q.get("calibration") else "")))
+    dbg = d.get("quant_debug") or {}
+    if dbg.get("worst_layers"):
+        rows.append(("worst int8 layers", ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in dbg["worst_layers"][:3]) + " (RMS error in quantization steps)"))
+    if dbg.get("hint"):
+        rows.append(("hint", dbg["hint"]))
     emu = d.get("emulator")
     if emu:
         rows.append(("emulator", f"{emu.get('machine')}: bit-exact {_pct(emu.get('outputs_bit_exact'))}, accuracy {_pct(emu.get('accuracy'))}"))

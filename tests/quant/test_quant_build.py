@@ -78,3 +78,38 @@ def test_quant_auto_reports_every_attempt_and_lands_within_1_point(tmp_path, cap
     assert all(a["drop_points"] > 1.0 for a in auto["attempts"][:-1])  # it stopped at the first that held
     assert auto["chosen"] == {"scheme": last["scheme"], "calibration": last["calibration"], "equalized": last["equalized"]}
     assert rep["accuracy"]["int8_tflm"] >= rep["accuracy"]["float"] - 0.01
+
+
+def test_plain_int8_build_names_the_worst_keras_layer_and_a_measured_remedy(tmp_path, capsys, outlier_dir):
+    d = outlier_dir
+    rep = _build(capsys, str(d / "model.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"),
+                 "--eval", str(d / "eval.npz"), "-o", str(tmp_path / "b"))
+    dbg = rep["quant_debug"]
+    assert len(dbg["worst_layers"]) == 5
+    worst = dbg["worst_layers"][0]
+    assert worst["layer"] == "conv2d_1"  # the conv reading the outlier channels, by its Keras name
+    assert worst["rmse_over_scale"] > 3 > dbg["worst_layers"][1]["rmse_over_scale"]
+    helped = [r for r in dbg["remedies"] if r["drop_points"] <= 1.0]
+    assert {r["flag"] for r in helped} & {"--recipe equalize", "--quant int16x8"}
+    assert "conv2d_1" in dbg["hint"] and "use --" in dbg["hint"] and "\n" not in dbg["hint"]
+    assert "hint" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_no_hint_when_int8_holds_accuracy(tmp_path, capsys, outlier_dir):
+    d = outlier_dir
+    rep = _build(capsys, str(d / "model_clean.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"),
+                 "--eval", str(d / "eval.npz"), "-o", str(tmp_path / "b"))
+    assert rep["quant_debug"]["hint"] is None and "remedies" not in rep["quant_debug"]
+    assert {w["layer"] for w in rep["quant_debug"]["worst_layers"]} <= {"conv2d", "conv2d_1", "flatten", "dense", "dense_1", "StatefulPartitionedCall_1:0"}
+
+
+def test_debugger_rows_map_to_tf_keras_layer_names(digits_tfkeras_dir):
+    from edgekit.data import load_data
+    from edgekit.load import load_model
+    from edgekit.quant_debug import layer_errors
+
+    loaded = load_model(digits_tfkeras_dir / "model.h5")
+    rep = layer_errors(loaded, load_data(digits_tfkeras_dir / "calib.npz"), max_samples=8)
+    weighted = [lyr.name for lyr in loaded.model.layers if lyr.weights]
+    mapped = [r.layer for r in rep.layers if r.op in ("CONV_2D", "FULLY_CONNECTED")]
+    assert mapped == weighted
