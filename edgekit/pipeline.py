@@ -285,9 +285,13 @@ DIAGNOSE_SAMPLES = 32
 
 def _diagnose(model: LoadedModel, calib: Dataset, ev: Dataset | None, prof: TargetProfile, data: dict[str, Any], auto: bool) -> dict[str, Any]:
     """Per-layer int8 error (five worst layers by Keras name); past :data:`HINT_DROP_POINTS`, the measured remedies and a one-line hint."""
+    from edgekit.errors import ConversionError
     from edgekit.quant_debug import layer_errors
 
-    rep = layer_errors(model, calib, ev, max_samples=DIAGNOSE_SAMPLES)
+    try:
+        rep = layer_errors(model, calib, ev, max_samples=DIAGNOSE_SAMPLES)
+    except ConversionError as exc:  # e.g. a QAT model: already quantized, the debugger cannot re-quantize it
+        return {"error": exc.one_line(), "worst_layers": [], "hint": None}
     worst = rep.worst_layers(5)
     out: dict[str, Any] = {
         "samples": rep.samples,

@@ -90,6 +90,9 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     dbg = d.get("quant_debug") or {}
     if dbg.get("worst_layers"):
         rows.append(("worst int8 layers", ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in dbg["worst_layers"][:3]) + " (RMS error in quantization steps)"))
+    for st in d.get("compression") or []:
+        if (st.get("details") or {}).get("warning"):
+            rows.append((f"warning ({st['name']})", st["details"]["warning"]))
     if dbg.get("hint"):
         rows.append(("hint", dbg["hint"]))
     emu = d.get("emulator")
