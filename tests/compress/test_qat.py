@@ -77,7 +77,8 @@ def test_qat_model_converts_to_int8_with_learned_ranges(kind, digits_dir, digits
     tfl = convert_int8(out, calib)
     acc_float = float(np.mean(loaded.model.predict(ev.x, verbose=0).argmax(1) == ev.y))
     acc_qat = tflite_accuracy(tfl, ev.x, ev.y)
-    assert acc_qat >= acc_float - 0.02, (acc_float, acc_qat)
+    # 3 points: one epoch at 1e-4 on 90 % of --train (10 % is held out to compare with post-training int8)
+    assert acc_qat >= acc_float - 0.03, (acc_float, acc_qat)
 
 
 @pytest.mark.slow
