@@ -257,7 +257,7 @@ def compare(
     emulator: bool = False,
     emulator_inputs: int = 20,
     max_eval: int | None = None,
-    quant: str = "int8",
+    quant: str | None = None,
     calibration: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Comparison:

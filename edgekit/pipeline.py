@@ -109,7 +109,7 @@ def build(
     codegen: bool = False,
     allow_float: bool = False,
     max_eval: int | None = None,
-    quant: str = "int8",
+    quant: str | None = None,
     calibration: str | None = None,
     max_accuracy_drop: float = 1.0,
     progress: Progress | None = None,
@@ -119,7 +119,8 @@ def build(
     ``recipe`` is an :class:`edgekit.recipe.Recipe`; without one, ``prune``
     and ``fine_tune_epochs`` make it. ``quant`` is a scheme of
     :data:`edgekit.convert.SCHEMES`, ``calibration`` a method
-    :meth:`edgekit.calibrate.Calibration.parse` reads; ``quant="auto"`` picks
+    :meth:`edgekit.calibrate.Calibration.parse` reads (either, when None,
+    from the recipe, else int8 / minmax); ``quant="auto"`` picks
     the first scheme of :data:`edgekit.quant_auto.ATTEMPTS` within
     ``max_accuracy_drop`` points of float that fits. Raises :class:`~edgekit.errors.EdgekitError`
     subclasses for every problem the user can act on.
@@ -131,7 +132,9 @@ def build(
     _check_out_dir(out)
     if prune is not None and not 0.0 < prune < 1.0:
         raise InputError(f"--prune must be a sparsity between 0 and 1 (exclusive), not {prune}")
-    cal = _check_quant(quant, calibration, prof)
+    rec = _recipe(recipe, prune, fine_tune_epochs)
+    quant = quant or rec.quant or "int8"
+    cal = _check_quant(quant, calibration or rec.calibration, prof)
 
     with timer.stage("load"):
         loaded = load_model(model_path)
@@ -140,7 +143,6 @@ def build(
         train_ds = _load_data(train, "train", loaded)
         if calib_ds is None and eval_ds is not None:
             calib_ds = eval_ds
-        rec = _recipe(recipe, prune, fine_tune_epochs)
         if loaded.kind == "tflite" and rec.stages:
             raise InputError(f"{model_path}: a .tflite cannot be compressed; drop --prune/--recipe or pass the Keras model")
         from edgekit.convert import CALIBRATED

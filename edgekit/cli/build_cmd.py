@@ -22,9 +22,9 @@ from edgekit.cli.output import print_report, stage_progress
 @click.option("--codegen/--no-codegen", default=False, show_default=True, help="Also generate edgekit's interpreter-less C runtime (microcontroller targets).")
 @click.option("--allow-float", is_flag=True, help="Emit a float model for TFLM (4x the flash of int8).")
 @click.option("--max-eval", type=int, help="Verify on at most this many eval samples.")
-@click.option("--quant", default="int8", show_default=True, help="Quantization: int8, int16x8 (int16 activations, int8 weights), auto (first of int8, int8+mse, equalize+int8, int16x8 within --max-accuracy-drop); Linux targets also float16, dynamic.")
+@click.option("--quant", help="[default: the recipe's quant, else int8] Quantization: int8, int16x8 (int16 activations, int8 weights), auto (first of int8, int8+mse, equalize+int8, int16x8 within --max-accuracy-drop); Linux targets also float16, dynamic.")
 @click.option("--max-accuracy-drop", type=float, default=1.0, show_default=True, help="--quant auto: accuracy points the deployed model may lose against float.")
-@click.option("--calibration", default="minmax", show_default=True, help="int8 activation ranges: minmax, percentile[:P] (default 99.99) or mse.")
+@click.option("--calibration", help="[default: the recipe's calibration, else minmax] int8 activation ranges: minmax, percentile[:P] (default 99.99) or mse.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice; same inputs and seed give the same bytes.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
 def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval, quant, calibration, max_accuracy_drop, seed, as_json) -> None:

@@ -22,8 +22,8 @@ from edgekit.compare import DEFAULT_RECIPES
 @click.option("--emulator", is_flag=True, help="Microcontroller targets: also run each build under QEMU for instructions per inference.")
 @click.option("--codegen/--no-codegen", default=False, show_default=True, help="Also generate edgekit's C runtime in each build.")
 @click.option("--max-eval", type=int, help="Verify on at most this many eval samples.")
-@click.option("--quant", default="int8", show_default=True, help="Quantization of every build: int8, int16x8; Linux targets also float16, dynamic.")
-@click.option("--calibration", default="minmax", show_default=True, help="int8 activation ranges: minmax, percentile[:P] or mse.")
+@click.option("--quant", help="[default: the recipe's quant, else int8] Quantization of every build: int8, int16x8; Linux targets also float16, dynamic.")
+@click.option("--calibration", help="[default: the recipe's calibration, else minmax] int8 activation ranges: minmax, percentile[:P] or mse.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every build.")
 @click.option("--json", "as_json", is_flag=True, help="Print compare.json to stdout instead of the table.")
 def command(model: Path, target: str, calib, eval_, train, recipes: str, out, emulator: bool, codegen: bool, max_eval, quant: str, calibration: str, seed: int, as_json: bool) -> None:

@@ -66,6 +66,23 @@ def test_float16_and_dynamic_for_rpi4_report_size_and_accuracy(tmp_path, capsys,
     assert info.inputs[0].dtype == "float32"
 
 
+@pytest.mark.emulator
+@pytest.mark.parametrize("quant", ["float16", "dynamic"])
+def test_float16_and_dynamic_run_on_the_emulated_pi(tmp_path, capsys, outlier_dir, quant):
+    from conftest import require_tools
+
+    require_tools("qemu-aarch64-static", "apt-get", "dpkg-deb")
+    d = outlier_dir
+    _build(capsys, str(d / "model_clean.keras"), "-t", "rpi4", "--eval", str(d / "eval.npz"), "--quant", quant, "-o", str(tmp_path / "b"))
+    rc = main(["verify", str(tmp_path / "b"), "--emulator", "--inputs", "50", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    emu = json.loads(captured.out)
+    assert emu["machine"].startswith("qemu-aarch64")
+    assert abs(emu["accuracy"] - emu["host_accuracy"]) <= 0.04  # float kernels differ in the last bits between x86-64 and aarch64
+    assert emu["legs"][0]["max_abs_diff"] < 1e-3
+
+
 def test_quant_auto_reports_every_attempt_and_lands_within_1_point(tmp_path, capsys, outlier_dir):
     d = outlier_dir
     rep = _build(capsys, str(d / "model.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"),
@@ -113,3 +130,35 @@ def test_debugger_rows_map_to_tf_keras_layer_names(digits_tfkeras_dir):
     weighted = [lyr.name for lyr in loaded.model.layers if lyr.weights]
     mapped = [r.layer for r in rep.layers if r.op in ("CONV_2D", "FULLY_CONNECTED")]
     assert mapped == weighted
+
+
+def test_compare_takes_the_scheme_from_a_recipe(tmp_path, capsys, outlier_dir):
+    d = outlier_dir
+    recipe = tmp_path / "int16.toml"
+    recipe.write_text('description = "int16 activations, no compression"\nquant = "int16x8"\n')
+    rc = main(["compare", str(d / "model.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"), "--eval", str(d / "eval.npz"),
+               "--recipes", f"none,{recipe}", "--max-eval", "300", "-o", str(tmp_path / "cmp"), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    none, int16 = json.loads(captured.out)["rows"]
+    assert int16["recipe"] == "int16"
+    assert none["accuracy_lost"] >= 0.04 and int16["accuracy_lost"] <= 0.01
+    sub = json.loads((tmp_path / "cmp" / "int16" / "report.json").read_text())
+    assert sub["quantization"]["scheme"] == "int16x8" and sub["recipe"]["quant"] == "int16x8"
+
+
+def test_recipe_quant_keys_are_checked_and_round_trip(tmp_path):
+    from edgekit.errors import InputError
+    from edgekit.recipe import Recipe
+
+    good = tmp_path / "r.toml"
+    good.write_text('quant = "int8"\ncalibration = "percentile:99.9"\n\n[[stage]]\nname = "equalize"\n')
+    r = Recipe.load(good)
+    assert (r.quant, r.calibration, r.name) == ("int8", "percentile:99.9", "r")
+    again = tmp_path / "again.toml"
+    again.write_text(r.to_toml())
+    assert Recipe.load(again).to_dict() | {"source": None, "name": None} == r.to_dict() | {"source": None, "name": None}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('calibration = "kl"\n')
+    with pytest.raises(InputError, match=f"{bad}: --calibration 'kl': unknown method"):
+        Recipe.load(bad)
