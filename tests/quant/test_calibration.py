@@ -96,6 +96,11 @@ def test_equalize_on_tf_keras_keeps_outputs(digits_tfkeras_dir):
     eq, details = equalize.apply(loaded, equalize.Config(), None, 0)
     assert len(details["pairs"]) == 3  # conv→conv, conv→(flatten)→dense, dense→dense
     assert np.abs(run_keras(eq.model, ev.x) - run_keras(loaded.model, ev.x)).max() < 1e-4
+    from edgekit.compress import bias_correct
+
+    bc, details = bias_correct.apply(eq, bias_correct.Config(samples=64), load_data(digits_tfkeras_dir / "calib.npz", "calib"), 0)
+    assert bc.kind == "tf_keras" and len(details["layers"]) == 4
+    assert accuracy(run_keras(bc.model, ev.x), ev.y) >= accuracy(run_keras(loaded.model, ev.x), ev.y) - 0.02
 
 
 def test_bias_correct_needs_calibration_and_moves_biases(data, by_method):
