@@ -46,7 +46,7 @@ class Calibration:
             return cls()
         name, _, arg = str(text).partition(":")
         if name not in METHODS:
-            raise InputError(f"--calibration {text!r}: unknown method", f"valid: minmax, percentile[:P], mse")
+            raise InputError(f"--calibration {text!r}: unknown method", "valid: minmax, percentile[:P], mse")
         if name != "percentile":
             if arg:
                 raise InputError(f"--calibration {text!r}: {name} takes no argument")
@@ -110,8 +110,8 @@ def _activations(calibrated: bytes, x: np.ndarray, tensors: list[int]) -> dict[i
     return out
 
 
-def edit_ranges(calibrated: bytes, x: np.ndarray, cal: Calibration) -> tuple[bytes, dict[str, tuple[float, float, float, float]]]:
-    """The calibrated model with the activation ranges ``cal`` picks; and per changed tensor (old min, old max, new min, new max)."""
+def edit_ranges(calibrated: bytes, x: np.ndarray, cal: Calibration) -> bytes:
+    """The calibrated model with the activation ranges ``cal`` picks for every tensor but the model's inputs and outputs."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
     model = fu.read_model_from_bytearray(bytearray(calibrated))
@@ -120,16 +120,11 @@ def edit_ranges(calibrated: bytes, x: np.ndarray, cal: Calibration) -> tuple[byt
     ranged = [i for i, t in enumerate(sg.tensors)
               if i not in io and t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
     acts = _activations(calibrated, x, ranged)
-    changed = {}
     for i in ranged:
         q = sg.tensors[i].quantization
         if acts[i].size == 0:
             continue
         lo, hi = choose_range(acts[i], cal)
-        old = (float(q.min[0]), float(q.max[0]))
         q.min = np.array([lo], dtype=np.float32)
         q.max = np.array([hi], dtype=np.float32)
-        if (lo, hi) != old:
-            name = sg.tensors[i].name
-            changed[name.decode() if isinstance(name, bytes) else str(name)] = (*old, float(lo), float(hi))
-    return bytes(fu.convert_object_to_bytearray(model)), changed
+    return bytes(fu.convert_object_to_bytearray(model))

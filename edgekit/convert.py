@@ -150,7 +150,7 @@ def calibrate_int8(loaded: LoadedModel, calib_x: np.ndarray, cal) -> bytes:
     conv = int8_converter(loaded, calib_x)
     conv._experimental_calibrate_only = True
     calibrated = _run(conv, "calibration", loaded)
-    edited, _ = edit_ranges(calibrated, calib_x, cal)
+    edited = edit_ranges(calibrated, calib_x, cal)
     try:
         with quiet():  # the arguments the converter itself passes after calibrating (lite.py, _optimize_tflite_model)
             return bytes(tfl_convert.mlir_quantize(edited, False, input_data_type=tf.int8, output_data_type=tf.int8))

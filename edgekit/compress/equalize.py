@@ -93,7 +93,7 @@ def find_pairs(model) -> tuple[list[tuple[Any, Any, bool]], list[dict[str, str]]
             elif kind not in PASS_THROUGH:
                 reason = f"{kind} between them does not commute with a per-channel scale"
                 break
-            flat = flat or kind in ("Flatten",)
+            flat = flat or kind == "Flatten"
             cur = b
         if reason is None and act not in ("relu", "linear"):
             reason = f"{act} activation (a per-channel scale would change it)"

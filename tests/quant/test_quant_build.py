@@ -29,6 +29,9 @@ def test_int16x8_for_cortex_m4_runs_on_tflm_within_1_point(tmp_path, capsys, out
     assert abs(acc["int8_tflm"] - acc["int8_tflite_ref"]) <= 0.01
     assert rep["agreement"]["deployed_runtime"] == "tflm-host"
     assert rep["memory"]["arena_bytes"] > 0
+    # edgekit's C runtime (the emulator leg) has no int16 kernels: refused in one line, not a wrong answer
+    assert main(["verify", str(tmp_path / "b"), "--emulator"]) == 2
+    assert "input int16, output int16; the emulator run needs int8 I/O" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("quant", ["float16", "dynamic"])
@@ -162,3 +165,10 @@ def test_recipe_quant_keys_are_checked_and_round_trip(tmp_path):
     bad.write_text('calibration = "kl"\n')
     with pytest.raises(InputError, match=f"{bad}: --calibration 'kl': unknown method"):
         Recipe.load(bad)
+
+
+def test_edgekits_c_runtime_refuses_int16x8(tmp_path, capsys, outlier_dir):
+    d = outlier_dir
+    rc = main(["build", str(d / "model.keras"), "-t", "cortex-m4", "--eval", str(d / "eval.npz"), "--quant", "int16x8", "--codegen", "-o", str(tmp_path / "b")])
+    assert rc == 2 and "no int16x8 kernels" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
