@@ -257,6 +257,8 @@ def compare(
     emulator: bool = False,
     emulator_inputs: int = 20,
     max_eval: int | None = None,
+    quant: str | None = None,
+    calibration: str | None = None,
     progress: Callable[[str], None] | None = None,
     gates: Any = None,
 ) -> Comparison:
@@ -299,7 +301,8 @@ def compare(
         data: dict[str, Any] = {}
         try:
             report = build(model, prof, calib=calib, eval=eval, train=train, out_dir=sub, recipe=rec, seed=seed,
-                           codegen=codegen, max_eval=max_eval, progress=tagged if progress else None, gates=gates)
+                           codegen=codegen, max_eval=max_eval, quant=quant, calibration=calibration,
+                           progress=tagged if progress else None, gates=gates)
             data = report.data
             if emulator:
                 data = _run_emulator(sub, data, emulator_inputs, seed, tagged)

@@ -1,9 +1,20 @@
-"""Keras / SavedModel → TFLite: the float reference model and the full-int8 model.
+"""Keras / SavedModel → TFLite: the float reference model and the quantized model.
 
 Both Keras kinds go through ``TFLiteConverter.from_keras_model`` (the
 converted model has a batch of 1, as microcontrollers need static shapes);
-plain SavedModels go through ``from_saved_model``. Full-int8 uses the user's calibration samples as the
-``representative_dataset`` and refuses to run without them.
+plain SavedModels go through ``from_saved_model``.
+
+Quantization schemes (``--quant``, :data:`SCHEMES`):
+
+- ``int8``: full int8 (weights per channel, activations per tensor), int8 I/O;
+- ``int16x8``: int16 activations, int8 weights (the converter's
+  ``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``), int16 I/O;
+- ``float16``: float16 weights, float32 compute and I/O (Linux targets only);
+- ``dynamic``: dynamic-range int8 weights, float I/O (Linux targets only).
+
+``int8`` and ``int16x8`` use the user's calibration samples as the
+``representative_dataset`` and refuse to run without them; ``int8`` takes a
+calibration method (:mod:`edgekit.calibrate`).
 """
 
 from __future__ import annotations
@@ -17,6 +28,8 @@ from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel
 from edgekit.quiet import quiet
 
+SCHEMES = ("int8", "int16x8", "float16", "dynamic")
+CALIBRATED = ("int8", "int16x8")  # the schemes that need calibration data
 MAX_CALIB_SAMPLES = 500  # more rarely moves the ranges; the converter runs each sample
 
 
@@ -70,6 +83,80 @@ def int8_converter(loaded: LoadedModel, calib_x: np.ndarray, *, int8_io: bool = 
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     return conv
+
+
+def check_scheme(quant: str) -> str:
+    """``quant`` when it is one of :data:`SCHEMES`, else :class:`InputError`."""
+    if quant not in SCHEMES:
+        raise InputError(f"--quant {quant!r}: unknown quantization scheme", f"valid: {', '.join(SCHEMES)}")
+    return quant
+
+
+def scheme_converter(loaded: LoadedModel, quant: str, calib_x: np.ndarray | None):
+    """A ``TFLiteConverter`` for scheme ``quant`` (see the module docstring), not yet run.
+
+    ``int8`` and ``int16x8`` need ``calib_x``; their I/O has the activations' dtype.
+    """
+    import tensorflow as tf
+
+    if quant == "int8":
+        return int8_converter(loaded, calib_x)
+    conv = keras_converter(loaded)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quant == "int16x8":
+        conv.representative_dataset = samples_of(calib_x)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        conv.inference_input_type = tf.int16
+        conv.inference_output_type = tf.int16
+    elif quant == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    elif quant != "dynamic":
+        check_scheme(quant)
+    return conv
+
+
+def convert_quantized(loaded: LoadedModel, calib: Dataset | None, quant: str = "int8", calibration=None) -> bytes:
+    """The deployed model: ``loaded`` quantized with scheme ``quant`` and (int8) calibration method ``calibration``.
+
+    ``calibration`` is a :class:`edgekit.calibrate.Calibration` (default min-max).
+    """
+    from edgekit.calibrate import Calibration
+
+    cal = calibration or Calibration()
+    check_scheme(quant)
+    if quant not in CALIBRATED:
+        return _run(scheme_converter(loaded, quant, None), f"{quant}", loaded)
+    if calib is None:
+        raise InputError(
+            f"{loaded.path}: {quant} quantization needs calibration data",
+            "pass --calib DATA (a few hundred representative inputs), or --eval DATA to calibrate on the eval set",
+        )
+    x = calib.x[:MAX_CALIB_SAMPLES]
+    if cal.method == "minmax":
+        return _run(scheme_converter(loaded, quant, x), quant, loaded)
+    if quant != "int8":
+        raise InputError(f"--calibration {cal.label} works with --quant int8 only",
+                         "int16 activations have 256 times int8's resolution: min-max ranges cost them little")
+    return calibrate_int8(loaded, x, cal)
+
+
+def calibrate_int8(loaded: LoadedModel, calib_x: np.ndarray, cal) -> bytes:
+    """Full int8 through the calibrate-only path, with the activation ranges edited by ``cal`` in between."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert as tfl_convert
+
+    from edgekit.calibrate import edit_ranges
+
+    conv = int8_converter(loaded, calib_x)
+    conv._experimental_calibrate_only = True
+    calibrated = _run(conv, "calibration", loaded)
+    edited = edit_ranges(calibrated, calib_x, cal)
+    try:
+        with quiet():  # the arguments the converter itself passes after calibrating (lite.py, _optimize_tflite_model)
+            return bytes(tfl_convert.mlir_quantize(edited, False, input_data_type=tf.int8, output_data_type=tf.int8))
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConversionError(f"{loaded.path}: int8 quantization with {cal.label} ranges failed: {first[:300]}") from None
 
 
 def convert_int8(loaded: LoadedModel, calib: Dataset | None, *, int8_io: bool = True) -> bytes:

@@ -110,6 +110,8 @@ def build(
     codegen: bool = False,
     allow_float: bool = False,
     max_eval: int | None = None,
+    quant: str | None = None,
+    calibration: str | None = None,
     progress: Progress | None = None,
     gates: Gates | None = None,
     data_is_quantized: bool = False,
@@ -117,7 +119,12 @@ def build(
     """Build ``model`` for ``target`` and return the report; see the module docstring.
 
     ``recipe`` is an :class:`edgekit.recipe.Recipe`; without one, ``prune``
-    and ``fine_tune_epochs`` make it. Raises :class:`~edgekit.errors.EdgekitError`
+    and ``fine_tune_epochs`` make it. ``quant`` is a scheme of
+    :data:`edgekit.convert.SCHEMES`, ``calibration`` a method
+    :meth:`edgekit.calibrate.Calibration.parse` reads (either, when None,
+    from the recipe, else int8 / minmax); ``quant="auto"`` picks
+    the first scheme of :data:`edgekit.quant_auto.ATTEMPTS` within
+    ``gates.max_accuracy_drop`` points of float (default 1) that fits. Raises :class:`~edgekit.errors.EdgekitError`
     subclasses for every problem the user can act on.
 
     ``gates`` are the user's limits: the report gets a ``verdict`` section and
@@ -133,6 +140,12 @@ def build(
     _check_out_dir(out)
     if prune is not None and not 0.0 < prune < 1.0:
         raise InputError(f"--prune must be a sparsity between 0 and 1 (exclusive), not {prune}")
+    rec = _recipe(recipe, prune, fine_tune_epochs)
+    quant = quant or rec.quant or "int8"
+    cal = _check_quant(quant, calibration or rec.calibration, prof)
+    if codegen and quant == "int16x8":
+        raise InputError("--codegen: edgekit's C runtime has no int16x8 kernels yet",
+                         "drop --codegen (the TFLM project in tflm/ runs int16x8), or use --quant int8")
 
     with timer.stage("load"):
         loaded = load_model(model_path)
@@ -141,13 +154,14 @@ def build(
         train_ds = _load_data(train, "train", loaded)
         if calib_ds is None and eval_ds is not None:
             calib_ds = eval_ds
-        rec = _recipe(recipe, prune, fine_tune_epochs)
         if data_is_quantized and loaded.kind != "tflite":
             raise InputError(f"{model_path}: --data-is-quantized needs a .tflite with an integer input; "
                              f"a {loaded.kind} model takes real values", "drop --data-is-quantized")
         if loaded.kind == "tflite" and rec.stages:
             raise InputError(f"{model_path}: a .tflite cannot be compressed; drop --prune/--recipe or pass the Keras model")
-        if loaded.kind != "tflite" and calib_ds is None:
+        from edgekit.convert import CALIBRATED
+
+        if loaded.kind != "tflite" and calib_ds is None and quant in (*CALIBRATED, "auto"):
             raise InputError(
                 f"{model_path}: full-int8 quantization needs calibration data and none was given",
                 "pass --calib DATA (a few hundred representative inputs as .npz with x, or .npy), or --eval DATA with labels to calibrate on and to measure accuracy",
@@ -164,6 +178,8 @@ def build(
         "inputs": {k: (None if v is None else str(Path(v).resolve())) for k, v in (("calib", calib), ("eval", eval), ("train", train))},
         "recipe": rec.to_dict(),
         "data_is_quantized": data_is_quantized,
+        "quantization": {"scheme": quant if loaded.kind != "tflite" else "as given (.tflite input)",
+                         "calibration": cal.label if quant in (*CALIBRATED, "auto") and loaded.kind != "tflite" else None},
     }
 
     compressed = loaded
@@ -171,7 +187,7 @@ def build(
         with timer.stage("compress"):
             from edgekit.compress import apply_recipe
 
-            result = apply_recipe(loaded, rec, train=train_ds, seed=seed, progress=progress)
+            result = apply_recipe(loaded, rec, train=train_ds, calib=calib_ds, seed=seed, progress=progress)
             compressed = result.model
             data["compression"] = result.stages
 
@@ -180,14 +196,23 @@ def build(
     if loaded.kind == "tflite":
         int8_tflite = loaded.tflite
     else:
-        from edgekit.convert import convert_float, convert_int8
+        from edgekit.convert import convert_float, convert_quantized
 
         with timer.stage("convert"):
             float_tflite = convert_float(loaded)
         with timer.stage("quantize"):
-            int8_tflite = convert_int8(compressed, calib_ds, int8_io=True)
-            # the baseline a recipe must beat: plain post-training int8 of the same input model
-            ptq_tflite = convert_int8(loaded, calib_ds, int8_io=True) if rec.stages else None
+            if quant == "auto":
+                from edgekit.quant_auto import choose
+
+                choice = choose(compressed, calib_ds, eval_ds, prof,
+                                1.0 if gates.max_accuracy_drop is None else gates.max_accuracy_drop)
+                compressed, int8_tflite = choice.model, choice.tflite
+                data["quantization"].update({"scheme": choice.scheme, "calibration": choice.calibration.label, "auto": choice.to_dict()})
+            else:
+                int8_tflite = convert_quantized(compressed, calib_ds, quant, cal)
+            # the baseline a recipe must beat: plain post-training quantization of the same input model
+            ptq_tflite = (convert_quantized(loaded, calib_ds, data["quantization"]["scheme"], cal)
+                          if rec.stages else None)
 
     from edgekit.tflite_model import read_model
 
@@ -205,6 +230,10 @@ def build(
                                  max_eval, data_is_quantized=data_is_quantized, ptq_tflite=ptq_tflite)
         data.update(checked.sections)
         verify_x, failures = checked.inputs, list(checked.failures)
+
+    if compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
+        with timer.stage("diagnose"):
+            data["quant_debug"] = _diagnose(compressed, calib_ds, eval_ds, prof, data, quant == "auto")
 
     with timer.stage("memory"):
         from edgekit import memory
@@ -272,6 +301,66 @@ def build(
     if gate_error is not None:
         raise gate_error
     return report
+
+
+def _check_quant(quant: str, calibration: str | None, prof: TargetProfile):
+    """The parsed calibration method; :class:`InputError` for an unknown scheme or one the target's runtime cannot run."""
+    from edgekit.calibrate import Calibration
+    from edgekit.convert import check_scheme
+
+    if quant != "auto":
+        check_scheme(quant)
+    if prof.is_mcu and quant in ("float16", "dynamic"):
+        raise InputError(f"--quant {quant} is for Linux targets: {prof.name} runs TFLM, which has no hybrid (dynamic-range) or float16-weight kernels",
+                         "use --quant int8 or int16x8")
+    cal = Calibration.parse(calibration)
+    if cal.method != "minmax" and quant not in ("int8",):
+        raise InputError(f"--calibration {cal.label} works with --quant int8 only", "drop --calibration, or use --quant int8")
+    return cal
+
+
+HINT_DROP_POINTS = 1.0  # accuracy lost (points) above which the build measures remedies and prints a hint
+DIAGNOSE_SAMPLES = 32
+
+
+def _diagnose(model: LoadedModel, calib: Dataset, ev: Dataset | None, prof: TargetProfile, data: dict[str, Any], auto: bool) -> dict[str, Any]:
+    """Per-layer int8 error (five worst layers by Keras name); past :data:`HINT_DROP_POINTS`, the measured remedies and a one-line hint."""
+    from edgekit.errors import ConversionError
+    from edgekit.quant_debug import layer_errors
+
+    try:
+        rep = layer_errors(model, calib, ev, max_samples=DIAGNOSE_SAMPLES)
+    except ConversionError as exc:  # e.g. a QAT model: already quantized, the debugger cannot re-quantize it
+        return {"error": exc.one_line(), "worst_layers": [], "hint": None}
+    worst = rep.worst_layers(5)
+    out: dict[str, Any] = {
+        "samples": rep.samples,
+        "runtime": "TFLite QuantizationDebugger (int8 op vs float op on the dequantized inputs, min-max ranges)",
+        "worst_layers": [{"layer": w.layer or w.name, "op": w.op, "rmse_over_scale": round(w.rmse_over_scale, 4), "rmse": round(w.rmse, 6)} for w in worst],
+        "hint": None,
+    }
+    acc = data["accuracy"]
+    deployed = acc.get("int8_tflm") if prof.is_mcu and acc.get("int8_tflm") is not None else acc.get("int8_tflite")
+    if acc.get("float") is None or deployed is None or not worst:
+        return out
+    drop = 100 * (acc["float"] - deployed)
+    if drop <= HINT_DROP_POINTS:
+        return out
+    where = f"accuracy dropped {drop:.1f} points; worst layer {worst[0].layer or worst[0].name} ({worst[0].rmse_over_scale:.1f} quantization steps RMS error)"
+    if auto:
+        out["hint"] = f"{where}; no scheme --quant auto tried held the accuracy (see quantization.auto); try a qat recipe with --train"
+        return out
+    from edgekit.quant_auto import measure_remedies
+
+    remedies = measure_remedies(model, calib, ev, prof)
+    out["remedies"] = [{"flag": flag, "accuracy": a.accuracy, "drop_points": a.drop_points, "fits": a.fits} for flag, a in remedies]
+    helped = sorted((a.drop_points, flag) for flag, a in remedies if a.fits and a.drop_points < drop - HINT_DROP_POINTS)
+    if helped:
+        measured = ", ".join(f"{flag} loses {d:.1f}" for d, flag in helped)
+        out["hint"] = f"{where}; measured: {measured} points: use {helped[0][1]}"
+    else:
+        out["hint"] = f"{where}; --recipe equalize, --quant int16x8 and --calibration mse did not help (measured); try a qat recipe with --train"
+    return out
 
 
 def _recipe(recipe: Any, prune: float | None, epochs: int):

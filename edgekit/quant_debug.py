@@ -11,7 +11,7 @@ calibration set is the fix).
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ class LayerError:
     rmse_over_scale: float
     max_abs_error: float
     mean_error: float
+    layer: str = ""  # the Keras layer the op came from ("" when the name does not map to one)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,9 +55,40 @@ class QuantDebugReport:
         """The layer with the largest ``rmse_over_scale``."""
         return max(self.layers, key=lambda r: r.rmse_over_scale, default=None)
 
+    def worst_layers(self, n: int = 5) -> list[LayerError]:
+        """The ``n`` layers with the largest ``rmse_over_scale``, worst first."""
+        return sorted(self.layers, key=lambda r: r.rmse_over_scale, reverse=True)[:n]
+
     def to_dict(self) -> dict[str, Any]:
         worst = self.worst()
         return {"samples": self.samples, "worst": worst.name if worst else None, "layers": [r.to_dict() for r in self.layers]}
+
+
+def keras_layer_names(tensor_names: list[str], model) -> list[str]:
+    """The Keras layer of ``model`` each converted tensor (in graph order) comes from, ``""`` when none.
+
+    A tensor name starts ``<model scope>/<layer scope>/``; the converter traces
+    under uniquified scopes (layer ``conv2d_1`` may appear as ``conv2d_1_2``),
+    so names are not inverted by rule: each new scope goes to the next layer,
+    in model order, whose name equals it or prefixes it followed by ``_``;
+    a scope seen before keeps its layer.
+    """
+    from edgekit.tflite_model import short_layer_name
+
+    layers = [lyr.name for lyr in model.layers]
+    seen: dict[str, str] = {}
+    pos = 0
+    out = []
+    for tname in tensor_names:
+        parts = short_layer_name(tname).split("/")
+        scope = parts[1] if len(parts) >= 2 else parts[0]
+        if scope not in seen:
+            for k in range(pos, len(layers)):
+                if scope == layers[k] or scope.startswith(layers[k] + "_"):
+                    seen[scope], pos = layers[k], k + 1
+                    break
+        out.append(seen.get(scope, ""))
+    return out
 
 
 def layer_errors(loaded: LoadedModel, calib: Dataset, debug: Dataset | None = None, max_samples: int = 64) -> QuantDebugReport:
@@ -81,7 +113,10 @@ def layer_errors(loaded: LoadedModel, calib: Dataset, debug: Dataset | None = No
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"{loaded.path}: quantization debugger failed: {first[:300]}") from None
-    return QuantDebugReport(len(dbg), tuple(_parse(buf.getvalue())))
+    rows = _parse(buf.getvalue())
+    if loaded.is_keras:
+        rows = [replace(r, layer=n) for r, n in zip(rows, keras_layer_names([r.name for r in rows], loaded.model))]
+    return QuantDebugReport(len(dbg), tuple(rows))
 
 
 def _parse(csv_text: str) -> list[LayerError]:

@@ -11,7 +11,9 @@ order; every key besides ``name`` is a parameter of that stage's ``Config``::
     epochs = 2
 
 ``Recipe.load`` accepts a bundled name (``edgekit/recipes/<name>.toml``, e.g.
-``prune50``) or a path. Unknown top-level keys, stage names and parameters are
+``prune50``) or a path. Optional top-level ``quant`` and ``calibration``
+set ``--quant`` / ``--calibration`` for builds with the recipe (a flag given
+on the command line wins). Unknown top-level keys, stage names and parameters are
 refused with an :class:`~edgekit.errors.InputError` that names the file and
 suggests the closest valid name. The CLI's ``--prune``/``--fine-tune-epochs``
 map onto a one-stage recipe (:meth:`Recipe.from_cli`).
@@ -28,7 +30,7 @@ from typing import Any
 
 from edgekit.errors import EdgekitError, InputError
 
-TOP_LEVEL_KEYS = ("stage", "description")
+TOP_LEVEL_KEYS = ("stage", "description", "quant", "calibration")
 
 
 def _closest(word: str, options: list[str]) -> str:
@@ -60,9 +62,20 @@ class Recipe:
     stages: tuple[StageSpec, ...] = ()
     source: str = "cli"
     description: str = ""
+    quant: str | None = None
+    calibration: str | None = None
 
     def __post_init__(self):
+        from edgekit.calibrate import Calibration
         from edgekit.compress import stage_config
+        from edgekit.convert import check_scheme
+
+        try:
+            if self.quant not in (None, "auto"):
+                check_scheme(self.quant)
+            Calibration.parse(self.calibration)
+        except EdgekitError as exc:
+            raise type(exc)(f"{self.source}: {exc.message}", exc.hint) from None
 
         for spec in self.stages:  # checks names and parameters, so a bad recipe fails before any training
             try:
@@ -74,7 +87,7 @@ class Recipe:
     @property
     def name(self) -> str:
         """A short label: the bundled name or file stem, ``none`` for an empty recipe."""
-        if not self.stages:
+        if not self.stages and self.quant is None and self.calibration is None:
             return "none"
         if self.source == "cli":
             return "+".join(s.name for s in self.stages)
@@ -120,7 +133,10 @@ class Recipe:
         description = data.get("description", "")
         if not isinstance(description, str):
             raise InputError(f"{source}: description must be a string")
-        return cls(tuple(stages), source=source, description=description)
+        for key in ("quant", "calibration"):
+            if not isinstance(data.get(key, ""), str):
+                raise InputError(f"{source}: {key} must be a string")
+        return cls(tuple(stages), source=source, description=description, quant=data.get("quant"), calibration=data.get("calibration"))
 
     @classmethod
     def from_cli(cls, prune: float | None = None, fine_tune_epochs: int = 2) -> "Recipe":
@@ -136,11 +152,14 @@ class Recipe:
             "source": self.source,
             "description": self.description,
             "stages": [s.to_dict() for s in self.stages],
+            "quant": self.quant,
+            "calibration": self.calibration,
         }
 
     def to_toml(self) -> str:
         """The recipe as TOML text that :meth:`load` reads back to an equal recipe."""
         lines = [f"description = {_toml_value(self.description)}"] if self.description else []
+        lines += [f"{k} = {_toml_value(getattr(self, k))}" for k in ("quant", "calibration") if getattr(self, k) is not None]
         for s in self.stages:
             lines += ["", "[[stage]]", f"name = {_toml_value(s.name)}"]
             lines += [f"{k} = {_toml_value(v)}" for k, v in s.params.items()]

@@ -94,6 +94,17 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("RAM needed / budget", f"{_b(mem.get('ram_bytes'))} / {_b(d['target'].get('ram_bytes'))}"),
         ("fits", str(mem.get("fits"))),
     ]
+    q = d.get("quantization") or {}
+    if q.get("scheme"):
+        rows.insert(1, ("quantization", q["scheme"] + (f", {q['calibration']} ranges" if q.get("calibration") else "")))
+    dbg = d.get("quant_debug") or {}
+    if dbg.get("worst_layers"):
+        rows.append(("worst int8 layers", ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in dbg["worst_layers"][:3]) + " (RMS error in quantization steps)"))
+    for st in d.get("compression") or []:
+        if (st.get("details") or {}).get("warning"):
+            rows.append((f"warning ({st['name']})", st["details"]["warning"]))
+    if dbg.get("hint"):
+        rows.append(("hint", dbg["hint"]))
     for g in (d.get("verdict") or {}).get("gates", []):
         rows.append((f"gate {g['gate']}", f"{'pass' if g['passed'] else 'FAIL'}: {g['detail']}"))
     for line in d.get("failures", []):

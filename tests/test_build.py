@@ -60,7 +60,7 @@ def test_cortex_m4_pruned_build_keeps_accuracy_and_fits(m4_pruned):
     assert r["sizes"]["int8_tflite_bytes"] == (out / "model.tflite").stat().st_size
     assert r["memory"]["arena_bytes"] > 0 and r["memory"]["fits"] is True
     assert r["memory"]["flash_bytes"] > r["sizes"]["int8_tflite_bytes"]
-    assert [s["name"] for s in r["stages"]] == ["load", "compress", "convert", "quantize", "verify", "memory", "emit"]
+    assert [s["name"] for s in r["stages"]] == ["load", "compress", "convert", "quantize", "verify", "diagnose", "memory", "emit"]
     assert r["compression"][0]["name"] == "prune"
     assert set(r["ops"]) >= {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"}
     assert (out / "report.md").read_text().startswith("# edgekit build report")

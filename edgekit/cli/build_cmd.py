@@ -23,12 +23,14 @@ from edgekit.cli.output import print_report, stage_progress
 @click.option("--codegen/--no-codegen", default=False, show_default=True, help="Also generate edgekit's interpreter-less C runtime (microcontroller targets).")
 @click.option("--allow-float", is_flag=True, help="Emit a float model for TFLM (4x the flash of int8).")
 @click.option("--max-eval", type=int, help="Verify on at most this many eval samples.")
+@click.option("--quant", help="[default: the recipe's quant, else int8] Quantization: int8, int16x8 (int16 activations, int8 weights), auto (first of int8, int8+mse, equalize+int8, int16x8 within --max-accuracy-drop); Linux targets also float16, dynamic.")
+@click.option("--calibration", help="[default: the recipe's calibration, else minmax] int8 activation ranges: minmax, percentile[:P] (default 99.99) or mse.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice; same inputs and seed give the same bytes.")
 @click.option("--data-is-quantized", is_flag=True, help="Integer data is already in the .tflite's integer input type: pass it unchanged (otherwise integer data is values, quantized like floats).")
 @gate_options("off")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
-def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval, seed,
-            data_is_quantized, max_accuracy_drop, min_accuracy, require_bit_exact, as_json) -> None:
+def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval,
+            quant, calibration, seed, data_is_quantized, max_accuracy_drop, min_accuracy, require_bit_exact, as_json) -> None:
     """Compress, quantize to full int8, verify and package MODEL for a board.
 
     MODEL is a Keras 3 .keras file, a tf_keras .h5 / .keras / SavedModel
@@ -48,7 +50,7 @@ def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune
         report = build(
             model, target, calib=calib, eval=eval_, train=train, out_dir=out, recipe=recipe,
             prune=prune, fine_tune_epochs=fine_tune_epochs, seed=seed, codegen=codegen,
-            allow_float=allow_float, max_eval=max_eval, progress=progress, gates=gates,
-            data_is_quantized=data_is_quantized,
+            allow_float=allow_float, max_eval=max_eval, quant=quant, calibration=calibration,
+            progress=progress, gates=gates, data_is_quantized=data_is_quantized,
         )
     print_report(report, as_json)

@@ -23,11 +23,13 @@ from edgekit.compare import DEFAULT_RECIPES
 @click.option("--emulator", is_flag=True, help="Microcontroller targets: also run each build under QEMU for instructions per inference.")
 @click.option("--codegen/--no-codegen", default=False, show_default=True, help="Also generate edgekit's C runtime in each build.")
 @click.option("--max-eval", type=int, help="Verify on at most this many eval samples.")
+@click.option("--quant", help="[default: the recipe's quant, else int8] Quantization of every build: int8, int16x8; Linux targets also float16, dynamic.")
+@click.option("--calibration", help="[default: the recipe's calibration, else minmax] int8 activation ranges: minmax, percentile[:P] or mse.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every build.")
 @gate_options("off")
 @click.option("--json", "as_json", is_flag=True, help="Print compare.json to stdout instead of the table.")
-def command(model: Path, target: str, calib, eval_, train, recipes: str, out, emulator: bool, codegen: bool, max_eval, seed: int,
-            max_accuracy_drop, min_accuracy, require_bit_exact, as_json: bool) -> None:
+def command(model: Path, target: str, calib, eval_, train, recipes: str, out, emulator: bool, codegen: bool, max_eval,
+            quant: str, calibration: str, seed: int, max_accuracy_drop, min_accuracy, require_bit_exact, as_json: bool) -> None:
     """Build MODEL once per recipe and compare flash, arena, latency, accuracy and the ratios against the float model.
 
     Writes compare.md, compare.html, compare.png and compare.json, plus one
@@ -47,7 +49,8 @@ def command(model: Path, target: str, calib, eval_, train, recipes: str, out, em
     gates = make_gates(max_accuracy_drop, min_accuracy, require_bit_exact, bit_exact_default=False)
     with stage_progress(enabled=not as_json) as progress:
         result = compare(model, target, recipes=recipes, calib=calib, eval=eval_, train=train, out_dir=out, seed=seed,
-                         codegen=codegen, emulator=emulator, max_eval=max_eval, progress=progress, gates=gates)
+                         codegen=codegen, emulator=emulator, max_eval=max_eval, quant=quant, calibration=calibration,
+                         progress=progress, gates=gates)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:

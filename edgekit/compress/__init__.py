@@ -25,6 +25,8 @@ STAGES: dict[str, str] = {
     "qat": "edgekit.compress.qat",
     "cluster": "edgekit.compress.cluster",
     "distill": "edgekit.compress.distill",
+    "equalize": "edgekit.compress.equalize",
+    "bias_correct": "edgekit.compress.bias_correct",
 }
 
 __all__ = ["STAGES", "CompressResult", "apply_recipe", "stage_module", "stage_config"]
@@ -49,10 +51,13 @@ def apply_recipe(
     recipe,
     *,
     train: Dataset | None,
+    calib: Dataset | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> CompressResult:
     """Run the stages of ``recipe`` in order on a Keras model; return the new model and per-stage details.
+
+    Stages whose module sets ``DATA = "calib"`` get ``calib`` instead of ``train``.
 
     Raises :class:`InputError` for a non-Keras model or a stage that needs
     labelled training data without it, :class:`~edgekit.errors.ConversionError`
@@ -69,6 +74,7 @@ def apply_recipe(
         if progress:
             progress(f"compress: {spec.name}")
         t0 = time.perf_counter()
-        current, details = module.apply(current, cfg, train, seed + i)
+        data = calib if getattr(module, "DATA", "train") == "calib" else train  # label-free stages read the calibration set
+        current, details = module.apply(current, cfg, data, seed + i)
         done.append({"name": spec.name, "params": cfg.to_dict(), "seconds": round(time.perf_counter() - t0, 3), "details": details})
     return CompressResult(model=current, stages=done)

@@ -49,6 +49,14 @@ class Config:
     for the input model, the per-layer error of post-training int8 (from
     :func:`edgekit.quant_debug.layer_errors` on 64 training samples), so the
     report shows which layer made QAT necessary.
+
+    QAT is never silently worse than plain post-training int8: the last
+    ``holdout`` fraction of ``--train`` is kept out of the fine-tuning, and on
+    it the stage measures the deployed int8 accuracy (LiteRT reference kernels)
+    of post-training int8 of its input model and of its own result. When QAT
+    is worse, the stage returns its input model unchanged and says so in
+    ``details["verdict"]``; ``strict = true`` keeps the QAT model anyway (and
+    still says so).
     """
 
     epochs: int = 2
@@ -57,6 +65,8 @@ class Config:
     preserve: str = "none"
     init_ranges: bool = True
     layer_error: bool = True
+    strict: bool = False
+    holdout: float = 0.1
 
     def __post_init__(self):
         if not isinstance(self.epochs, int) or self.epochs < 1:
@@ -67,6 +77,10 @@ class Config:
             raise InputError(f"stage qat: learning_rate must be in (0, 1), not {self.learning_rate!r}")
         if self.preserve not in PRESERVE:
             raise InputError(f"stage qat: preserve must be one of {', '.join(PRESERVE)}, not {self.preserve!r}")
+        if not isinstance(self.strict, bool):
+            raise InputError(f"stage qat: strict must be true or false, not {self.strict!r}")
+        if not isinstance(self.holdout, (int, float)) or not 0 < self.holdout < 0.5:
+            raise InputError(f"stage qat: holdout must be in (0, 0.5), not {self.holdout!r}")
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> "Config":
@@ -310,6 +324,11 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     Raises :class:`InputError` without labelled training data, :class:`ConversionError` when tfmot cannot wrap a layer.
     """
     train = require_labels(train, NAME)
+    n_hold = max(1, int(round(cfg.holdout * len(train))))
+    if len(train) - n_hold < 1:
+        raise InputError(f"stage qat: {train.path} has {len(train)} samples; QAT needs more than one (some are held out to check it)")
+    held = Dataset(train.x[-n_hold:], train.y[-n_hold:], train.path)
+    train = Dataset(train.x[:-n_hold], train.y[:-n_hold], train.path)
     ptq_error = _ptq_layer_error(loaded, train) if cfg.layer_error else None
     base, rebuilt_from = as_tf_keras(loaded)
     import tf_keras as tfk
@@ -329,4 +348,29 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     }
     if ptq_error is not None:
         details["ptq_layer_error"] = ptq_error
-    return LoadedModel("tf_keras", loaded.path, model=qat_model, input_shape=loaded.input_shape), details
+    result = LoadedModel("tf_keras", loaded.path, model=qat_model, input_shape=loaded.input_shape)
+    check = versus_ptq(loaded, result, train, held)
+    details["versus_ptq"] = check
+    if check["qat_int8_accuracy"] >= check["ptq_int8_accuracy"]:
+        details["verdict"] = "kept QAT: its int8 model is at least as accurate as post-training int8"
+        return result, details
+    lost = 100 * (check["ptq_int8_accuracy"] - check["qat_int8_accuracy"])
+    if cfg.strict:
+        details["verdict"] = details["warning"] = f"QAT int8 is {lost:.1f} points below post-training int8 on the held-out samples; kept QAT (strict = true)"
+        return result, details
+    details["verdict"] = details["warning"] = (f"QAT int8 is {lost:.1f} points below post-training int8 on the held-out samples; "
+                                               "kept the input model (set strict = true in the recipe to keep QAT)")
+    details["kept"] = "input model (post-training int8)"
+    return loaded, details
+
+
+def versus_ptq(before: LoadedModel, after: LoadedModel, calib: Dataset, held: Dataset) -> dict[str, Any]:
+    """Deployed int8 accuracy on ``held`` of post-training int8 of ``before`` and of the QAT model ``after`` (LiteRT reference kernels)."""
+    from edgekit.convert import MAX_CALIB_SAMPLES, convert_int8
+    from edgekit.quant_debug import tflite_accuracy
+
+    cal = Dataset(calib.x[:MAX_CALIB_SAMPLES], None, calib.path)
+    ptq = tflite_accuracy(convert_int8(before, cal), held.x, held.y)
+    qat = tflite_accuracy(convert_int8(after, cal), held.x, held.y)
+    return {"held_out_samples": int(len(held)), "ptq_int8_accuracy": round(ptq, 6), "qat_int8_accuracy": round(qat, 6),
+            "runtime": "litert-ref (LiteRT reference kernels)"}
