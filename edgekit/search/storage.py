@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 
 from edgekit.errors import InputError
@@ -32,9 +33,11 @@ def open_storage(url: str | None, out_dir: Path, workers: int = 1):
     if "://" not in url:
         raise InputError(f"--storage {url}: not a database URL", "e.g. postgresql://user@host/db; without --storage the study is a journal file in --out")
     try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS)
+        with warnings.catch_warnings():  # heartbeats are "experimental" in optuna; the warning says nothing to the user
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=3 * HEARTBEAT_SECONDS)
     except ImportError as exc:
-        raise InputError(f"--storage {url}: the database driver is missing ({exc})", "pip install psycopg2-binary for postgresql://") from None
+        raise InputError(f"--storage {url}: the database driver is missing ({exc})", "pip install 'psycopg[binary]' (SQLAlchemy's PostgreSQL driver)") from None
     except Exception as exc:  # SQLAlchemy's OperationalError and friends: the server refused or is not there
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         raise InputError(f"--storage {url}: cannot open the database ({type(exc).__name__}: {first})") from None

@@ -63,7 +63,7 @@ def load_study(cfg: SearchConfig, index: int = 0, create: bool = False):
     """The study on ``cfg.storage`` (created when ``create``), with this worker's sampler."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the library does not print; the CLI shows progress
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the library does not print (optuna logs failed trials as warnings with tracebacks); the CLI shows progress
     storage = open_storage(cfg.storage, Path(cfg.setup.out_dir), cfg.workers)
     directions = [OBJECTIVES[o][1] for o in cfg.setup.objectives]
     if create:
