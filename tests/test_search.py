@@ -183,3 +183,36 @@ def test_two_workers_postgresql(digits_dir, setup, tmp_path, postgres):
     res = _two_workers(digits_dir, setup, out, "--storage", postgres, "--study", "pg-test")
     assert res["study"] == "pg-test"
     assert not (out / "study.journal").exists()
+
+
+def test_default_space_gives_valid_recipes_reproducibly():
+    """Every sampled trial is a valid recipe (Recipe checks each stage's Config), in the space's stage order,
+    QAT preserves what an earlier stage made, and the same seed gives the same recipes."""
+    import optuna
+
+    from edgekit.search import SearchSpace
+
+    space = SearchSpace.load()
+    order = [s.name for s in space.stages]
+
+    def sample(seed: int) -> list[dict]:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        out = []
+        for _ in range(40):
+            trial = study.ask()
+            out.append(space.recipe(trial, source=f"trial-{trial.number}").to_dict())
+            study.tell(trial, 0.0)
+        return out
+
+    a, b = sample(7), sample(7)
+    assert a == b
+    assert a != sample(8)
+    for r in a:
+        names = [s["name"] for s in r["stages"]]
+        assert names == sorted(names, key=order.index)
+        assert names.count("prune") <= 1  # magnitude and 2:4 are alternatives
+        qat = next((s for s in r["stages"] if s["name"] == "qat"), None)
+        if qat is not None:
+            want = "cluster" if "cluster" in names else "sparsity" if "prune" in names else "none"
+            assert qat["preserve"] == want
+    assert {s["name"] for r in a for s in r["stages"]} == set(order)
