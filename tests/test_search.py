@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require_tools
 
 from edgekit.cli import main
 
@@ -216,3 +217,20 @@ def test_default_space_gives_valid_recipes_reproducibly():
             want = "cluster" if "cluster" in names else "sparsity" if "prune" in names else "none"
             assert qat["preserve"] == want
     assert {s["name"] for r in a for s in r["stages"]} == set(order)
+
+
+@pytest.mark.emulator
+def test_memory_aot_scores_the_linked_runtime(digits_dir, setup, tmp_path):
+    """--memory aot: flash from edgekit's C runtime linked for the target, where 4-bit clustered weights pay off."""
+    require_tools("arm-none-eabi-gcc")
+    out = tmp_path / "a"
+    args = _args(digits_dir, {**setup, "target": "cortex-m4"}, out, 2, "--seed-recipes", "none,cluster16", "--memory", "aot")
+    assert main(args) == 0
+    trials = {t["seeded"]: t for t in _result(out)["trials"]}
+    plain, clustered = trials["none"]["figures"], trials["cluster16"]["figures"]
+    for f in (plain, clustered):
+        assert any(s["name"] == "link" for s in f["stages"])
+    assert (out / "trials" / f"{trials['cluster16']['number']:04d}" / "search-aot" / "firmware" / "firmware.elf").is_file()
+    # no interpreter: the linked plain model is well under the TFLM estimate (117 KB); clustering shrinks it further
+    assert plain["flash_bytes"] < 0.8 * 117_440
+    assert clustered["flash_bytes"] < 0.75 * plain["flash_bytes"]

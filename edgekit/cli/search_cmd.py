@@ -23,6 +23,8 @@ from edgekit.compare import DEFAULT_RECIPES
 @click.option("--storage", help="Database URL (postgresql://...) to share the study between machines [default: OUT/study.journal].")
 @click.option("--study", "study_name", default="edgekit-search", show_default=True, help="Study name in the storage.")
 @click.option("--objectives", default="accuracy,flash,ram", show_default=True, help="Comma-separated: accuracy, flash, ram, instructions (QEMU, microcontroller targets).")
+@click.option("--memory", type=click.Choice(["tflm", "aot"]), default="tflm", show_default=True,
+              help="Flash/RAM scored: tflm = the build's figures (.tflite + TFLM code estimate, measured arena); aot = edgekit's C runtime cross-compiled and linked for the target.")
 @click.option("--space", type=click.Path(path_type=Path), help="Search space TOML [default: the bundled edgekit/search/default_space.toml].")
 @click.option("--seed-recipes", default=",".join(DEFAULT_RECIPES), show_default=True, help="Bundled recipes run as the first trials ('' for none).")
 @click.option("--sampler", type=click.Choice(["tpe", "nsga2"]), default="tpe", show_default=True, help="Optuna sampler (both honour the budget constraints).")
@@ -31,7 +33,7 @@ from edgekit.compare import DEFAULT_RECIPES
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler and of every build.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), help="Output folder [default: edgekit-out/<model>-<target>-search].")
 def command(model: Path, target: str, train, calib, eval_, trials: int, timeout, workers: int, storage, study_name: str, objectives: str,
-            space, seed_recipes: str, sampler: str, pick: str, max_eval, seed: int, out) -> None:
+            memory: str, space, seed_recipes: str, sampler: str, pick: str, max_eval, seed: int, out) -> None:
     """Search compression recipes for MODEL under TARGET's budget; every trial is a real `edgekit build`.
 
     Writes search.md, search.json, front.png, front.html, best.toml and one
@@ -51,6 +53,8 @@ def command(model: Path, target: str, train, calib, eval_, trials: int, timeout,
     objs = parse_objectives(objectives)
     if "instructions" in objs and not prof.is_mcu:
         raise InputError(f"--objectives instructions needs a microcontroller target; {prof.name} is not one")
+    if memory == "aot" and not prof.is_mcu:
+        raise InputError(f"--memory aot is for microcontroller targets; {prof.name} is not one")
     if pick not in objs:
         raise InputError(f"--pick {pick}: not among --objectives {objectives}")
     for p in (model, train, calib, eval_, space):
@@ -60,7 +64,7 @@ def command(model: Path, target: str, train, calib, eval_, trials: int, timeout,
     if folder.exists() and (not folder.is_dir() or (any(folder.iterdir()) and not any((folder / n).exists() for n in ("study.journal", "search.json")))):
         raise InputError(f"{folder}: exists and is not an edgekit search folder; refusing to write into it", "choose another --out")
     setup = TrialSetup(model=str(model), target=str(target), calib=None if calib is None else str(calib), eval=str(eval_),
-                       train=None if train is None else str(train), out_dir=str(folder), seed=seed, objectives=tuple(objs), max_eval=max_eval)
+                       train=None if train is None else str(train), out_dir=str(folder), seed=seed, objectives=tuple(objs), max_eval=max_eval, memory=memory)
     cfg = SearchConfig(setup=setup, n_trials=trials, space=None if space is None else str(space), timeout=timeout, workers=workers,
                        storage=storage, study_name=study_name, sampler=sampler,
                        seed_recipes=tuple(s.strip() for s in seed_recipes.split(",") if s.strip()))

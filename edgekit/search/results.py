@@ -34,6 +34,7 @@ class TrialRow:
     seeded: str | None = None
     retry_of: int | None = None
     worker: str | None = None  # host:pid of the process that ran it
+    duplicate_of: int | None = None  # same recipe as this earlier trial, whose figures it reuses
     on_front: bool = False
 
     def fig(self, key: str) -> Any:
@@ -86,6 +87,8 @@ class SearchResult:
             note = r.fig("error") or ("front" if r.on_front else "")
             if r.number == self.best:
                 note = f"best ({self.pick})"
+            if r.duplicate_of is not None:
+                note = (note + "; " if note else "") + f"same recipe as {r.duplicate_of}"
             if r.retry_of is not None:
                 note = (note + "; " if note else "") + f"retry of {r.retry_of}"
             rows.append([str(r.number), _recipe_label(r), r.status, _pct(r.fig("accuracy")), _int(r.fig("flash_bytes")),
@@ -158,7 +161,8 @@ def collect(study, model: str, target, seed: int, objectives: list[str], pick: s
             status = "interrupted"
         res.rows.append(TrialRow(number=t.number, state=t.state.name, status=status, recipe=t.user_attrs.get("recipe"),
                                  figures=dict(t.user_attrs.get("figures", {})), seeded=t.user_attrs.get("seeded"),
-                                 retry_of=t.user_attrs.get("retry_of"), worker=t.user_attrs.get("worker"), on_front=t.number in front and status == "ok"))
+                                 retry_of=t.user_attrs.get("retry_of"), worker=t.user_attrs.get("worker"), duplicate_of=t.user_attrs.get("duplicate_of"),
+                                 on_front=t.number in front and status == "ok" and "duplicate_of" not in t.user_attrs))
     res.best = _pick(res, pick)
     return res
 

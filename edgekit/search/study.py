@@ -8,6 +8,9 @@
   Finished trials count (complete or failed with an edgekit error); a trial
   cut short (SIGINT, a killed worker) is re-queued once with the same
   parameters and counted when its retry finishes, so none is lost or counted twice.
+- A trial whose recipe an earlier trial already built (samplers repeat
+  points of a discrete space) reuses that build's figures instead of building
+  again; it is marked ``duplicate_of``.
 - ``workers`` > 1 starts worker processes (spawned: TensorFlow does not
   survive a fork) on the same storage.
 """
@@ -24,7 +27,7 @@ from typing import Callable
 
 from edgekit.errors import EdgekitError, InputError
 from edgekit.recipe import Recipe
-from edgekit.search.objective import OBJECTIVES, TrialSetup, run_trial
+from edgekit.search.objective import OBJECTIVES, TrialFigures, TrialSetup, run_trial
 from edgekit.search.space import SearchSpace
 from edgekit.search.storage import is_dead_local_worker, open_storage, worker_id
 
@@ -111,8 +114,12 @@ def _objective(cfg: SearchConfig, space: SearchSpace):
         fixed = trial.user_attrs.get("fixed_recipe")
         recipe = Recipe.load(fixed) if fixed else space.recipe(trial, source=f"trial-{trial.number}")
         trial.set_user_attr("recipe", recipe.to_dict())
-        build_dir = Path(cfg.setup.out_dir) / "trials" / f"{trial.number:04d}"
-        fig = run_trial(cfg.setup, recipe, build_dir)
+        earlier = _same_recipe(trial.study, recipe)
+        if earlier is not None:  # same recipe, same seed: the build would give the same figures
+            trial.set_user_attr("duplicate_of", earlier.number)
+            fig = TrialFigures(**{**earlier.user_attrs["figures"], "seconds": 0.0, "stages": []})
+        else:
+            fig = run_trial(cfg.setup, recipe, Path(cfg.setup.out_dir) / "trials" / f"{trial.number:04d}")
         trial.set_user_attr("figures", fig.to_dict())
         trial.set_user_attr("status", fig.status)
         if fig.status == "failed":
@@ -122,6 +129,15 @@ def _objective(cfg: SearchConfig, space: SearchSpace):
         return fig.values(cfg.setup.objectives)
 
     return objective
+
+
+def _same_recipe(study, recipe: Recipe):
+    """An earlier finished trial (not itself a duplicate) that built exactly ``recipe``'s stages, or None."""
+    stages = recipe.to_dict()["stages"]
+    for t in study.get_trials(deepcopy=False):
+        if counted(t) and "duplicate_of" not in t.user_attrs and "figures" in t.user_attrs and (t.user_attrs.get("recipe") or {}).get("stages") == stages:
+            return t
+    return None
 
 
 def _loop(study, cfg: SearchConfig, space: SearchSpace, deadline: float | None, after_trial: Callable[[object], None] | None) -> None:
