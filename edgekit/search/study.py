@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import signal
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -99,6 +99,7 @@ def _prepare(study, cfg: SearchConfig, space: SearchSpace) -> None:
         return
     for t in trials:
         if t.state == TrialState.RUNNING and is_dead_local_worker(t.user_attrs.get("worker")):
+            # optuna has no public call to fail another process's trial; this is what its own stale-trial check does
             study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs.get("retry_of") for t in trials}
@@ -188,7 +189,7 @@ def run_search(cfg: SearchConfig, after_trial: Callable[[object], None] | None =
     procs = []
     ctx = multiprocessing.get_context("spawn")
     for i in range(1, cfg.workers):
-        p = ctx.Process(target=_worker_main, args=(replace(cfg), i), daemon=False)
+        p = ctx.Process(target=_worker_main, args=(cfg, i), daemon=False)
         p.start()
         procs.append(p)
     try:
