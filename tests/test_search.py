@@ -110,6 +110,15 @@ def test_search_interrupt_resume_and_best_rebuilds(digits_dir, setup, tmp_path):
     md = (out / "search.md").read_text()
     assert "best (accuracy)" in md and "infeasible" in md
 
+    # a finished study re-run adds no trial; --pick flash re-picks among the same trials
+    assert main([*args, "--pick", "flash"]) == 0
+    again = _result(out)
+    assert [t["number"] for t in again["trials"]] == [t["number"] for t in trials]
+    fitting = [t for t in again["trials"] if t["status"] == "ok"]
+    assert again["trials"][again["best_trial"]]["figures"]["flash_bytes"] == min(t["figures"]["flash_bytes"] for t in fitting)
+    assert "best (flash)" in (out / "search.md").read_text()
+    assert main(args) == 0  # back to the most accurate for the rebuild below
+
     rebuilt = tmp_path / "rebuilt"
     assert main(["build", str(digits_dir / "model.keras"), "--target", str(setup["target"]), "--train", str(digits_dir / "train.npz"),
                  "--calib", str(digits_dir / "calib.npz"), "--eval", str(digits_dir / "eval.npz"), "--recipe", str(out / "best.toml"),
