@@ -243,3 +243,16 @@ def test_memory_aot_scores_the_linked_runtime(digits_dir, setup, tmp_path):
     # no interpreter: the linked plain model is well under the TFLM estimate (117 KB); clustering shrinks it further
     assert plain["flash_bytes"] < 0.8 * 117_440
     assert clustered["flash_bytes"] < 0.75 * plain["flash_bytes"]
+
+
+def test_failed_trial_is_recorded_and_the_search_goes_on(digits_dir, setup, tmp_path):
+    bad = tmp_path / "nolayer.toml"
+    bad.write_text('[[stage]]\nname = "lowrank"\nlayers = ["nope"]\nepochs = 0\n')
+    out = tmp_path / "f"
+    assert main(_args(digits_dir, {**setup, "target": "cortex-m4"}, out, 3, "--seed-recipes", str(bad))) == 0
+    trials = _result(out)["trials"]
+    failed = [t for t in trials if t["status"] == "failed"]
+    assert len(failed) == 1 and failed[0]["seeded"] == str(bad)
+    assert "no layer named 'nope'" in failed[0]["figures"]["error"] and failed[0]["figures"]["exit_code"] == 2
+    assert len([t for t in trials if t["status"] == "ok"]) == 2  # the other trials still ran
+    assert "no layer named 'nope'" in (out / "search.md").read_text()

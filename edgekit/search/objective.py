@@ -92,22 +92,23 @@ class TrialFigures:
         return [float(self.flash_bytes - self.flash_budget_bytes), float(self.ram_bytes - self.ram_budget_bytes)]
 
 
-def figures_from_report(data: dict[str, Any], status: str) -> TrialFigures:
-    """The figures a ``report.json`` holds."""
+def figures_from_report(data: dict[str, Any], status: str, recipe: Recipe, build_dir: Path) -> TrialFigures:
+    """The figures a ``report.json`` holds, read through ``edgekit compare``'s one mapping from reports to numbers."""
+    from edgekit.compare import CompareRow
+
+    row = CompareRow.from_report(recipe, build_dir, data)
     mem = data.get("memory", {})
-    acc = data.get("accuracy", {})
-    which = data.get("summary", {}).get("accuracy_deployed_runtime")
     return TrialFigures(
         status=status,
-        accuracy=acc.get(which) if which else None,
-        accuracy_float=acc.get("float"),
-        flash_bytes=mem.get("flash_bytes"),
-        ram_bytes=mem.get("ram_bytes"),
+        accuracy=row.accuracy_deployed,
+        accuracy_float=row.accuracy_float,
+        flash_bytes=row.flash_bytes,
+        ram_bytes=row.ram_bytes,
         flash_budget_bytes=mem.get("flash_budget_bytes"),
         ram_budget_bytes=mem.get("ram_budget_bytes"),
-        instructions_per_inference=(data.get("emulator") or {}).get("instructions_per_inference"),
-        int8_tflite_bytes=data.get("sizes", {}).get("int8_tflite_bytes"),
-        accuracy_runtime=which,
+        instructions_per_inference=row.instructions_per_inference,
+        int8_tflite_bytes=row.int8_tflite_bytes,
+        accuracy_runtime=data.get("summary", {}).get("accuracy_deployed_runtime"),
         stages=list(data.get("stages", [])),
     )
 
@@ -146,7 +147,7 @@ def run_trial(setup: TrialSetup, recipe: Recipe, build_dir: Path) -> TrialFigure
         t1 = time.perf_counter()
         data = _run_emulator(build_dir, data, setup.emulator_inputs, setup.seed, lambda _stage: None)
         data["stages"] = list(data.get("stages", [])) + [{"name": "emulator", "seconds": round(time.perf_counter() - t1, 3)}]
-    fig = figures_from_report(data, status)
+    fig = figures_from_report(data, status, recipe, build_dir)
     if setup.memory == "aot":
         try:
             fig.flash_bytes, fig.ram_bytes, linked_s = _linked(build_dir, setup.target)

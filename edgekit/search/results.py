@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.compare import _int, _num, _pct  # the one set of number formats of edgekit's tables
 from edgekit.errors import BudgetError, InputError
 from edgekit.recipe import Recipe
 from edgekit.search.objective import OBJECTIVES
@@ -92,7 +93,7 @@ class SearchResult:
             if r.retry_of is not None:
                 note = (note + "; " if note else "") + f"retry of {r.retry_of}"
             rows.append([str(r.number), _recipe_label(r), r.status, _pct(r.fig("accuracy")), _int(r.fig("flash_bytes")),
-                         _int(r.fig("ram_bytes")), _int(r.fig("instructions_per_inference")), _num(r.fig("seconds")), note])
+                         _int(r.fig("ram_bytes")), _int(r.fig("instructions_per_inference")), _num(r.fig("seconds"), 1), note])
         return head, rows
 
     def to_markdown(self) -> str:
@@ -194,15 +195,3 @@ def _recipe_label(r: TrialRow) -> str:
         args = ",".join(f"{k}={v}" for k, v in s.items() if k != "name" and k not in ("epochs",))
         parts.append(f"{s['name']}({args})" if args else s["name"])
     return " → ".join(parts) or "none"
-
-
-def _int(v: Any) -> str:
-    return "n/a" if v is None else f"{int(v):,}"
-
-
-def _num(v: Any) -> str:
-    return "n/a" if v is None else f"{float(v):.1f}"
-
-
-def _pct(v: Any) -> str:
-    return "n/a" if v is None else f"{100 * float(v):.2f} %"
