@@ -76,6 +76,14 @@ def test_search_interrupt_resume_and_best_rebuilds(digits_dir, setup, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
     assert ("edgekit: aborted" in err or "edgekit: interrupted" in err) and "Traceback" not in err
+    import optuna
+
+    from edgekit.search.storage import open_storage
+    from edgekit.search.study import counted
+
+    before = optuna.load_study(study_name="edgekit-search", storage=open_storage(None, out)).get_trials()
+    assert sum(counted(t) for t in before) < 4  # it stopped early: the trial under way was cut short, or finished if
+    # the interrupt landed in one of TensorFlow's finalizers (Python drops it there; the search stops after that trial)
 
     assert main(args) == 0  # the same command resumes
     res = _result(out)
@@ -83,7 +91,6 @@ def test_search_interrupt_resume_and_best_rebuilds(digits_dir, setup, tmp_path):
     statuses = [t["status"] for t in trials]
     finished = [t for t in trials if t["status"] in ("ok", "infeasible", "failed")]
     assert len(finished) == 4, statuses  # the total asked for: none lost, none counted twice
-    assert statuses.count("interrupted") >= 1
     retried = [t for t in trials if t["retry_of"] is not None]
     interrupted = [t["number"] for t in trials if t["status"] == "interrupted"]
     assert sorted(t["retry_of"] for t in retried) == interrupted  # each interrupted trial re-run exactly once

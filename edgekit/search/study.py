@@ -20,10 +20,13 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from edgekit.errors import EdgekitError, InputError
 from edgekit.recipe import Recipe
@@ -141,11 +144,46 @@ def _same_recipe(study, recipe: Recipe):
     return None
 
 
+_interrupted = threading.Event()
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and also sets a flag the loop checks between trials.
+
+    Python drops a KeyboardInterrupt raised inside a finalizer or weakref
+    callback (TensorFlow runs many); the flag still stops the search after
+    the current trial, which then finishes and counts normally.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigint(signum, frame):
+        _interrupted.set()
+        raise KeyboardInterrupt
+
+    def unraisable(info) -> None:  # the dropped interrupt: no "Exception ignored" traceback on stderr
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            previous_hook(info)
+
+    _interrupted.clear()
+    previous, previous_hook = signal.signal(signal.SIGINT, on_sigint), sys.unraisablehook
+    sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = previous_hook
+
+
 def _loop(study, cfg: SearchConfig, space: SearchSpace, deadline: float | None, after_trial: Callable[[object], None] | None) -> None:
     from optuna.trial import TrialState
 
     objective = _objective(cfg, space)
     while deadline is None or time.monotonic() < deadline:
+        if _interrupted.is_set():
+            raise KeyboardInterrupt
         trials = study.get_trials(deepcopy=False)
         busy = sum(1 for t in trials if counted(t) or t.state == TrialState.RUNNING)
         if busy >= cfg.n_trials:
@@ -161,7 +199,8 @@ def _worker_main(cfg: SearchConfig, index: int) -> None:
     space = SearchSpace.load(cfg.space)
     deadline = None if cfg.timeout is None else time.monotonic() + cfg.timeout
     try:
-        _loop(load_study(cfg, index), cfg, space, deadline, None)
+        with _interruptible():
+            _loop(load_study(cfg, index), cfg, space, deadline, None)
     except KeyboardInterrupt:
         pass
 
@@ -193,7 +232,8 @@ def run_search(cfg: SearchConfig, after_trial: Callable[[object], None] | None =
         p.start()
         procs.append(p)
     try:
-        _loop(study, cfg, space, deadline, after_trial)
+        with _interruptible():
+            _loop(study, cfg, space, deadline, after_trial)
     except EdgekitError:
         _stop(procs)
         raise
