@@ -2,7 +2,8 @@
 # Install edgekit's microcontroller toolchain on Debian/Ubuntu: the Arm
 # cross-compiler with newlib, QEMU for Cortex-M boards (system mode) and for
 # Raspberry Pi binaries (user mode), and a host C compiler for QEMU's
-# instruction-counting plugin. The ONE install script: docker/Dockerfile and
+# instruction-counting plugin; and PostgreSQL's server (the `edgekit search
+# --storage postgresql://` test starts its own on localhost). The ONE install script: docker/Dockerfile and
 # CI both run it. Idempotent: when every tool is already there it does nothing.
 #
 # --no-install-recommends matters: it keeps out documentation and the like.
@@ -11,7 +12,7 @@
 # and the TFLM project edgekit emits links against it.
 set -eu
 
-PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm qemu-user-static gcc g++ libc6-dev make cmake debian-archive-keyring"
+PACKAGES="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm qemu-user-static gcc g++ libc6-dev make cmake debian-archive-keyring postgresql"
 
 have_all() {
     command -v arm-none-eabi-gcc >/dev/null 2>&1 &&
@@ -22,6 +23,7 @@ have_all() {
     command -v make >/dev/null 2>&1 &&
     command -v cmake >/dev/null 2>&1 &&
     [ -f /usr/share/keyrings/debian-archive-keyring.gpg ] &&
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 &&
     [ -n "$(arm-none-eabi-gcc -print-file-name=libc_nano.a 2>/dev/null | grep /)" ] &&
     [ -n "$(arm-none-eabi-g++ -print-file-name=libstdc++_nano.a 2>/dev/null | grep /)" ]
 }

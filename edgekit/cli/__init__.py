@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "edgekit.cli.codegen_cmd",
     "edgekit.cli.verify_cmd",
     "edgekit.cli.compare_cmd",
+    "edgekit.cli.search_cmd",
     "edgekit.cli.env_cmd",
 ]
 
