@@ -64,7 +64,7 @@ class _Trials:
     """Converts and measures one attempt at a time; the equalized model is made once, on first use."""
 
     def __init__(self, model: LoadedModel, calib: Dataset, ev: Dataset, prof: TargetProfile):
-        from edgekit.metrics import accuracy
+        from edgekit.verify.metrics import accuracy
         from edgekit.runtimes import run_keras
 
         if ev is None or not ev.has_labels:

@@ -10,7 +10,7 @@ from edgekit.convert import convert_int8, convert_quantized
 from edgekit.data import load_data
 from edgekit.errors import InputError
 from edgekit.load import load_model
-from edgekit.metrics import accuracy
+from edgekit.verify.metrics import accuracy
 from edgekit.runtimes import quantize, run_keras, run_litert
 from edgekit.tflite_model import read_model
 
