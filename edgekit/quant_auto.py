@@ -65,7 +65,7 @@ class _Trials:
 
     def __init__(self, model: LoadedModel, calib: Dataset, ev: Dataset, prof: TargetProfile):
         from edgekit.verify.metrics import accuracy
-        from edgekit.runtimes import run_keras
+        from edgekit.verify.runtimes import run_keras
 
         if ev is None or not ev.has_labels:
             raise InputError("measuring quantization schemes compares accuracies, and needs --eval data with labels y")

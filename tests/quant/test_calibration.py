@@ -11,7 +11,8 @@ from edgekit.data import load_data
 from edgekit.errors import InputError
 from edgekit.load import load_model
 from edgekit.verify.metrics import accuracy
-from edgekit.runtimes import quantize, run_keras, run_litert
+from edgekit.verify.inputs import quantize
+from edgekit.verify.runtimes import run_keras, run_litert
 from edgekit.tflite_model import read_model
 
 
