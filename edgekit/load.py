@@ -32,7 +32,9 @@ class LoadedModel:
     ``kind`` is one of ``keras3``, ``tf_keras``, ``saved_model``, ``tflite``;
     ``model`` is the Keras model object (None for ``saved_model``/``tflite``);
     ``tflite`` holds the bytes of a ``.tflite`` input; ``input_shape``
-    includes the batch axis (``None`` when dynamic).
+    includes the batch axis (``None`` when dynamic); ``loss`` is the loss
+    the model was compiled with, when the recipe runner found one
+    (:mod:`edgekit.model_loss`; fine-tuning uses it).
     """
 
     kind: str
@@ -41,6 +43,7 @@ class LoadedModel:
     tflite: bytes | None = None
     input_shape: tuple[int | None, ...] = ()
     input_dtype: str = "float32"
+    loss: Any = None
 
     @property
     def is_keras(self) -> bool:
