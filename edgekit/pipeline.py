@@ -116,6 +116,7 @@ def build(
     gates: Gates | None = None,
     data_is_quantized: bool = False,
     task: str | None = None,
+    custom_objects: str | None = None,
 ) -> Report:
     """Build ``model`` for ``target`` and return the report; see the module docstring.
 
@@ -133,6 +134,8 @@ def build(
     written. ``data_is_quantized`` passes integer data to a ``.tflite``'s
     integer input unchanged (see :mod:`edgekit.verify.inputs`). ``task`` is
     one of :data:`edgekit.task.TASKS`; None infers it from the model's head.
+    ``custom_objects`` is a ``--custom-objects`` spec
+    (:mod:`edgekit.custom_objects`) for models with custom layers.
     """
     gates = gates or Gates()
     timer = _Timer(progress=progress)
@@ -150,7 +153,12 @@ def build(
                          "drop --codegen (the TFLM project in tflm/ runs int16x8), or use --quant int8")
 
     with timer.stage("load"):
-        loaded = load_model(model_path)
+        if custom_objects:
+            from edgekit.custom_objects import load_custom_objects
+
+            loaded = load_model(model_path, load_custom_objects(custom_objects))
+        else:
+            loaded = load_model(model_path)
         from edgekit import task as tasks
         from edgekit.tflite_model import read_model
 
