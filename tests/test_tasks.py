@@ -156,3 +156,18 @@ def test_autoencoder_structured50_removes_channels_and_keeps_detecting(tmp_path,
     assert det["params_after"] < 0.6 * det["params_before"], det  # half the hidden units of every Dense but the last
     assert det["fine_tune"]["loss_function"] == "mean_squared_error (the anomaly task's loss)"
     assert _tflm(rep)["auc"] > 0.9, rep["task"]["metrics"]
+
+
+def test_binary_and_regression_builds_run_bit_exact_on_the_emulated_cortex_m4(tmp_path, capsys, task_models):
+    from conftest import require_tools
+
+    require_tools("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm", "qemu-system-arm")
+    for name in ("binary", "regression"):
+        out = tmp_path / name
+        rc, _, err = _build(capsys, task_models, name, out)
+        assert rc == 0, err
+        rc = main(["verify", str(out), "--emulator", "--json"])
+        captured = capsys.readouterr()
+        assert rc == 0, captured.err
+        emu = json.loads((out / "report.json").read_text())["emulator"]
+        assert emu["outputs_bit_exact"] == 1.0 and emu["machine"] == "mps2-an386", emu  # edgekit's C runtime = TFLM, byte for byte
