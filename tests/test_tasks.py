@@ -171,3 +171,16 @@ def test_binary_and_regression_builds_run_bit_exact_on_the_emulated_cortex_m4(tm
         assert rc == 0, captured.err
         emu = json.loads((out / "report.json").read_text())["emulator"]
         assert emu["outputs_bit_exact"] == 1.0 and emu["machine"] == "mps2-an386", emu  # edgekit's C runtime = TFLM, byte for byte
+
+
+def test_autoencoder_for_rpi4_is_judged_on_litert(tmp_path, capsys, task_models):
+    d = task_models
+    rc = main(["build", str(d / "anomaly.keras"), "-t", "rpi4", "--eval", str(d / "anomaly_eval.npz"),
+               "--max-metric-drop", "2", "-o", str(tmp_path / "pi"), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rep = json.loads(captured.out)
+    assert rep["summary"]["accuracy_deployed_runtime"] == "int8_tflite"  # LiteRT is what a Pi runs
+    gate = rep["verdict"]["gates"][0]
+    assert gate["gate"] == "max-metric-drop" and gate["passed"] and "anomaly auc" in gate["detail"]
+    assert rep["task"]["metrics"]["int8_tflite"]["auc"] > 0.93
