@@ -261,6 +261,7 @@ def compare(
     calibration: str | None = None,
     progress: Callable[[str], None] | None = None,
     gates: Any = None,
+    task: str | None = None,
 ) -> Comparison:
     """Build ``model`` for ``target`` once per recipe and collect the reports; write the table and plot into ``out_dir``.
 
@@ -272,6 +273,7 @@ def compare(
     instructions per inference, to its report. ``gates``
     (:class:`edgekit.verify.gates.Gates`) apply to every build: a recipe that
     breaks one is a failed row (exit 6) with its full report and verdict.
+    ``task`` (:data:`edgekit.task.TASKS`, None to infer) applies to every build.
     """
     from edgekit.pipeline import build
     from edgekit.targets import get_target
@@ -302,7 +304,7 @@ def compare(
         try:
             report = build(model, prof, calib=calib, eval=eval, train=train, out_dir=sub, recipe=rec, seed=seed,
                            codegen=codegen, max_eval=max_eval, quant=quant, calibration=calibration,
-                           progress=tagged if progress else None, gates=gates)
+                           progress=tagged if progress else None, gates=gates, task=task)
             data = report.data
             if emulator:
                 data = _run_emulator(sub, data, emulator_inputs, seed, tagged)

@@ -1,8 +1,11 @@
 """Keras / SavedModel → TFLite: the float reference model and the quantized model.
 
-Both Keras kinds go through ``TFLiteConverter.from_keras_model`` (the
-converted model has a batch of 1, as microcontrollers need static shapes);
-plain SavedModels go through ``from_saved_model``.
+Both Keras kinds are traced as a concrete function with a static batch of 1
+(microcontrollers need static shapes) and frozen: with the batch fixed,
+``Flatten`` and ``Reshape`` become one RESHAPE with a constant shape instead of
+SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE computed at run time (three kernels a
+TFLM build would carry for nothing). Plain SavedModels go through
+``from_saved_model``.
 
 Quantization schemes (``--quant``, :data:`SCHEMES`):
 
@@ -34,16 +37,25 @@ MAX_CALIB_SAMPLES = 500  # more rarely moves the ranges; the converter runs each
 
 
 def keras_converter(loaded: LoadedModel):
-    """A fresh ``TFLiteConverter`` for ``loaded`` (Keras either kind, or a SavedModel), not yet configured."""
+    """A fresh ``TFLiteConverter`` for ``loaded`` (Keras either kind, or a SavedModel), not yet configured.
+
+    Every converter edgekit makes starts here, so float and every quantization
+    scheme get the same batch-1 graph.
+    """
     import tensorflow as tf
 
     if loaded.kind == "saved_model":
         return tf.lite.TFLiteConverter.from_saved_model(str(loaded.path))
     if not loaded.is_keras:
         raise ValueError(f"cannot convert a {loaded.kind} model")
-    # from_keras_model freezes the variables of both Keras kinds; a tf.function
-    # over a Keras 3 model leaves READ_VARIABLE ops that break calibration.
-    return tf.lite.TFLiteConverter.from_keras_model(loaded.model)
+    model = loaded.model
+    specs = [tf.TensorSpec([1, *t.shape[1:]], tf.as_dtype(t.dtype)) for t in model.inputs]
+    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    # No trackable_obj: the converter then freezes the variables into constants.
+    # With one (the saved-model path) a Keras 3 model keeps VAR_HANDLE and
+    # READ_VARIABLE ops, which break calibration.
+    with quiet():
+        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)])
 
 
 def _run(converter, what: str, loaded: LoadedModel) -> bytes:

@@ -1,15 +1,18 @@
 """Loading and validating the user's data files.
 
 Formats (see the README): ``.npz`` with an array ``x`` (inputs, first axis =
-samples) and an optional ``y`` (integer labels, or one-hot / score rows whose
-argmax is the label), or ``.npy`` holding inputs only. Every problem is an
+samples) and an optional ``y``, or ``.npy`` holding inputs only. What ``y``
+holds depends on the task (:mod:`edgekit.task`): integer class ids or one-hot
+/ score rows whose argmax is the label (``classification``), 0/1 (``binary``;
+1 = positive), real targets in output units (``regression``), 0/1 flags with
+1 = anomalous (``anomaly``). Every problem is an
 :class:`~edgekit.errors.InputError` that names the file.
 """
 
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -20,11 +23,17 @@ from edgekit.errors import InputError
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs ``x`` (float32, ``[N, ...]``) and optional integer labels ``y`` (``[N]``) from ``path``."""
+    """Inputs ``x`` (float32, ``[N, ...]``) and optional labels ``y`` from ``path``.
+
+    ``y`` is int64 ``[N]`` for classification, binary and anomaly (class ids,
+    0/1, 0/1 = normal/anomalous) and float32 ``[N, ...]`` targets for regression;
+    ``task`` says which.
+    """
 
     x: np.ndarray
     y: np.ndarray | None
     path: Path
+    task: str = "classification"
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -35,8 +44,8 @@ class Dataset:
         return self.y is not None
 
 
-def load_data(path: str | Path, role: str = "data") -> Dataset:
-    """Read ``.npz``/``.npy`` data; ``role`` (calib, eval, train) only words the error messages."""
+def load_data(path: str | Path, role: str = "data", task: str = "classification") -> Dataset:
+    """Read ``.npz``/``.npy`` data; ``role`` (calib, eval, train) only words the error messages; ``task`` says what ``y`` is."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: {role} file not found")
@@ -60,10 +69,10 @@ def load_data(path: str | Path, role: str = "data") -> Dataset:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{p}: cannot read {role} data ({type(exc).__name__}: {exc})".rstrip()) from None
-    return _validate(x, y, p, role)
+    return _validate(x, y, p, role, task)
 
 
-def _validate(x: np.ndarray, y: np.ndarray | None, p: Path, role: str) -> Dataset:
+def _validate(x: np.ndarray, y: np.ndarray | None, p: Path, role: str, task: str = "classification") -> Dataset:
     if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
         raise InputError(f"{p}: {role} inputs have dtype {x.dtype}; numbers are expected")
     if x.ndim == 0 or x.shape[0] == 0:
@@ -76,12 +85,30 @@ def _validate(x: np.ndarray, y: np.ndarray | None, p: Path, role: str) -> Datase
     if y is not None:
         if y.shape[0] != x.shape[0]:
             raise InputError(f"{p}: {role} has {x.shape[0]} inputs but {y.shape[0]} labels")
-        if y.ndim == 2:
-            y = y.argmax(axis=1)
-        if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
-            raise InputError(f"{p}: {role} labels y must be integer class ids [N] or one-hot rows [N, classes]")
-        y = y.astype(np.int64)
-    return Dataset(x=x.astype(np.float32) if not np.issubdtype(x.dtype, np.integer) else x, y=y, path=p)
+        y = _labels(y, p, role, task)
+    return Dataset(x=x.astype(np.float32) if not np.issubdtype(x.dtype, np.integer) else x, y=y, path=p, task=task)
+
+
+def _labels(y: np.ndarray, p: Path, role: str, task: str) -> np.ndarray:
+    if y.dtype == object or not (np.issubdtype(y.dtype, np.number) or y.dtype == np.bool_):
+        raise InputError(f"{p}: {role} labels y have dtype {y.dtype}; numbers are expected")
+    if task == "regression":
+        y = y.astype(np.float32)
+        if not np.isfinite(y).all():
+            raise InputError(f"{p}: {role} regression targets y contain NaN or infinite values")
+        return y
+    if task in ("binary", "anomaly"):
+        flat = y.reshape(len(y), -1)
+        if flat.shape[1] != 1 or not np.isin(flat, (0, 1)).all():
+            what = "1 = positive" if task == "binary" else "1 = anomalous, 0 = normal"
+            raise InputError(f"{p}: {role} labels y of a {task} model must be 0 or 1 per sample ({what})")
+        return flat[:, 0].astype(np.int64)
+    if y.ndim == 2:
+        y = y.argmax(axis=1)
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer) and not np.all(np.mod(y, 1) == 0):
+        raise InputError(f"{p}: {role} labels y must be integer class ids [N] or one-hot rows [N, classes]",
+                         "for regression targets or anomaly flags pass --task regression / anomaly")
+    return y.astype(np.int64)
 
 
 def check_against_input(ds: Dataset, input_shape: Sequence[int | None], role: str = "data") -> None:
@@ -102,4 +129,4 @@ def take(ds: Dataset, n: int | None) -> Dataset:
     """The first ``n`` samples (all when ``n`` is None)."""
     if n is None or n >= len(ds):
         return ds
-    return Dataset(ds.x[:n], None if ds.y is None else ds.y[:n], ds.path)
+    return replace(ds, x=ds.x[:n], y=None if ds.y is None else ds.y[:n])

@@ -32,7 +32,9 @@ class LoadedModel:
     ``kind`` is one of ``keras3``, ``tf_keras``, ``saved_model``, ``tflite``;
     ``model`` is the Keras model object (None for ``saved_model``/``tflite``);
     ``tflite`` holds the bytes of a ``.tflite`` input; ``input_shape``
-    includes the batch axis (``None`` when dynamic).
+    includes the batch axis (``None`` when dynamic); ``loss`` is the loss
+    the model was compiled with, when the recipe runner found one
+    (:mod:`edgekit.model_loss`; fine-tuning uses it).
     """
 
     kind: str
@@ -41,6 +43,7 @@ class LoadedModel:
     tflite: bytes | None = None
     input_shape: tuple[int | None, ...] = ()
     input_dtype: str = "float32"
+    loss: Any = None
 
     @property
     def is_keras(self) -> bool:
@@ -97,8 +100,12 @@ def _tflite_input(buf: bytes, path: Path) -> tuple[tuple[int, ...], str]:
     return tuple(info.inputs[0].shape), info.inputs[0].dtype
 
 
-def load_model(path: str | Path) -> LoadedModel:
-    """Load ``path`` into a :class:`LoadedModel`, or raise an :class:`InputError` naming the file."""
+def load_model(path: str | Path, custom_objects: dict[str, Any] | None = None) -> LoadedModel:
+    """Load ``path`` into a :class:`LoadedModel`, or raise an :class:`InputError` naming the file.
+
+    ``custom_objects`` (:func:`edgekit.custom_objects.load_custom_objects`) are the
+    user's classes and functions the Keras model refers to.
+    """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: model file not found")
@@ -111,8 +118,14 @@ def load_model(path: str | Path) -> LoadedModel:
         return LoadedModel("saved_model", p, input_shape=_saved_model_input_shape(p))
     keras = keras_module(kind)
     try:
-        model = keras.models.load_model(p, compile=False)
+        model = keras.models.load_model(p, compile=False, custom_objects=custom_objects)
     except Exception as exc:  # Keras raises many types for corrupt files
+        from edgekit.custom_objects import missing_class
+
+        missing = missing_class(str(exc))
+        if missing:
+            raise InputError(f"{p}: the model uses {missing!r}, which is not part of Keras",
+                             "pass --custom-objects FILE.py (or module:attr) that defines it") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{p}: cannot load the model ({first[:200]})", "is the file complete and saved by Keras?") from None
     inputs = getattr(model, "inputs", None) or []

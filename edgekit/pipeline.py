@@ -87,10 +87,10 @@ def _seed_everything(seed: int) -> None:
         pass
 
 
-def _load_data(path: str | Path | None, role: str, loaded: LoadedModel) -> Dataset | None:
+def _load_data(path: str | Path | None, role: str, loaded: LoadedModel, task: str = "classification") -> Dataset | None:
     if path is None:
         return None
-    ds = load_data(path, role)
+    ds = load_data(path, role, task)
     check_against_input(ds, loaded.input_shape, role)
     return ds
 
@@ -115,6 +115,8 @@ def build(
     progress: Progress | None = None,
     gates: Gates | None = None,
     data_is_quantized: bool = False,
+    task: str | None = None,
+    custom_objects: str | None = None,
 ) -> Report:
     """Build ``model`` for ``target`` and return the report; see the module docstring.
 
@@ -130,7 +132,10 @@ def build(
     ``gates`` are the user's limits: the report gets a ``verdict`` section and
     a broken gate raises VerificationError (exit 6) after the full build is
     written. ``data_is_quantized`` passes integer data to a ``.tflite``'s
-    integer input unchanged (see :mod:`edgekit.verify.inputs`).
+    integer input unchanged (see :mod:`edgekit.verify.inputs`). ``task`` is
+    one of :data:`edgekit.task.TASKS`; None infers it from the model's head.
+    ``custom_objects`` is a ``--custom-objects`` spec
+    (:mod:`edgekit.custom_objects`) for models with custom layers.
     """
     gates = gates or Gates()
     timer = _Timer(progress=progress)
@@ -148,10 +153,19 @@ def build(
                          "drop --codegen (the TFLM project in tflm/ runs int16x8), or use --quant int8")
 
     with timer.stage("load"):
-        loaded = load_model(model_path)
-        calib_ds = _load_data(calib, "calib", loaded)
-        eval_ds = _load_data(eval, "eval", loaded)
-        train_ds = _load_data(train, "train", loaded)
+        if custom_objects:
+            from edgekit.custom_objects import load_custom_objects
+
+            loaded = load_model(model_path, load_custom_objects(custom_objects))
+        else:
+            loaded = load_model(model_path)
+        from edgekit import task as tasks
+        from edgekit.tflite_model import read_model
+
+        chosen = tasks.choose(task, loaded, read_model(loaded.tflite, name=str(model_path)) if loaded.kind == "tflite" else None)
+        calib_ds = _load_data(calib, "calib", loaded, chosen.name)
+        eval_ds = _load_data(eval, "eval", loaded, chosen.name)
+        train_ds = _load_data(train, "train", loaded, chosen.name)
         if calib_ds is None and eval_ds is not None:
             calib_ds = eval_ds
         if data_is_quantized and loaded.kind != "tflite":
@@ -178,6 +192,7 @@ def build(
         "inputs": {k: (None if v is None else str(Path(v).resolve())) for k, v in (("calib", calib), ("eval", eval), ("train", train))},
         "recipe": rec.to_dict(),
         "data_is_quantized": data_is_quantized,
+        "task": chosen.to_dict(),
         "quantization": {"scheme": quant if loaded.kind != "tflite" else "as given (.tflite input)",
                          "calibration": cal.label if quant in (*CALIBRATED, "auto") and loaded.kind != "tflite" else None},
     }
@@ -229,6 +244,7 @@ def build(
         checked = verify_on_host(loaded, compressed, float_tflite, int8_tflite, info, eval_ds or calib_ds, prof,
                                  max_eval, data_is_quantized=data_is_quantized, ptq_tflite=ptq_tflite)
         data.update(checked.sections)
+        data["task"]["metrics"] = data.pop("task_metrics", None)
         verify_x, failures = checked.inputs, list(checked.failures)
 
     if compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
@@ -257,8 +273,10 @@ def build(
         # clustered weights pay on the device only as n-bit indices + tables (edgekit's C runtime)
         data["sizes"]["clustered_weight_storage"] = device_weight_bytes(int8_tflite).to_dict()
     data["summary"] = _summary(data)
-    from edgekit.verify.host import verdict_for, warnings_for
+    from edgekit.verify.host import metric_drop_for, verdict_for, warnings_for
 
+    drop = metric_drop_for(data)
+    data["task"].update({"primary_metric": drop.metric, "unit": drop.unit, "metric_drop": drop.drop})
     verdict = verdict_for(data, gates)
     data["verdict"] = verdict.to_dict()
     data["warnings"] = warnings_for(data)
@@ -375,7 +393,9 @@ def _recipe(recipe: Any, prune: float | None, epochs: int):
 
 def _summary(d: dict[str, Any]) -> dict[str, Any]:
     acc = d["accuracy"]
-    deploy = "int8_tflm" if d["target"]["runtime"] == "tflm" and acc.get("int8_tflm") is not None else "int8_tflite"
+    # the TFLM interpreter's numbers when it ran (also for tasks without an accuracy, e.g. regression)
+    ran_tflm = acc.get("int8_tflm") is not None or d.get("agreement", {}).get("deployed_runtime") == "tflm-host"
+    deploy = "int8_tflm" if d["target"]["runtime"] == "tflm" and ran_tflm else "int8_tflite"
     lost = None
     if acc.get("float") is not None and acc.get(deploy) is not None:
         lost = round(acc["float"] - acc[deploy], 6)

@@ -62,6 +62,19 @@ def _b(v: int | None) -> str:
     return "n/a" if v is None else f"{v:,} B"
 
 
+def _task_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """The task and, for tasks other than classification (whose accuracy rows say it all), its metrics per runtime."""
+    task = d.get("task") or {}
+    if not task.get("name"):
+        return []
+    rows = [("task", f"{task['name']} ({task.get('source', '')})")]
+    if task["name"] != "classification":
+        for runtime, m in (task.get("metrics") or {}).items():
+            shown = ", ".join(f"{k} {'n/a' if v is None else f'{v:.4g}'}" for k, v in m.items())
+            rows.append((f"{task['name']} metrics ({runtime})", shown))
+    return rows
+
+
 def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     """The headline rows shared by report.md and the terminal table."""
     sizes, acc, agree, mem = d.get("sizes", {}), d.get("accuracy", {}), d.get("agreement", {}), d.get("memory", {})
@@ -94,6 +107,7 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         ("RAM needed / budget", f"{_b(mem.get('ram_bytes'))} / {_b(d['target'].get('ram_bytes'))}"),
         ("fits", str(mem.get("fits"))),
     ]
+    rows[1:1] = _task_rows(d)
     q = d.get("quantization") or {}
     if q.get("scheme"):
         rows.insert(1, ("quantization", q["scheme"] + (f", {q['calibration']} ranges" if q.get("calibration") else "")))

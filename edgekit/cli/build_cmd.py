@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgekit.cli.gate_options import gate_options, make_gates
+from edgekit.task import TASKS
 from edgekit.cli.output import print_report, stage_progress
 
 
@@ -27,10 +28,14 @@ from edgekit.cli.output import print_report, stage_progress
 @click.option("--calibration", help="[default: the recipe's calibration, else minmax] int8 activation ranges: minmax, percentile[:P] (default 99.99) or mse.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice; same inputs and seed give the same bytes.")
 @click.option("--data-is-quantized", is_flag=True, help="Integer data is already in the .tflite's integer input type: pass it unchanged (otherwise integer data is values, quantized like floats).")
-@gate_options("off")
+@click.option("--task", type=click.Choice(TASKS),
+              help="What the output means (sets what y is, the metrics and --max-metric-drop) [default: inferred from the model's head].")
+@click.option("--custom-objects", metavar="FILE.py|MODULE:ATTR",
+              help="Your Keras custom layers/functions: a .py file (its classes and functions, or its CUSTOM_OBJECTS dict) or module:attr. Keras' safe mode stays on.")
+@gate_options("off", metric_drop=True)
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
 def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval,
-            quant, calibration, seed, data_is_quantized, max_accuracy_drop, min_accuracy, require_bit_exact, as_json) -> None:
+            quant, calibration, seed, data_is_quantized, task, custom_objects, max_metric_drop, max_accuracy_drop, min_accuracy, require_bit_exact, as_json) -> None:
     """Compress, quantize to full int8, verify and package MODEL for a board.
 
     MODEL is a Keras 3 .keras file, a tf_keras .h5 / .keras / SavedModel
@@ -45,12 +50,12 @@ def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune
     """
     from edgekit.pipeline import build
 
-    gates = make_gates(max_accuracy_drop, min_accuracy, require_bit_exact, bit_exact_default=False)
+    gates = make_gates(max_accuracy_drop, min_accuracy, require_bit_exact, bit_exact_default=False, max_metric_drop=max_metric_drop)
     with stage_progress(enabled=not as_json) as progress:
         report = build(
             model, target, calib=calib, eval=eval_, train=train, out_dir=out, recipe=recipe,
             prune=prune, fine_tune_epochs=fine_tune_epochs, seed=seed, codegen=codegen,
             allow_float=allow_float, max_eval=max_eval, quant=quant, calibration=calibration,
-            progress=progress, gates=gates, data_is_quantized=data_is_quantized,
+            progress=progress, gates=gates, data_is_quantized=data_is_quantized, task=task, custom_objects=custom_objects,
         )
     print_report(report, as_json)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgekit.cli.gate_options import gate_options, make_gates
+from edgekit.task import TASKS
 from edgekit.cli.output import stage_progress
 from edgekit.compare import DEFAULT_RECIPES
 
@@ -26,10 +27,12 @@ from edgekit.compare import DEFAULT_RECIPES
 @click.option("--quant", help="[default: the recipe's quant, else int8] Quantization of every build: int8, int16x8; Linux targets also float16, dynamic.")
 @click.option("--calibration", help="[default: the recipe's calibration, else minmax] int8 activation ranges: minmax, percentile[:P] or mse.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every build.")
-@gate_options("off")
+@click.option("--task", type=click.Choice(TASKS),
+              help="What the output means (see `edgekit build --help`) [default: inferred from the model's head].")
+@gate_options("off", metric_drop=True)
 @click.option("--json", "as_json", is_flag=True, help="Print compare.json to stdout instead of the table.")
 def command(model: Path, target: str, calib, eval_, train, recipes: str, out, emulator: bool, codegen: bool, max_eval,
-            quant: str, calibration: str, seed: int, max_accuracy_drop, min_accuracy, require_bit_exact, as_json: bool) -> None:
+            quant: str, calibration: str, seed: int, task, max_metric_drop, max_accuracy_drop, min_accuracy, require_bit_exact, as_json: bool) -> None:
     """Build MODEL once per recipe and compare flash, arena, latency, accuracy and the ratios against the float model.
 
     Writes compare.md, compare.html, compare.png and compare.json, plus one
@@ -46,11 +49,11 @@ def command(model: Path, target: str, calib, eval_, train, recipes: str, out, em
     from edgekit.compare import compare
     from edgekit.errors import EdgekitError
 
-    gates = make_gates(max_accuracy_drop, min_accuracy, require_bit_exact, bit_exact_default=False)
+    gates = make_gates(max_accuracy_drop, min_accuracy, require_bit_exact, bit_exact_default=False, max_metric_drop=max_metric_drop)
     with stage_progress(enabled=not as_json) as progress:
         result = compare(model, target, recipes=recipes, calib=calib, eval=eval_, train=train, out_dir=out, seed=seed,
                          codegen=codegen, emulator=emulator, max_eval=max_eval, quant=quant, calibration=calibration,
-                         progress=progress, gates=gates)
+                         progress=progress, gates=gates, task=task)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:

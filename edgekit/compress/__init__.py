@@ -66,7 +66,11 @@ def apply_recipe(
     if recipe.stages and not loaded.is_keras:
         raise InputError(f"{loaded.path}: compression needs a Keras model (.keras or .h5), not a {loaded.kind} model",
                          "drop --prune/--recipe, or pass the Keras model the file was converted from")
-    current = loaded
+    from dataclasses import replace
+
+    from edgekit.model_loss import compiled_loss
+
+    current = replace(loaded, loss=compiled_loss(loaded)) if loaded.loss is None else loaded
     done: list[dict[str, Any]] = []
     for i, spec in enumerate(recipe.stages):
         module = stage_module(spec.name)

@@ -65,7 +65,9 @@ class StageConfig:
 
 
 def require_labels(train: Dataset | None, stage: str) -> Dataset:
-    """The training set, or an :class:`InputError` when it is missing or has no labels."""
+    """The training set, or an :class:`InputError` when it is missing or has no labels (an anomaly model's targets are its inputs)."""
+    if train is not None and train.task == "anomaly":
+        return train
     if train is None or not train.has_labels:
         where = "no training data was given" if train is None else f"{train.path} has no labels y"
         raise InputError(f"stage {stage} fine-tunes the model, but {where}; {stage} needs --train data with labels (y)",
@@ -113,4 +115,5 @@ def count_params(model) -> int:
 
 def same_kind(loaded: LoadedModel, model) -> LoadedModel:
     """A :class:`LoadedModel` of the same kind and path as ``loaded`` holding ``model``."""
-    return LoadedModel(loaded.kind, loaded.path, model=model, input_shape=loaded.input_shape, input_dtype=loaded.input_dtype)
+    return LoadedModel(loaded.kind, loaded.path, model=model, input_shape=loaded.input_shape, input_dtype=loaded.input_dtype,
+                       loss=loaded.loss)

@@ -149,7 +149,7 @@ def _native(loaded: LoadedModel, cfg: Config, train: Dataset, seed: int):
     hist: dict[str, Any] = {}
     if cfg.epochs:
         hist = fine_tune(model, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                         seed=seed, stage=NAME, callbacks=[Snap()])
+                         seed=seed, stage=NAME, callbacks=[Snap()], loss=loaded.loss)
     snap()
     return model, [layer.name for layer in layers], hist
 

@@ -18,6 +18,16 @@ images (mixing weight drawn from Beta(mixup, mixup) per batch) that the
 teacher labels as it goes ("function matching"); with ``alpha = 0`` the
 mixed images get the mixed labels.
 
+``teachers`` lists more teacher models (.keras/.h5): the teacher is then the
+ensemble of the input model and those, its output the average of theirs
+(of the probabilities for classifiers: t = log(mean softmax)).
+
+For the other tasks (:mod:`edgekit.task`) the loss is
+``alpha * L(s, t) + (1 - alpha) * L(s, y)`` with L the task's loss: MSE on the
+outputs for regression and anomaly (where y is the input itself), binary
+cross-entropy on the probability for binary. It is trained as L against the
+blended target ``alpha * t + (1 - alpha) * y``, which has the same gradient.
+
 Works natively on both Keras kinds (the student is built with the teacher's
 Keras); no tfmot.
 """
@@ -54,8 +64,13 @@ class Config:
     feature_layer: str | None = None
     feature_weight: float = 0.0
     mixup: float = 0.0
+    teachers: list[str] | None = None
 
     def __post_init__(self):
+        if self.teachers is not None and (not isinstance(self.teachers, list) or not all(isinstance(t, str) for t in self.teachers)):
+            raise InputError(f"stage distill: teachers must be a list of model paths, not {self.teachers!r}")
+        if self.teachers and (self.mixup > 0 or self.feature_layer):
+            raise InputError("stage distill: an ensemble of teachers works without mixup and feature_layer (not supported together yet)")
         if not isinstance(self.width, (int, float)) or not 0 < self.width <= 1:
             raise InputError(f"stage distill: width must be in (0, 1], not {self.width!r}")
         if not isinstance(self.temperature, (int, float)) or self.temperature <= 0:
@@ -163,6 +178,9 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
             f"student outputs {tuple(student.outputs[0].shape[1:])} but the teacher outputs {tuple(teacher.outputs[0].shape[1:])}",
             "the student must predict the same classes",
         )
+    ensemble = [teacher, *_extra_teachers(cfg.teachers or [], teacher)]
+    if train.task != "classification":
+        return _distill_outputs(ensemble, student, kind, loaded, cfg, train, seed)
     keras = keras_module(kind)
     keras.utils.set_random_seed(seed)
     t_probs, s_probs = ends_in_softmax(teacher), ends_in_softmax(student)
@@ -185,6 +203,8 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         t_out, t_feat = teacher.predict(x, batch_size=256, verbose=0), None
 
     t_logits = np.asarray(_logits(tf.constant(t_out), t_probs))
+    if len(ensemble) > 1:
+        t_logits = ensemble_logits(ensemble, x)
     mix = cfg.mixup > 0
     opt = keras.optimizers.Adam(cfg.learning_rate)
     variables = list(student.trainable_variables) + ([proj] if proj is not None else [])
@@ -243,6 +263,69 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         "feature_layer": feat,
         "mixup": cfg.mixup,
         "epochs": cfg.epochs,
+        "teachers": len(ensemble),
         **history,
+    }
+    return same_kind(LoadedModel(kind, loaded.path, input_shape=loaded.input_shape), student), details
+
+
+def _extra_teachers(paths: list[str], teacher) -> list:
+    """The Keras models of ``paths``, each checked to predict what ``teacher`` predicts."""
+    out = []
+    for path in paths:
+        extra = load_model(path)
+        if not extra.is_keras:
+            raise InputError(f"{path}: a teacher must be a Keras model (.keras or .h5), not a {extra.kind} model")
+        if tuple(extra.model.outputs[0].shape[1:]) != tuple(teacher.outputs[0].shape[1:]):
+            raise InputError(f"{path}: this teacher outputs {tuple(extra.model.outputs[0].shape[1:])}, "
+                             f"the input model {tuple(teacher.outputs[0].shape[1:])}", "every teacher must predict the same outputs")
+        out.append(extra.model)
+    return out
+
+
+def ensemble_logits(teachers: list, x: np.ndarray) -> np.ndarray:
+    """log of the teachers' mean class probabilities on ``x`` (each teacher's logits go through softmax first)."""
+    probs = []
+    for m in teachers:
+        out = np.asarray(m.predict(x, batch_size=256, verbose=0), dtype=np.float64)
+        if not ends_in_softmax(m):
+            out = np.exp(out - out.max(axis=-1, keepdims=True))
+            out /= out.sum(axis=-1, keepdims=True)
+        probs.append(out)
+    return np.log(np.clip(np.mean(probs, axis=0), 1e-12, 1.0)).astype(np.float32)
+
+
+def _distill_outputs(teachers: list, student, kind: str, loaded: LoadedModel, cfg: Config, train: Dataset,
+                     seed: int) -> tuple[LoadedModel, dict]:
+    """Distillation for binary, regression and anomaly models: the task's loss against the blended target (module docstring)."""
+    from edgekit.compress.finetune import compile_for_labels, targets
+    from edgekit.task import keras_head
+
+    if cfg.mixup > 0 or cfg.feature_layer:
+        raise InputError(f"stage distill: mixup and feature_layer work for classification only, not {train.task}")
+    keras = keras_module(kind)
+    keras.utils.set_random_seed(seed)
+    x = train.x.astype(np.float32)
+    outs = []
+    for m in teachers:
+        out = np.asarray(m.predict(x, batch_size=256, verbose=0), dtype=np.float32)
+        if train.task == "binary" and keras_head(m).activation != "sigmoid":
+            out = 1.0 / (1.0 + np.exp(-out))  # a logit: binary cross-entropy's target is a probability
+        outs.append(out)
+    t = np.mean(outs, axis=0)
+    goal = targets(train).astype(np.float32).reshape(t.shape)
+    compile_for_labels(student, cfg.learning_rate, train.task)
+    hist = student.fit(x, cfg.alpha * t + (1.0 - cfg.alpha) * goal, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                       verbose=0, shuffle=True)
+    details = {
+        "stage": NAME,
+        "task": train.task,
+        "student": cfg.student or f"narrow copy, width {cfg.width}",
+        "teacher_params": count_params(teachers[0]),
+        "student_params": count_params(student),
+        "alpha": cfg.alpha,
+        "epochs": cfg.epochs,
+        "teachers": len(teachers),
+        "loss": [round(float(v), 6) for v in hist.history.get("loss", [])],
     }
     return same_kind(LoadedModel(kind, loaded.path, input_shape=loaded.input_shape), student), details

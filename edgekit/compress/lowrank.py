@@ -210,5 +210,5 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     details: dict[str, Any] = {"per_layer": rows, "params_before": count_params(model), "params_after": count_params(rebuilt)}
     if plans and cfg.epochs > 0:
         details["fine_tune"] = fine_tune(rebuilt, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                                         batch_size=cfg.batch_size, seed=seed, stage=NAME)
+                                         batch_size=cfg.batch_size, seed=seed, stage=NAME, loss=loaded.loss)
     return same_kind(loaded, rebuilt), details

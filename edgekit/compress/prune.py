@@ -168,17 +168,17 @@ def native_masks_callback(model, layers: list, cfg: Config, end_step: int, freq:
     return MagnitudeMasks()
 
 
-def _prune_native(model, cfg: Config, train: Dataset, seed: int, skipped: dict) -> tuple[Any, dict]:
+def _prune_native(model, cfg: Config, train: Dataset, seed: int, skipped: dict, loss: Any = None) -> tuple[Any, dict]:
     pruned = copy_model(model)
     layers = [lyr for lyr in pruned.layers if eligible(lyr, cfg) is None]
     total = steps_per_epoch(len(train), cfg.batch_size) * cfg.epochs
     end, freq = schedule(total)
     cb = native_masks_callback(pruned, layers, cfg, end, freq)
-    hist = fine_tune(pruned, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, seed=seed, stage=NAME, callbacks=[cb])
+    hist = fine_tune(pruned, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, seed=seed, stage=NAME, callbacks=[cb], loss=loss)
     return pruned, {"backend": "native (Keras 3 callback)", "end_step": end, "frequency": freq, **hist}
 
 
-def _prune_tfmot(model, cfg: Config, train: Dataset, seed: int) -> tuple[Any, dict]:
+def _prune_tfmot(model, cfg: Config, train: Dataset, seed: int, loss: Any = None) -> tuple[Any, dict]:
     import tensorflow_model_optimization as tfmot  # sets TF_USE_LEGACY_KERAS=1: tf_keras models only
     import tf_keras as tfk
 
@@ -201,7 +201,7 @@ def _prune_tfmot(model, cfg: Config, train: Dataset, seed: int) -> tuple[Any, di
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"tfmot cannot prune this model: {first[:300]}", "list prunable layers with layers = [...]") from None
     hist = fine_tune(wrapped, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, seed=seed,
-                     stage=NAME, callbacks=[sp.UpdatePruningStep()])
+                     stage=NAME, callbacks=[sp.UpdatePruningStep()], loss=loss)
     # strip_pruning reuses layer objects already called in other graphs; a clone gives layers with one inbound node each
     return copy_model(sp.strip_pruning(wrapped)), {"backend": "tfmot", "end_step": end, "frequency": freq, **hist}
 
@@ -219,9 +219,9 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     if len(skipped) == len([lyr for lyr in model.layers if kernel_of(lyr) is not None]):
         raise ConversionError(f"stage {NAME}: no layer of {loaded.path} can be pruned with pattern {cfg.pattern}", "; ".join(f"{k}: {v}" for k, v in skipped.items()))
     if loaded.kind == "tf_keras":
-        pruned, info = _prune_tfmot(model, cfg, train, seed)
+        pruned, info = _prune_tfmot(model, cfg, train, seed, loaded.loss)
     else:
-        pruned, info = _prune_native(model, cfg, train, seed, skipped)
+        pruned, info = _prune_native(model, cfg, train, seed, skipped, loaded.loss)
     per_layer = layer_sparsity(pruned)
     pruned_names = {lyr.name for lyr in model.layers if kernel_of(lyr) is not None and lyr.name not in skipped}
     total_w = sum(r["weights"] for r in per_layer if r["layer"] in pruned_names)

@@ -23,7 +23,7 @@ tfmot is imported inside functions only: importing it sets
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -324,11 +324,14 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     Raises :class:`InputError` without labelled training data, :class:`ConversionError` when tfmot cannot wrap a layer.
     """
     train = require_labels(train, NAME)
+    if train.task != "classification":
+        raise InputError(f"stage qat: the {train.task} task is not supported yet (its guard compares top-1 accuracy)",
+                         "use post-training int8 (--quant int8/int16x8) or the prune / structured stages")
     n_hold = max(1, int(round(cfg.holdout * len(train))))
     if len(train) - n_hold < 1:
         raise InputError(f"stage qat: {train.path} has {len(train)} samples; QAT needs more than one (some are held out to check it)")
-    held = Dataset(train.x[-n_hold:], train.y[-n_hold:], train.path)
-    train = Dataset(train.x[:-n_hold], train.y[:-n_hold], train.path)
+    held = replace(train, x=train.x[-n_hold:], y=train.y[-n_hold:])
+    train = replace(train, x=train.x[:-n_hold], y=train.y[:-n_hold])
     ptq_error = _ptq_layer_error(loaded, train) if cfg.layer_error else None
     base, rebuilt_from = as_tf_keras(loaded)
     import tf_keras as tfk

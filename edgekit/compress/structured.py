@@ -297,6 +297,9 @@ def _kernel_grads(model, names: list[str], train: Dataset | None, seed: int, n: 
     from edgekit.compress.base import ends_in_softmax
 
     train = require_labels(train, f"{NAME} (criterion taylor)")
+    if train.task != "classification":
+        raise InputError(f"stage {NAME}: criterion taylor ranks channels by the cross-entropy gradient; "
+                         f"it does not handle the {train.task} task yet", "use criterion = \"l1\"")
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(train))[:n]
     x, y = tf.constant(train.x[pick]), tf.constant(train.y[pick])
@@ -416,5 +419,5 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     }
     if cfg.epochs > 0:
         details["fine_tune"] = fine_tune(rebuilt, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
-                                         batch_size=cfg.batch_size, seed=seed, stage=NAME)
+                                         batch_size=cfg.batch_size, seed=seed, stage=NAME, loss=loaded.loss)
     return same_kind(loaded, rebuilt), details

@@ -1,4 +1,4 @@
-"""The user's pass/fail limits (``--max-accuracy-drop``, ``--min-accuracy``, ``--require-bit-exact``) and the verdict.
+"""The user's pass/fail limits (``--max-accuracy-drop``, ``--min-accuracy``, ``--require-bit-exact``, ``--max-metric-drop``) and the verdict.
 
 A gate whose value could not be measured (no labels, no float reference, no
 TFLM run) fails: a CI job that asked for a limit must not pass because the
@@ -18,12 +18,16 @@ class Gates:
 
     ``max_accuracy_drop`` is in percentage points (float minus deployed int8);
     ``min_accuracy`` is a fraction; ``require_bit_exact`` asks every output
-    byte to equal the reference runtime's.
+    byte to equal the reference runtime's. ``max_metric_drop`` bounds how
+    much worse the task's primary metric is on the deployed model than on
+    float (:data:`edgekit.verify.metrics.PRIMARY`: points of accuracy or AUC,
+    MAE in output units for regression).
     """
 
     max_accuracy_drop: float | None = None
     min_accuracy: float | None = None
     require_bit_exact: bool = False
+    max_metric_drop: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_accuracy_drop is not None and not 0.0 <= self.max_accuracy_drop <= 100.0:
@@ -31,11 +35,14 @@ class Gates:
         if self.min_accuracy is not None and not 0.0 <= self.min_accuracy <= 1.0:
             raise InputError(f"--min-accuracy must be a fraction between 0 and 1, not {self.min_accuracy}",
                              "e.g. --min-accuracy 0.95 for 95 %")
+        if self.max_metric_drop is not None and not self.max_metric_drop >= 0.0:
+            raise InputError(f"--max-metric-drop must be 0 or more, not {self.max_metric_drop}")
 
     @property
     def any(self) -> bool:
         """True when at least one gate is set."""
-        return self.max_accuracy_drop is not None or self.min_accuracy is not None or self.require_bit_exact
+        return (self.max_accuracy_drop is not None or self.min_accuracy is not None or self.require_bit_exact
+                or self.max_metric_drop is not None)
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,34 @@ def _pct(v: float) -> str:
     return f"{100 * v:.2f} %"
 
 
+@dataclass(frozen=True)
+class MetricDrop:
+    """The task's primary metric on float and on the deployed model, and how much worse the deployed one is."""
+
+    task: str
+    metric: str
+    unit: str  # "points" or "output units"
+    reference: float | None
+    deployed: float | None
+    drop: float | None
+
+
 def check(gates: Gates, *, float_accuracy: float | None, deployed_accuracy: float | None,
-          deployed_runtime: str, bit_exact: float | None, bit_exact_what: str) -> Verdict:
+          deployed_runtime: str, bit_exact: float | None, bit_exact_what: str,
+          metric_drop: MetricDrop | None = None) -> Verdict:
     """Evaluate ``gates`` against measured numbers (accuracies as fractions, bit-exactness as a fraction of bytes)."""
     results: list[GateResult] = []
+    if gates.max_metric_drop is not None:
+        limit = gates.max_metric_drop
+        m = metric_drop
+        if m is None or m.drop is None:
+            what = f"{m.task} {m.metric}" if m else "the task's metric"
+            results.append(GateResult("max-metric-drop", limit, None, False,
+                                      f"{what} drop not measured (needs --eval data with labels and a float model), limit {limit:g}"))
+        else:
+            results.append(GateResult("max-metric-drop", limit, m.drop, m.drop <= limit,
+                                      f"{m.task} {m.metric} {m.drop:g} {m.unit} worse (float {m.reference:.6g}, deployed on "
+                                      f"{deployed_runtime} {m.deployed:.6g}), limit {limit:g} {m.unit}"))
     if gates.max_accuracy_drop is not None:
         limit = gates.max_accuracy_drop
         if float_accuracy is None or deployed_accuracy is None:

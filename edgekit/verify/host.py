@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.data import Dataset
+from edgekit.data import Dataset, take
 from edgekit.errors import UnsupportedOpError, VerificationError
 from edgekit.verify.gates import Gates, Verdict
 
@@ -61,7 +61,7 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
         x_model = rng.integers(-128, 128, size=shape).astype(dtype) if np.issubdtype(dtype, np.integer) else rng.random(shape, dtype=np.float32)
         y, source = None, "generated (seed 0)"
     else:
-        ds = ds if max_eval is None else Dataset(ds.x[:max_eval], None if ds.y is None else ds.y[:max_eval], ds.path)
+        ds = take(ds, max_eval)
         source_dtype = info.inputs[0].dtype if loaded.kind == "tflite" else "float32"
         x_model = to_input_domain(ds.x, info.inputs[0], data_is_quantized=data_is_quantized, source_dtype=source_dtype, path=ds.path)
         y, source = ds.y, str(ds.path)
@@ -92,7 +92,8 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
         outs["float"] = run_keras(loaded.model, ds.x)
         out["runtimes"]["accuracy.float"] = "keras (float32, the input model before compression)"
         if compressed is not loaded:
-            out["accuracy"]["float_compressed"] = metrics.accuracy(run_keras(compressed.model, ds.x), y)
+            compressed_out = run_keras(compressed.model, ds.x)
+            out["accuracy"]["float_compressed"] = metrics.accuracy(compressed_out, y)
     elif "float" in res and res["float"].ok:
         outs["float"] = res["float"].outputs
         out["runtimes"]["accuracy.float"] = "litert-default (float .tflite)"
@@ -120,8 +121,17 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
         if "int8_tflm" in outs and "int8_tflite_ref" in outs:
             out["agreement"]["tflm_vs_tflite_bit_exact"] = metrics.bit_exact_fraction(outs["int8_tflm"], outs["int8_tflite_ref"])
             out["agreement"]["tflm_vs_tflite_max_lsb"] = metrics.max_abs_diff(outs["int8_tflm"], outs["int8_tflite_ref"])
+    task = ds.task if ds is not None else "classification"
+    if ds is not None:
+        out["task_metrics"] = _task_metrics(task, outs, info, x_model, ds, data_is_quantized)
+        if loaded.is_keras and compressed is not loaded:  # the recipe's float model: what compression alone cost
+            out["task_metrics"]["float_compressed"] = _task_metrics(task, {"float": compressed_out}, info, x_model, ds,
+                                                                    data_is_quantized)["float"]
+        if task == "binary" and "float_compressed" in out["accuracy"]:
+            out["accuracy"]["float_compressed"] = out["task_metrics"]["float_compressed"]["accuracy"]
     for key, o in outs.items():
-        out["accuracy"][key] = metrics.accuracy(o, y)
+        # binary: the accuracy at 0.5 of the one sigmoid unit, so the accuracy gates and summary apply as they are
+        out["accuracy"][key] = out["task_metrics"][key]["accuracy"] if task == "binary" else metrics.accuracy(o, y)
     deploy = "int8_tflm" if prof.is_mcu and "int8_tflm" in outs else "int8_tflite"
     out["agreement"]["deployed_runtime"] = "tflm-host" if deploy == "int8_tflm" else "litert-default"
     if "float" in outs and deploy in outs:
@@ -151,6 +161,17 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
     return HostVerification(sections=out, inputs=x_model, failures=tuple(failures))
 
 
+def _task_metrics(task: str, outs: dict[str, np.ndarray], info, x_model: np.ndarray, ds: Dataset,
+                  data_is_quantized: bool) -> dict[str, dict[str, float | None]]:
+    """Per runtime, the task's metrics (:func:`edgekit.verify.metrics.task_metrics`) on real-valued outputs and inputs."""
+    from edgekit.verify import metrics
+    from edgekit.verify.runtimes import dequantize
+
+    x_real = dequantize(x_model, info.inputs[0]) if data_is_quantized else ds.x.astype(np.float32)
+    real = {k: (o if k == "float" else dequantize(o, info.outputs[0])) for k, o in outs.items()}
+    return {k: metrics.task_metrics(task, o.reshape(len(o), *info.outputs[0].shape[1:]), x_real, ds.y) for k, o in real.items()}
+
+
 def ptq_baseline(r, deployed_accuracy: float | None, y) -> dict[str, Any]:
     """Plain post-training int8 of the input model on the deployed runtime, against the recipe's result."""
     from edgekit.verify import metrics
@@ -175,7 +196,23 @@ def verdict_for(d: dict[str, Any], gates: Gates) -> Verdict:
     agree = d["agreement"]
     return check(gates, float_accuracy=d["accuracy"].get("float"), deployed_accuracy=d["accuracy"].get(deploy),
                  deployed_runtime=agree.get("deployed_runtime") or deploy,
-                 bit_exact=agree.get("tflm_vs_tflite_bit_exact"), bit_exact_what="tflm-host vs litert-ref")
+                 bit_exact=agree.get("tflm_vs_tflite_bit_exact"), bit_exact_what="tflm-host vs litert-ref",
+                 metric_drop=metric_drop_for(d))
+
+
+def metric_drop_for(d: dict[str, Any]):
+    """The task's primary metric, float vs the deployed runtime, from the report data ``d`` (None without a task section)."""
+    from edgekit.verify.gates import MetricDrop
+    from edgekit.verify.metrics import PRIMARY, metric_drop
+
+    task = d.get("task") or {}
+    if "name" not in task:
+        return None
+    per = task.get("metrics") or {}
+    deploy = d["summary"]["accuracy_deployed_runtime"]
+    name, _, unit = PRIMARY[task["name"]]
+    ref, dep = per.get("float") or {}, per.get(deploy) or {}
+    return MetricDrop(task["name"], name, unit, ref.get(name), dep.get(name), metric_drop(task["name"], ref, dep))
 
 
 def warnings_for(d: dict[str, Any]) -> list[str]:

@@ -107,11 +107,15 @@ def test_plain_int8_build_names_the_worst_keras_layer_and_a_measured_remedy(tmp_
     dbg = rep["quant_debug"]
     assert len(dbg["worst_layers"]) == 5
     worst = dbg["worst_layers"][0]
-    assert worst["layer"] == "conv2d_1"  # the conv reading the outlier channels, by its Keras name
+    from edgekit.load import load_model
+
+    # the conv reading the outlier channels, by its Keras name (the name's number depends on what the session built before)
+    second_conv = load_model(d / "model.keras").model.layers[1].name
+    assert worst["layer"] == second_conv
     assert worst["rmse_over_scale"] > 3 > dbg["worst_layers"][1]["rmse_over_scale"]
     helped = [r for r in dbg["remedies"] if r["drop_points"] <= 1.0]
     assert {r["flag"] for r in helped} & {"--recipe equalize", "--quant int16x8"}
-    assert "conv2d_1" in dbg["hint"] and "use --" in dbg["hint"] and "\n" not in dbg["hint"]
+    assert second_conv in dbg["hint"] and "use --" in dbg["hint"] and "\n" not in dbg["hint"]
     assert "hint" in (tmp_path / "b" / "report.md").read_text()
 
 
@@ -120,7 +124,10 @@ def test_no_hint_when_int8_holds_accuracy(tmp_path, capsys, outlier_dir):
     rep = _build(capsys, str(d / "model_clean.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"),
                  "--eval", str(d / "eval.npz"), "-o", str(tmp_path / "b"))
     assert rep["quant_debug"]["hint"] is None and "remedies" not in rep["quant_debug"]
-    assert {w["layer"] for w in rep["quant_debug"]["worst_layers"]} <= {"conv2d", "conv2d_1", "flatten", "dense", "dense_1", "StatefulPartitionedCall_1:0"}
+    from edgekit.load import load_model
+
+    names = {lyr.name for lyr in load_model(d / "model_clean.keras").model.layers}
+    assert {w["layer"] for w in rep["quant_debug"]["worst_layers"]} <= names | {"Identity"}  # Identity: the model's output tensor
 
 
 def test_debugger_rows_map_to_tf_keras_layer_names(digits_tfkeras_dir):
