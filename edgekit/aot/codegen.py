@@ -20,6 +20,7 @@ from edgekit.aot.graph import Graph, parse
 from edgekit.aot.lower import SCRATCH, SUPPORTED_OPS, Lowered, lower_op
 from edgekit.aot.planner import MemoryPlan, Step, plan_memory
 from edgekit.errors import InputError, UnsupportedOpError
+from edgekit.escape import safe_text
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "c"
 RUNTIME_HEADERS = ("ek_common.h", "ek_kernels.h")
@@ -202,7 +203,7 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
         if lw.alias_of is not None and plan.location(lw.alias_of) == plan.location(lw.write):
             code = "/* aliased by the memory plan: nothing to do */"
         trace = f"EK_TRACE({op.index}, {_pointer(g, plan, y.index)}, {y.nbytes});"
-        calls.append({"comment": f"{op.index}: {op.name} -> {_c_comment(y.name)} {list(y.shape)}", "code": code,
+        calls.append({"comment": f"{op.index}: {op.name} -> {safe_text(y.name, 80)} {list(y.shape)}", "code": code,
                       "trace": trace})
     decls = [d for lw in lowered for d in lw.decls]
     scratch = max((lw.scratch_bytes for lw in lowered), default=0)
@@ -244,10 +245,6 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
         packed_weight_tensors=[lw.packed_tensor for lw in lowered if lw.packed_tensor],
         weight_scratch_bytes=scratch,
     )
-
-
-def _c_comment(s: str) -> str:
-    return s.replace("*/", "* /").replace("/*", "/ *").replace("\n", " ").replace("\r", " ")[:80]
 
 
 def _plan_dict(g: Graph, plan: MemoryPlan) -> dict[str, Any]:

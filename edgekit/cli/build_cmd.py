@@ -24,7 +24,9 @@ from edgekit.cli.output import print_report, stage_progress
 @click.option("--max-eval", type=int, help="Verify on at most this many eval samples.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice; same inputs and seed give the same bytes.")
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
-def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval, seed, as_json) -> None:
+@click.option("--unsafe-deserialization", is_flag=True, help="Load Lambda layers and custom objects, running the code stored in MODEL (only for files you trust).")
+def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval, seed, as_json,
+            unsafe_deserialization) -> None:
     """Compress, quantize to full int8, verify and package MODEL for a board.
 
     MODEL is a Keras 3 .keras file, a tf_keras .h5 / .keras / SavedModel
@@ -44,5 +46,6 @@ def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune
             model, target, calib=calib, eval=eval_, train=train, out_dir=out, recipe=recipe,
             prune=prune, fine_tune_epochs=fine_tune_epochs, seed=seed, codegen=codegen,
             allow_float=allow_float, max_eval=max_eval, progress=progress,
+            unsafe_deserialization=unsafe_deserialization,
         )
     print_report(report, as_json)
