@@ -15,6 +15,7 @@ from typing import Any
 
 import jinja2
 
+from edgekit.aot.checks import check_arena, check_dataflow
 from edgekit.aot.fold import fold_constants
 from edgekit.aot.graph import Graph, parse
 from edgekit.aot.lower import SCRATCH, SUPPORTED_OPS, Lowered, lower_op
@@ -154,11 +155,14 @@ def lower(g: Graph, weight_bits: int | None = None) -> tuple[list[Lowered], Memo
             "supported: " + ", ".join(SUPPORTED_OPS) + "; use the TFLM runtime for this model",
         )
     i, o = _io(g)
+    check_dataflow(g)
     lowered = [lower_op(g, op, weight_bits) for op in g.ops]
     used = _used(g)
     sizes = {t.index: t.nbytes for t in g.tensors if t.data is None and t.index in used}
     steps = [Step(lw.reads, lw.write, lw.alias_of, lw.inplace, lw.overlap) for lw in lowered]
-    return lowered, plan_memory(steps, sizes, i, o)
+    plan = plan_memory(steps, sizes, i, o)
+    check_arena(plan.arena_bytes)
+    return lowered, plan
 
 
 def _used(g: Graph) -> set[int]:
