@@ -177,7 +177,8 @@ class _Checker:
         name = self.op_names.get(code)
         if name is None or int(c.deprecatedBuiltinCode or 0) < 0:
             self.fail(f"operator code {i}: unknown builtin op {code}")
-        if not 1 <= int(c.version or 1) <= MAX_OP_VERSION:
+        version = 1 if c.version is None else int(c.version)
+        if not 1 <= version <= MAX_OP_VERSION:
             self.fail(f"operator code {i} ({name}): version {c.version} is not one TFLM or edgekit knows (1..{MAX_OP_VERSION})")
         if name == "CUSTOM" and not c.customCode:
             self.fail(f"operator code {i}: a CUSTOM op without a name")

@@ -115,7 +115,10 @@ def _swap(stage: Path, out: Path) -> None:
         os.rename(stage, out)
     except BaseException:
         if aside is not None:
-            os.rename(aside, out)
+            try:
+                os.rename(aside, out)
+            except OSError:  # another run's complete build took its place: the old one is ours to drop
+                shutil.rmtree(aside, ignore_errors=True)
         raise
     if aside is not None:
         shutil.rmtree(aside, ignore_errors=True)

@@ -26,7 +26,8 @@ def model_files(shared: Path) -> list[Path]:
     return sorted(shared.rglob("*.tflite"))
 
 
-def _pack(model: schema.ModelT) -> bytes:
+def pack(model: schema.ModelT) -> bytes:
+    """The flatbuffer bytes of ``model`` (a ``ModelT``), with the TFL3 identifier."""
     b = flatbuffers.Builder(1024)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
@@ -121,4 +122,4 @@ def mutate(buf: bytes, seed: int) -> tuple[bytes, str]:
         return _truncate(buf, rng), "truncate"
     model = schema.ModelT.InitFromPackedBuf(buf, 0)
     kinds = [_edit(model, rng) for _ in range(rng.choice((1, 1, 1, 2, 3)))]
-    return _pack(model), "+".join(kinds)
+    return pack(model), "+".join(kinds)
