@@ -130,20 +130,21 @@ def refuse_code(path: Path, kind: str) -> None:
                          "rebuild it without Lambda layers, or pass --unsafe-deserialization if you trust the file")
 
 
-def load_model(path: str | Path, unsafe_deserialization: bool = False) -> LoadedModel:
+def load_model(path: str | Path, unsafe_deserialization: bool = False, max_bytes: int | None = None) -> LoadedModel:
     """Load ``path`` into a :class:`LoadedModel`, or raise an :class:`InputError` naming the file.
 
     Code stored in a model (Lambda layers, unregistered custom objects) is never
-    run unless ``unsafe_deserialization``.
+    run unless ``unsafe_deserialization``. A model file must be a regular file
+    of at most ``max_bytes`` (default: :func:`edgekit.model_check.size_limit`).
     """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: model file not found")
     if not p.is_dir():
-        check_regular_file(p)
+        check_regular_file(p, max_bytes)
     kind = detect_kind(p)
     if kind == "tflite":
-        buf = read_model_file(p)
+        buf = read_model_file(p, max_bytes)
         shape, dtype = _tflite_input(buf, p)
         return LoadedModel("tflite", p, tflite=buf, input_shape=shape, input_dtype=dtype)
     if kind == "saved_model":

@@ -23,6 +23,7 @@ from edgekit import __version__
 from edgekit.data import Dataset, check_against_input, load_data
 from edgekit.errors import BudgetError, InputError, VerificationError
 from edgekit.load import LoadedModel, load_model
+from edgekit.model_check import size_limit
 from edgekit.outdir import check_out_dir, staged
 from edgekit.report import SCHEMA_VERSION, Report
 from edgekit.targets import TargetProfile, get_target
@@ -111,7 +112,7 @@ def build(
         raise InputError(f"--prune must be a sparsity between 0 and 1 (exclusive), not {prune}")
 
     with timer.stage("load"):
-        loaded = load_model(model_path, unsafe_deserialization)
+        loaded = load_model(model_path, unsafe_deserialization, max_bytes=size_limit(mcu=prof.is_mcu))
         calib_ds = _load_data(calib, "calib", loaded)
         eval_ds = _load_data(eval, "eval", loaded)
         train_ds = _load_data(train, "train", loaded)
