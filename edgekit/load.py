@@ -118,7 +118,7 @@ def _keras_configs(path: Path) -> list[bytes]:
     return [cfg if isinstance(cfg, bytes) else str(cfg).encode()]
 
 
-def refuse_code(path: Path, kind: str) -> None:
+def _refuse_code(path: Path, kind: str) -> None:
     """Raise InputError when loading ``path`` would run code stored in it (Lambda layers in ``.h5``/SavedModel).
 
     ``.keras`` files are loaded with Keras' ``safe_mode``, which refuses them itself.
@@ -150,7 +150,7 @@ def load_model(path: str | Path, unsafe_deserialization: bool = False, max_bytes
     if kind == "saved_model":
         return LoadedModel("saved_model", p, input_shape=_saved_model_input_shape(p))
     if not unsafe_deserialization:
-        refuse_code(p, kind)
+        _refuse_code(p, kind)
     keras = keras_module(kind)
     try:
         model = keras.models.load_model(p, compile=False, safe_mode=not unsafe_deserialization)
