@@ -320,22 +320,24 @@ def test_verifier_refuses_subgraph_recursion(tfl):
 
 
 def test_codegen_refuses_an_accumulation_int32_cannot_hold():
-    """A FULLY_CONNECTED summing more products than int32 holds is refused at generation time, not overflowed in C."""
-    from edgekit.aot.checks import MAX_ACCUMULATION, check_op
+    """A FULLY_CONNECTED whose sum can leave int32 is refused at generation time, not overflowed in C (UBSan found one)."""
+    from edgekit.aot.checks import check_op
     from edgekit.aot.graph import Graph, Op, Tensor
     from edgekit.errors import UnsupportedOpError
 
-    assert MAX_ACCUMULATION * 255 * 255 + 2**30 < 2**31  # bias included
     q = (np.array([0.1], np.float32), np.array([0]))
 
-    def graph(depth: int) -> Graph:
+    def graph(depth: int, bias: int) -> Graph:
         x = Tensor(0, "x", (1, depth), "int8", *q)
-        w = Tensor(1, "w", (2, depth), "int8", *q, data=np.zeros((2, depth), np.int8))
-        y = Tensor(2, "y", (1, 2), "int8", *q)
-        return Graph([x, w, y], [Op(0, "FULLY_CONNECTED", [0, 1], [2])], [0], [2])
+        w = Tensor(1, "w", (2, depth), "int8", *q, data=np.full((2, depth), 127, np.int8))
+        b = Tensor(2, "b", (2,), "int32", *q, data=np.array([bias, 0], np.int32))
+        y = Tensor(3, "y", (1, 2), "int8", *q)
+        return Graph([x, w, b, y], [Op(0, "FULLY_CONNECTED", [0, 1, 2], [3])], [0], [3])
 
-    g = graph(MAX_ACCUMULATION)
+    limit = (2**31 - 1) // (255 * 127)  # the most full-scale terms int32 holds
+    g = graph(limit, 0)
     check_op(g, g.ops[0])
-    g = graph(MAX_ACCUMULATION + 1)
-    with pytest.raises(UnsupportedOpError, match=f"sums {MAX_ACCUMULATION + 1:,} products"):
-        check_op(g, g.ops[0])
+    for depth, bias in ((limit + 1, 0), (limit, 2**31 - 1 - 255 * 127 * limit + 1)):
+        g = graph(depth, bias)
+        with pytest.raises(UnsupportedOpError, match="beyond int32"):
+            check_op(g, g.ops[0])

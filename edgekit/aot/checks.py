@@ -26,8 +26,8 @@ from edgekit.aot.graph import Graph, Op, Tensor
 from edgekit.errors import UnsupportedOpError
 
 MAX_ARENA_BYTES = 2**31 - 1
-# |(x - x_zp) * (w - w_zp)| <= 255 * 255: an int32 accumulator holds this many terms (plus a bias) safely
-MAX_ACCUMULATION = (2**31 - 1 - 2**30) // (255 * 255)
+# |(x - x_zp) * (w - w_zp)| <= 255 * 255: an int32 accumulator holds this many terms (pools, MEAN)
+MAX_ACCUMULATION = (2**31 - 1) // (255 * 255)
 # (min inputs, max inputs) of each op the runtime lowers; -1 is allowed only for optional inputs past the minimum
 ARITY = {
     "CONV_2D": (2, 3), "DEPTHWISE_CONV_2D": (2, 3), "FULLY_CONNECTED": (2, 3),
@@ -139,6 +139,24 @@ def _bias(g: Graph, op: Op, n: int) -> None:
             raise _bad(op, f"bias '{b.name}' has {b.data.size} values for {n} output channels")
 
 
+
+def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int) -> None:
+    """Prove no output channel's accumulator (plus its bias) can leave int32, whatever the int8 input.
+
+    Each term is (x - x_zp) * (w - w_zp) with |x - x_zp| <= 255, so channel c's
+    sum is at most 255 * sum|w - w_zp| over its weights, plus |bias_c|.
+    """
+    if w.data is None:
+        return  # lowering refuses a non-constant filter
+    n = w.shape[axis]
+    mag = np.abs(np.moveaxis(w.data.astype(np.int64), axis, 0).reshape(n, -1)).sum(axis=1)
+    worst = 255 * (mag + abs(w_zp) * (w.size // max(n, 1)))
+    if len(op.inputs) > 2 and op.inputs[2] >= 0 and g.t(op.inputs[2]).data is not None:
+        worst = worst + np.abs(g.t(op.inputs[2]).data.astype(np.int64).reshape(-1))
+    if int(worst.max()) > 2**31 - 1:
+        raise _bad(op, f"an output channel's sum can reach {int(worst.max()):,}, beyond int32: its accumulator would overflow")
+
+
 def _accumulation(op: Op, n: int) -> None:
     if n > MAX_ACCUMULATION:
         raise _bad(op, f"each output sums {n:,} products, more than an int32 accumulator holds ({MAX_ACCUMULATION:,})")
@@ -156,12 +174,10 @@ def _conv(g: Graph, op: Op) -> None:
         one, kh, kw, out_c = w.shape
         if one != 1 or in_c < 1 or out_c % in_c:
             raise _bad(op, f"filter {list(w.shape)} does not fit {in_c} input channels")
-        acc = kh * kw
     else:
         out_c, kh, kw, fic = w.shape
         if fic < 1 or in_c % fic or out_c % (in_c // fic):
             raise _bad(op, f"filter {list(w.shape)} does not fit {in_c} input channels")
-        acc = kh * kw * fic
     _positive(op, k_h=kh, k_w=kw)
     oh = _window_out(op, in_h, kh, o.strideH, o.dilationHFactor or 1, o.padding)
     ow = _window_out(op, in_w, kw, o.strideW, o.dilationWFactor or 1, o.padding)
@@ -170,7 +186,7 @@ def _conv(g: Graph, op: Op) -> None:
     if w.dtype == "int8" and w.scale.size not in (1, out_c):
         raise _bad(op, f"filter '{w.name}' has {w.scale.size} scales for {out_c} output channels")
     _bias(g, op, out_c)
-    _accumulation(op, acc)
+    _weighted_sums(g, op, w, 3 if depthwise else 0, 0)
 
 
 def _fc(g: Graph, op: Op) -> None:
@@ -182,7 +198,7 @@ def _fc(g: Graph, op: Op) -> None:
     if w.dtype == "int8" and w.scale.size not in (1, units):
         raise _bad(op, f"weights '{w.name}' have {w.scale.size} scales for {units} units")
     _bias(g, op, units)
-    _accumulation(op, depth)
+    _weighted_sums(g, op, w, 0, 0 if w.scale.size > 1 else w.zp)
 
 
 def _pool(g: Graph, op: Op) -> None:
