@@ -45,3 +45,14 @@ def test_found_case_is_a_clean_error(shared_models, tmp_path, model, seed, sha, 
     for entry in ("verifier", "inspect", "codegen"):
         outcome, detail = run_case(buf, entry, tmp_path)
         assert outcome in ("ok", "clean"), (entry, detail, was)
+
+
+def test_ubsan_overflow_case_is_refused_by_codegen(shared_models, tmp_path):
+    """Seed 667 flips a bias to about -2^31: the generated conv overflowed int32 under UBSan (ek_conv.c); now refused."""
+    path = shared_models / "mlperf_tiny/kws_ref_model.tflite"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    buf, _ = mutate(path.read_bytes(), 667)
+    assert hashlib.sha256(buf).hexdigest().startswith("d1953c90709d4d39"), "the mutator changed"
+    outcome, detail = run_case(buf, "codegen", tmp_path)
+    assert outcome == "clean" and "beyond int32" in detail, detail
