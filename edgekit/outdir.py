@@ -58,6 +58,27 @@ def write_manifest(folder: Path) -> None:
     (folder / MANIFEST).write_text(text)
 
 
+def record_writes(folder: Path, paths: Iterable[str]) -> None:
+    """Update ``folder``'s manifest for the files edgekit (re)wrote at or under ``paths`` (relative).
+
+    Other entries keep their recorded hashes, so a file the user changed still
+    makes the folder theirs. A folder without a manifest is left as it is.
+    """
+    prefixes = tuple(paths)
+    try:
+        recorded = json.loads((folder / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+
+    def ours(rel: str) -> bool:
+        return any(rel == p or rel.startswith(p + "/") for p in prefixes)
+
+    now = {rel: p for rel, p in _files(folder).items() if rel != MANIFEST and ours(rel)}
+    files = {k: v for k, v in recorded.items() if not ours(k)} | {rel: file_sha256(p) for rel, p in now.items()}
+    text = json.dumps({"written_by": "edgekit", "files": dict(sorted(files.items()))}, indent=1, sort_keys=True) + "\n"
+    (folder / MANIFEST).write_text(text)
+
+
 def is_own(folder: Path) -> bool:
     """True when ``folder``'s manifest lists exactly the regular files it holds, with their hashes."""
     try:

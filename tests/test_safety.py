@@ -341,3 +341,22 @@ def test_codegen_refuses_an_accumulation_int32_cannot_hold():
         g = graph(depth, bias)
         with pytest.raises(UnsupportedOpError, match="beyond int32"):
             check_op(g, g.ops[0])
+
+
+def test_files_edgekit_rewrites_keep_the_folder_its_own(tmp_path):
+    """`edgekit verify` rewrites report.json and adds emulator/: the next build may still replace the folder."""
+    from edgekit.outdir import record_writes
+
+    out = tmp_path / "b"
+    with staged(out) as tmp:
+        (tmp / "report.json").write_text("{}")
+        (tmp / "model.tflite").write_bytes(b"x")
+    (out / "report.json").write_text('{"emulator": {}}')
+    (out / "emulator").mkdir()
+    (out / "emulator" / "fw.elf").write_bytes(b"elf")
+    assert not is_own(out)
+    record_writes(out, ("report.json", "report.md", "emulator"))
+    assert is_own(out)
+    (out / "model.tflite").write_bytes(b"edited by the user")
+    record_writes(out, ("report.json",))
+    assert not is_own(out)  # a file edgekit did not rewrite still counts as changed

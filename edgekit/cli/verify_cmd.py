@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from edgekit.errors import InputError
+from edgekit.outdir import record_writes
 from edgekit.report import Report
 
 
@@ -62,6 +63,7 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
     section = result.to_dict()
     data["emulator"] = section
     _write_report(build_dir, data)
+    record_writes(build_dir, ("report.json", "report.md", "emulator"))  # the build stays edgekit's to replace
     if as_json:
         click.echo(json.dumps(section, indent=2, sort_keys=True, default=str))
         return
