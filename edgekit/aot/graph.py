@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InputError, UnsupportedOpError
+from edgekit.errors import UnsupportedOpError
 from edgekit.model_check import check_tflite, read_model_file, size_limit
 
 # TensorType enum value -> numpy dtype (only the types the runtime can meet)

@@ -8,7 +8,6 @@ The long tier with worker processes (crashes, hangs) is ``bench/fuzz.py``.
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 
 import pytest
 
