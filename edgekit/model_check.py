@@ -49,7 +49,8 @@ TYPE_BITS = {
 # zero-point range of the integer types quantization is used with
 _ZP_RANGE = {
     "INT8": (-128, 127), "UINT8": (0, 255), "INT16": (-32768, 32767), "UINT16": (0, 65535),
-    "INT4": (-8, 7), "UINT4": (0, 15), "INT2": (-2, 1), "INT32": (-(2**31), 2**31 - 1), "INT64": (-(2**63), 2**63 - 1),
+    "INT4": (-8, 7), "UINT4": (0, 15), "INT2": (-2, 1),
+    "INT32": (0, 0), "INT64": (0, 0),  # biases: TFLite's quantization spec fixes their zero point at 0
 }
 
 

@@ -273,11 +273,21 @@ def _first_int8_activation(m):
     return sg.tensors[sg.inputs[0]]
 
 
+def _first_bias(m):
+    return next(t for t in m.subgraphs[0].tensors if t.type == schema.TensorType.INT32 and t.quantization is not None
+                and t.quantization.scale is not None and len(t.quantization.scale))
+
+
+def _set_zero_points(t, value):
+    t.quantization.zeroPoint = [value] * len(t.quantization.scale)
+
+
 @pytest.mark.parametrize("edit,needle", [
     (lambda m: setattr(_first_int8_activation(m).quantization, "scale", [float("nan")]), "quantization scale nan"),
     (lambda m: setattr(_first_int8_activation(m).quantization, "scale", [0.0]), "quantization scale 0.0"),
     (lambda m: setattr(_first_int8_activation(m).quantization, "zeroPoint", [300]), "zero point 300 is outside the int8 range"),
     (lambda m: setattr(_first_int8_activation(m), "buffer", 9999), "buffer index 9999 is out of range"),
+    (lambda m: _set_zero_points(_first_bias(m), 41216), "zero point 41216 is outside the int32 range 0..0"),  # XNNPACK refused it
     (lambda m: setattr(_first_int8_activation(m), "shape", [1, 2**20, 2**20, 4]), "over the 2,147,483,647-byte tensor limit"),
     (lambda m: setattr(_first_int8_activation(m), "shape", [1, -3, 8, 1]), "negative dimension"),
     (lambda m: setattr(m.subgraphs[0].operators[0], "opcodeIndex", 77), "opcode index 77 is out of range"),
