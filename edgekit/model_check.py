@@ -6,7 +6,8 @@ checks it against itself, so that parsers, code generators and runtimes
 (LiteRT, TFLM) only ever see a model whose every index points into its table:
 
 - tensor → buffer, operator → opcode, operator inputs/outputs/intermediates →
-  tensors, subgraph inputs/outputs → tensors, control-flow options → subgraphs
+  tensors (and each input is a subgraph input, a constant, a variable or the
+  output of an earlier operator), subgraph inputs/outputs → tensors, control-flow options → subgraphs
   (and no subgraph calls itself, directly or not);
 - shapes: non-negative dimensions, at most :data:`MAX_RANK` of them, and a
   product (and byte size) within :data:`MAX_TENSOR_BYTES`;
@@ -196,6 +197,9 @@ class _Checker:
                 if not 0 <= int(j) < n:
                     self.fail(f"{label}model {kind} {int(j)} is not a tensor (the subgraph has {n})")
         called: set[int] = set()
+        # operators run in order: each input is a subgraph input, a constant, a variable or an earlier output
+        written = {int(j) for j in (sg.inputs if sg.inputs is not None else [])}
+        written |= {i for i, t in enumerate(tensors) if t.isVariable or buffer_bytes[int(t.buffer or 0)] is not None}
         for k, op in enumerate(sg.operators or []):
             oc = int(op.opcodeIndex or 0)
             if not 0 <= oc < len(opnames):
@@ -205,6 +209,10 @@ class _Checker:
                 for j in (idx if idx is not None else []):
                     if not lo <= int(j) < n:
                         self.fail(f"{where}: {kind} tensor index {int(j)} is out of range ({n} tensors)")
+            for j in (op.inputs if op.inputs is not None else []):
+                if int(j) >= 0 and int(j) not in written:
+                    self.fail(f"{where}: input tensor {int(j)} '{_name(tensors[int(j)], int(j))}' is read before any operator writes it")
+            written |= {int(j) for j in (op.outputs if op.outputs is not None else [])}
             for field_name, value in getattr(op.builtinOptions, "__dict__", {}).items():
                 if field_name.endswith("SubgraphIndex") or field_name == "subgraph":
                     if not 0 <= int(value) < n_subgraphs:

@@ -292,6 +292,7 @@ def _set_zero_points(t, value):
     (lambda m: setattr(_first_int8_activation(m), "shape", [1, -3, 8, 1]), "negative dimension"),
     (lambda m: setattr(m.subgraphs[0].operators[0], "opcodeIndex", 77), "opcode index 77 is out of range"),
     (lambda m: setattr(m.subgraphs[0].operators[0], "inputs", [5000]), "input tensor index 5000 is out of range"),
+    (lambda m: m.subgraphs[0].operators.reverse(), "is read before any operator writes it"),  # LiteRT: "lacks data"
     (lambda m: setattr(m.operatorCodes[0], "version", 0), "version 0 is not one TFLM or edgekit knows"),
     (lambda m: setattr(m.subgraphs[0], "outputs", []), "no inputs or no outputs"),
 ])
