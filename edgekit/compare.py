@@ -233,6 +233,7 @@ def _labels(recipes: list[Recipe]) -> list[str]:
 
 def _run_emulator(build_dir: Path, data: dict[str, Any], n_inputs: int, seed: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Run the build on its QEMU machine and store the ``emulator`` section in its report, as ``edgekit verify --emulator`` does."""
+    from edgekit.outdir import record_writes
     from edgekit.report import Report
     from edgekit.toolchain.mcu_verify import verify_mcu_build
 
@@ -240,6 +241,7 @@ def _run_emulator(build_dir: Path, data: dict[str, Any], n_inputs: int, seed: in
     data = dict(data)
     data["emulator"] = verify_mcu_build(build_dir, n_inputs=n_inputs, seed=seed).to_dict()
     Report(data=data, out_dir=build_dir).write(build_dir)
+    record_writes(build_dir, ("report.json", "report.md", "emulator"))  # the build stays edgekit's to replace
     return data
 
 

@@ -11,18 +11,15 @@ Rendered from ``firmware_templates/tflm/`` (jinja2, StrictUndefined)::
       README.md                       what is here and the three steps to build and flash it
       arduino/<lib>/                  library.properties, src/, examples/<lib>/<lib>.ino
 
-The folder is written to a temporary sibling and renamed into place, so a
-failure never leaves half a project.
+The folder is staged and swapped into place by :mod:`edgekit.outdir`, so a
+failure never leaves half a project and a folder edgekit did not write is never replaced.
 """
 
 from __future__ import annotations
 
 import hashlib
 import keyword
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +27,9 @@ import numpy as np
 
 from edgekit import __version__
 from edgekit.errors import InputError
+from edgekit.escape import safe_text
 from edgekit.memory import arena_with_margin
+from edgekit.outdir import MANIFEST, staged
 from edgekit.resources import templates_dir
 from edgekit.targets import TargetProfile
 from edgekit.tflite_model import ModelInfo, TensorSpec, read_model
@@ -106,7 +105,7 @@ def _tensor_ctx(t: TensorSpec, kind: str, index: int, prefix: str) -> dict[str, 
         raise InputError(f"model {kind} '{t.name}' has dtype {t.dtype}, which edgekit cannot emit as C")
     shape = [int(d) for d in t.shape]
     quantized = t.scale is not None and t.dtype not in ("float32",) and t.scale != 0.0
-    ctx = {"kind": kind, "index": index, "name": t.name.replace("*/", "* /"), "dtype": t.dtype, "shape": shape,
+    ctx = {"kind": kind, "index": index, "name": safe_text(t.name), "dtype": t.dtype, "shape": shape,
            "elements": int(np.prod(shape)) if shape else 1, "bytes": t.nbytes, "ctype": _CTYPES[t.dtype],
            "prefix": f"{prefix}_{kind}{index}", "quantized": quantized}
     if quantized:
@@ -180,7 +179,7 @@ def emit_tflm_project(
     tensors = [_tensor_ctx(t, "input", i, prefix) for i, t in enumerate(info.inputs)]
     tensors += [_tensor_ctx(t, "output", i, prefix) for i, t in enumerate(info.outputs)]
     ctx = {
-        "banner": BANNER, "model_name": info.name, "model_bytes": len(tflite),
+        "banner": BANNER, "model_name": safe_text(info.name), "model_bytes": len(tflite),
         "sha256": hashlib.sha256(tflite).hexdigest(), "prefix": prefix, "array": f"g_{prefix}_data",
         "guard": f"EDGEKIT_{prefix.upper()}_DATA_H_", "header": header, "source": source,
         "tensors": tensors, "ops": ops, "methods": methods, "arena": arena, "arena_size": arena_size,
@@ -201,9 +200,7 @@ def emit_tflm_project(
         f"arduino/{lib_name}/examples/{lib_name}/{lib_name}.ino": "arduino/example.ino.j2",
     }
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged(out_dir) as tmp:
         for rel, template in files.items():
             path = tmp / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -211,16 +208,10 @@ def emit_tflm_project(
         for rel, text in (extra_files or {}).items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             (tmp / rel).write_text(text)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     n_float = len(float_ops(info))
     return {
         "folder": str(out_dir),
-        "files": sorted([*files, *(extra_files or {})]),
+        "files": sorted([*files, *(extra_files or {}), MANIFEST]),
         "array": ctx["array"],
         "model_bytes": len(tflite),
         "ops": ops,

@@ -15,12 +15,14 @@ whole process).
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
+from edgekit.model_check import check_regular_file, read_model_file
 
 KINDS = ("keras3", "tf_keras", "saved_model", "tflite")
 
@@ -100,25 +102,64 @@ def _tflite_input(buf: bytes, path: Path) -> tuple[tuple[int, ...], str]:
     return tuple(info.inputs[0].shape), info.inputs[0].dtype
 
 
-def load_model(path: str | Path, custom_objects: dict[str, Any] | None = None) -> LoadedModel:
+_LAMBDA = re.compile(rb'"class_name":\s*"Lambda"')
+
+
+def _keras_configs(path: Path) -> list[bytes]:
+    """The Keras model configs (JSON bytes) stored in an ``.h5`` file or a tf_keras SavedModel folder."""
+    if path.is_dir():
+        return [(path / "keras_metadata.pb").read_bytes()]
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            cfg = f.attrs.get("model_config")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot load the model ({str(exc)[:160]})", "is the file complete and saved by Keras?") from None
+    if cfg is None:
+        return []
+    return [cfg if isinstance(cfg, bytes) else str(cfg).encode()]
+
+
+def _refuse_code(path: Path, kind: str) -> None:
+    """Raise InputError when loading ``path`` would run code stored in it (Lambda layers in ``.h5``/SavedModel).
+
+    ``.keras`` files are loaded with Keras' ``safe_mode``, which refuses them itself.
+    """
+    if kind != "tf_keras" or path.suffix.lower() == ".keras":
+        return
+    if any(_LAMBDA.search(cfg) for cfg in _keras_configs(path)):
+        raise InputError(f"{path}: the model has a Lambda layer, whose stored Python code would run on loading",
+                         "rebuild it without Lambda layers, or pass --unsafe-deserialization if you trust the file")
+
+
+def load_model(path: str | Path, custom_objects: dict[str, Any] | None = None, unsafe_deserialization: bool = False,
+               max_bytes: int | None = None) -> LoadedModel:
     """Load ``path`` into a :class:`LoadedModel`, or raise an :class:`InputError` naming the file.
 
+    Code stored in a model (Lambda layers, unregistered custom objects) is never
+    run unless ``unsafe_deserialization``. A model file must be a regular file
+    of at most ``max_bytes`` (default: :func:`edgekit.model_check.size_limit`).
     ``custom_objects`` (:func:`edgekit.custom_objects.load_custom_objects`) are the
     user's classes and functions the Keras model refers to.
     """
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: model file not found")
+    if not p.is_dir():
+        check_regular_file(p, max_bytes)
     kind = detect_kind(p)
     if kind == "tflite":
-        buf = p.read_bytes()
+        buf = read_model_file(p, max_bytes)
         shape, dtype = _tflite_input(buf, p)
         return LoadedModel("tflite", p, tflite=buf, input_shape=shape, input_dtype=dtype)
     if kind == "saved_model":
         return LoadedModel("saved_model", p, input_shape=_saved_model_input_shape(p))
+    if not unsafe_deserialization:
+        _refuse_code(p, kind)
     keras = keras_module(kind)
     try:
-        model = keras.models.load_model(p, compile=False, custom_objects=custom_objects)
+        model = keras.models.load_model(p, compile=False, custom_objects=custom_objects, safe_mode=not unsafe_deserialization)
     except Exception as exc:  # Keras raises many types for corrupt files
         from edgekit.custom_objects import missing_class
 

@@ -2,17 +2,15 @@
 
 Data flows one way; each stage is timed. The library returns a
 :class:`~edgekit.report.Report`; printing is the CLI's job. Output is written
-to a temporary folder beside ``out_dir`` and renamed into place, so a failed
-build never leaves a half-written folder. A build over the target's budget
+through :mod:`edgekit.outdir` (staged beside ``out_dir``, swapped into place
+with a manifest), so a failed build never leaves a half-written folder and
+never deletes one edgekit did not write. A build over the target's budget
 still writes its report (and the model) before raising
 :class:`~edgekit.errors.BudgetError`.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,6 +23,8 @@ from edgekit import __version__
 from edgekit.data import Dataset, check_against_input, load_data
 from edgekit.errors import BudgetError, InputError, VerificationError
 from edgekit.load import LoadedModel, load_model
+from edgekit.model_check import size_limit
+from edgekit.outdir import check_out_dir, staged
 from edgekit.report import SCHEMA_VERSION, Report
 from edgekit.targets import TargetProfile, get_target
 from edgekit.verify.gates import Gates
@@ -51,22 +51,6 @@ class _Timer:
 def default_out_dir(model: Path, target: TargetProfile) -> Path:
     """``edgekit-out/<model name>-<target>`` in the current folder."""
     return Path("edgekit-out") / f"{model.stem}-{target.name}"
-
-
-def _check_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "report.json").is_file():
-        raise InputError(f"{out}: output folder exists and is not an edgekit build; refusing to replace it", "choose another --out")
-    parent = out.resolve().parent
-    while not parent.exists():  # missing parents are created at emit time, like mkdir -p
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"{out}: cannot create the output folder: {parent} is not an existing folder")
-    try:  # a real probe: permission bits say nothing when running as root, and /proc refuses anyway
-        Path(tempfile.mkdtemp(prefix=f".{out.name}.probe.", dir=parent)).rmdir()
-    except OSError as exc:
-        raise InputError(f"{out}: output folder is not writable ({exc.strerror})") from None
 
 
 def _seed_everything(seed: int) -> None:
@@ -117,6 +101,7 @@ def build(
     data_is_quantized: bool = False,
     task: str | None = None,
     custom_objects: str | None = None,
+    unsafe_deserialization: bool = False,
 ) -> Report:
     """Build ``model`` for ``target`` and return the report; see the module docstring.
 
@@ -142,7 +127,8 @@ def build(
     prof = target if isinstance(target, TargetProfile) else get_target(target)
     model_path = Path(model)
     out = Path(out_dir) if out_dir is not None else default_out_dir(model_path, prof)
-    _check_out_dir(out)
+    inputs = (model_path, calib, eval, train)
+    check_out_dir(out, inputs)
     if prune is not None and not 0.0 < prune < 1.0:
         raise InputError(f"--prune must be a sparsity between 0 and 1 (exclusive), not {prune}")
     rec = _recipe(recipe, prune, fine_tune_epochs)
@@ -153,12 +139,10 @@ def build(
                          "drop --codegen (the TFLM project in tflm/ runs int16x8), or use --quant int8")
 
     with timer.stage("load"):
-        if custom_objects:
-            from edgekit.custom_objects import load_custom_objects
+        from edgekit.custom_objects import load_custom_objects
 
-            loaded = load_model(model_path, load_custom_objects(custom_objects))
-        else:
-            loaded = load_model(model_path)
+        objects = load_custom_objects(custom_objects) if custom_objects else None
+        loaded = load_model(model_path, objects, unsafe_deserialization, max_bytes=size_limit(mcu=prof.is_mcu))
         from edgekit import task as tasks
         from edgekit.tflite_model import read_model
 
@@ -289,28 +273,20 @@ def build(
     except BudgetError as exc:
         budget_error = exc
         data["error"] = exc.one_line()
-    with timer.stage("emit"):
-        out.resolve().parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.resolve().parent))
-        try:
+    with staged(out, inputs) as tmp:  # the report is written inside: a failure leaves no staging folder
+        with timer.stage("emit"):
             (tmp / "model.tflite").write_bytes(int8_tflite)
             if float_tflite is not None:
                 (tmp / "reference").mkdir()
                 (tmp / "reference" / "model_float.tflite").write_bytes(float_tflite)
             if budget_error is None:  # firmware for a model that cannot fit would not link
                 data["outputs"] = _emit(tmp, prof, int8_tflite, info, arena, verify_x, codegen, allow_float)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    from edgekit.verify.shipped import hash_files
+        from edgekit.verify.shipped import hash_files
 
-    data["shipped"] = hash_files(tmp)
-    data["stages"] = timer.stages
-    report = Report(data=data, out_dir=out)
-    report.write(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+        data["shipped"] = hash_files(tmp)
+        data["stages"] = timer.stages
+        report = Report(data=data, out_dir=out)
+        report.write(tmp)
     if budget_error is not None:
         raise budget_error
     if failures:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekit.escape import safe_text
+
 SCHEMA_VERSION = 1
 
 
@@ -166,7 +168,8 @@ def _stage_markdown(st: dict[str, Any]) -> list[str]:
 
 def render_markdown(d: dict[str, Any]) -> str:
     """Render the report dict as Markdown."""
-    lines = [f"# edgekit build report: {Path(str(d.get('input_model', '?'))).name} → {d['target']['name']}", ""]
+    # the file name and op names come from the user's files: keep them from forming Markdown
+    lines = [f"# edgekit build report: {safe_text(Path(str(d.get('input_model', '?'))).name)} → {d['target']['name']}", ""]
     if d.get("error"):
         lines += [f"**Build failed:** {d['error']}", ""]
     lines += ["| | |", "|---|---|"]
@@ -189,5 +192,5 @@ def render_markdown(d: dict[str, Any]) -> str:
         lines += [f"- {k}: {v}" for k, v in mem["breakdown"].items()]
     lines += ["", "## Where the numbers come from", ""]
     lines += [f"- {k}: {v}" for k, v in d.get("runtimes", {}).items()]
-    lines += ["", f"Ops: {', '.join(d.get('ops', []))}", "", f"edgekit {d.get('edgekit_version')}, seed {d.get('seed')}", ""]
+    lines += ["", f"Ops: {safe_text(', '.join(d.get('ops', [])), 2000)}", "", f"edgekit {d.get('edgekit_version')}, seed {d.get('seed')}", ""]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ Unknown keys are refused with the closest valid one suggested.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,6 +19,10 @@ from edgekit.errors import InputError
 from edgekit.resources import targets_dir
 
 RUNTIMES = ("litert", "tflm")
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,19 @@ class TargetProfile:
     source: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        where = self.source or self.name
+        where = self.source or repr(self.name)
+        # these reach folder names, Makefiles and compiler flags: plain tokens only
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
+            raise InputError(f"{where}: target name {self.name!r} is not an identifier",
+                             "use letters, digits, '-', '_' and '.', starting with a letter or digit, at most 64 characters")
+        tokens = {"cpu": self.cpu, "arch": self.arch}
+        if self.toolchain is not None:
+            tokens.update({f"toolchain.{k}": getattr(self.toolchain, k) for k in ("mcpu", "mfpu", "mfloat_abi")})
+        if self.emulator is not None:
+            tokens.update({"emulator.kind": self.emulator.kind, "emulator.machine": self.emulator.machine, "emulator.cpu": self.emulator.cpu})
+        for key, value in tokens.items():
+            if value is not None and (not isinstance(value, str) or not _TOKEN.fullmatch(value)):
+                raise InputError(f"{where}: {key} {value!r} is not a plain name", "use letters, digits, '-', '_', '.' and '+'")
         if self.runtime not in RUNTIMES:
             raise InputError(f"{where}: runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}")
         for key in ("ram_bytes", "flash_bytes"):

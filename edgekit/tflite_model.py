@@ -25,15 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.errors import InputError
-
-# bits per element of each TFLite tensor type
-_TYPE_BITS = {
-    "FLOAT32": 32, "FLOAT16": 16, "INT32": 32, "UINT8": 8, "INT64": 64, "STRING": 8, "BOOL": 8,
-    "INT16": 16, "COMPLEX64": 64, "INT8": 8, "FLOAT64": 64, "COMPLEX128": 128, "UINT64": 64,
-    "RESOURCE": 0, "VARIANT": 0, "UINT32": 32, "UINT16": 16, "INT4": 4, "BFLOAT16": 16, "INT2": 2,
-    "UINT4": 4, "FLOAT8_E4M3FN": 8, "FLOAT8_E5M2": 8,
-}
-
+from edgekit.model_check import TYPE_BITS, read_model_file
 
 def _enum_names(cls: type) -> dict[int, str]:
     return {v: k for k, v in vars(cls).items() if not k.startswith("_") and isinstance(v, int)}
@@ -162,7 +154,7 @@ class ModelInfo:
 
 def _nbytes(shape: tuple[int, ...] | list[int], type_name: str) -> int:
     n = math.prod(max(int(d), 1) for d in shape) if len(shape) else 1
-    return (n * _TYPE_BITS.get(type_name, 8) + 7) // 8
+    return (n * (8 if type_name == "STRING" else TYPE_BITS.get(type_name, 8)) + 7) // 8
 
 
 def _quant(t: Any) -> tuple[float | None, int | None]:
@@ -174,23 +166,9 @@ def _quant(t: Any) -> tuple[float | None, int | None]:
 
 
 def _parse(buf: bytes, where: str) -> Any:
-    from ai_edge_litert import schema_py_generated as schema
+    from edgekit.model_check import check_tflite
 
-    hint = "pass a .tflite file written by the TFLite converter"
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise InputError(f"{where}: not a TFLite flatbuffer (no 'TFL3' identifier)", hint)
-    try:
-        model = schema.ModelT.InitFromPackedBuf(buf, 0)
-        if not model.subgraphs:
-            raise ValueError("no subgraphs")
-        # touch the parts we read, so truncation surfaces here
-        for t in model.subgraphs[0].tensors or []:
-            _ = t.shape, t.buffer
-    except InputError:
-        raise
-    except Exception as exc:  # the generated parser raises anything on corrupt input
-        raise InputError(f"{where}: not a TFLite flatbuffer ({type(exc).__name__}: {str(exc)[:80] or 'corrupt or truncated'})", hint) from None
-    return model
+    return check_tflite(buf, where)
 
 
 def short_layer_name(layer: str) -> str:
@@ -214,12 +192,7 @@ def read_model(tflite: bytes | bytearray | Path | str, name: str | None = None) 
     if isinstance(tflite, (str, Path)):
         path = Path(tflite)
         where = name or str(path)
-        try:
-            buf = path.read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{path}: file not found") from None
-        except IsADirectoryError:
-            raise InputError(f"{path}: is a folder, not a .tflite file") from None
+        buf = read_model_file(path)
     else:
         buf = bytes(tflite)
         where = name or "<tflite bytes>"

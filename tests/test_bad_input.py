@@ -166,7 +166,7 @@ def test_existing_foreign_folder_is_not_replaced(capsys, case):
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
     rc, err = _build(capsys, out, str(model), "--target", "cortex-m4", "--calib", str(calib))
-    assert rc == 2 and "is not an edgekit build" in err
+    assert rc == 2 and "holds files edgekit did not write" in err
     assert (out / "precious.txt").read_text() == "keep me"
 
 

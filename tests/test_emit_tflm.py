@@ -17,6 +17,7 @@ import pytest
 from conftest import require_tools
 from edgekit.cli import main
 from edgekit.emit_tflm import emit_tflm_project
+from edgekit.errors import InputError
 from edgekit.targets import get_target
 from edgekit.tflite_model import read_model
 from edgekit.tflm_compat import resolver_method, tflm_builtin_ops
@@ -229,15 +230,19 @@ def test_array_lands_in_flash_when_cross_compiled(digits_project, tmp_path):
 def test_emit_is_deterministic_and_atomic(digits_dir, tmp_path):
     tfl = digits_tflite(str(digits_dir))
     arena = measure_arena(tfl)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "stale.txt").write_text("old")
+    with pytest.raises(InputError, match="files edgekit did not write"):  # never deletes what it did not write
+        emit_tflm_project(tfl, get_target("cortex-m4"), foreign, arena=arena, name="digits")
+    assert (foreign / "stale.txt").read_text() == "old"
     out = tmp_path / "p"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
     emit_tflm_project(tfl, get_target("cortex-m4"), out, arena=arena, name="digits")
     first = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert Path("stale.txt") not in first and Path("digits_data.h") in first
+    assert Path("digits_data.h") in first and Path(".edgekit-manifest.json") in first
     emit_tflm_project(tfl, get_target("cortex-m4"), out, arena=arena, name="digits")
     assert first == {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["p"]  # no temp folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign", "p"]  # no temp folder left behind
     check_project(out, tfl, prefix="digits")
 
 

@@ -15,11 +15,13 @@ from typing import Any
 
 import jinja2
 
+from edgekit.aot.checks import check_arena, check_dataflow
 from edgekit.aot.fold import fold_constants
 from edgekit.aot.graph import Graph, parse
 from edgekit.aot.lower import SCRATCH, SUPPORTED_OPS, Lowered, lower_op
 from edgekit.aot.planner import MemoryPlan, Step, plan_memory
 from edgekit.errors import InputError, UnsupportedOpError
+from edgekit.escape import safe_text
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime" / "c"
 RUNTIME_HEADERS = ("ek_common.h", "ek_kernels.h")
@@ -153,11 +155,14 @@ def lower(g: Graph, weight_bits: int | None = None) -> tuple[list[Lowered], Memo
             "supported: " + ", ".join(SUPPORTED_OPS) + "; use the TFLM runtime for this model",
         )
     i, o = _io(g)
+    check_dataflow(g)
     lowered = [lower_op(g, op, weight_bits) for op in g.ops]
     used = _used(g)
     sizes = {t.index: t.nbytes for t in g.tensors if t.data is None and t.index in used}
     steps = [Step(lw.reads, lw.write, lw.alias_of, lw.inplace, lw.overlap) for lw in lowered]
-    return lowered, plan_memory(steps, sizes, i, o)
+    plan = plan_memory(steps, sizes, i, o)
+    check_arena(plan.arena_bytes)
+    return lowered, plan
 
 
 def _used(g: Graph) -> set[int]:
@@ -202,7 +207,7 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
         if lw.alias_of is not None and plan.location(lw.alias_of) == plan.location(lw.write):
             code = "/* aliased by the memory plan: nothing to do */"
         trace = f"EK_TRACE({op.index}, {_pointer(g, plan, y.index)}, {y.nbytes});"
-        calls.append({"comment": f"{op.index}: {op.name} -> {_c_comment(y.name)} {list(y.shape)}", "code": code,
+        calls.append({"comment": f"{op.index}: {op.name} -> {safe_text(y.name, 80)} {list(y.shape)}", "code": code,
                       "trace": trace})
     decls = [d for lw in lowered for d in lw.decls]
     scratch = max((lw.scratch_bytes for lw in lowered), default=0)
@@ -244,10 +249,6 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
         packed_weight_tensors=[lw.packed_tensor for lw in lowered if lw.packed_tensor],
         weight_scratch_bytes=scratch,
     )
-
-
-def _c_comment(s: str) -> str:
-    return s.replace("*/", "* /").replace("/*", "/ *").replace("\n", " ").replace("\r", " ")[:80]
 
 
 def _plan_dict(g: Graph, plan: MemoryPlan) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekit.errors import InputError, UnsupportedOpError
+from edgekit.errors import UnsupportedOpError
+from edgekit.model_check import check_tflite, read_model_file, size_limit
 
 # TensorType enum value -> numpy dtype (only the types the runtime can meet)
 _DTYPES = {0: np.float32, 2: np.int32, 3: np.uint8, 4: np.int64, 7: np.int16, 9: np.int8, 6: np.bool_}
@@ -97,11 +98,7 @@ def read_bytes(tflite: bytes | Path | str) -> bytes:
     """The flatbuffer bytes of ``tflite`` (bytes, or a path to a ``.tflite`` file)."""
     if isinstance(tflite, (bytes, bytearray)):
         return bytes(tflite)
-    p = Path(tflite)
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read ({exc.strerror})", "pass an existing .tflite file") from None
+    return read_model_file(tflite, size_limit(mcu=True))
 
 
 def parse(tflite: bytes | Path | str) -> Graph:
@@ -110,14 +107,7 @@ def parse(tflite: bytes | Path | str) -> Graph:
 
     buf = read_bytes(tflite)
     where = tflite if not isinstance(tflite, (bytes, bytearray)) else "model"
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise InputError(f"{where}: not a TFLite flatbuffer (no TFL3 identifier)", "pass a .tflite file")
-    try:
-        m = s.ModelT.InitFromPackedBuf(buf, 0)
-    except Exception as exc:  # a truncated or corrupt flatbuffer
-        raise InputError(f"{where}: cannot parse the flatbuffer ({type(exc).__name__})", "the file is damaged") from None
-    if not m.subgraphs:
-        raise InputError(f"{where}: the model has no subgraph", "pass a converted .tflite model")
+    m = check_tflite(buf, str(where))
     if len(m.subgraphs) > 1:
         raise UnsupportedOpError(
             f"{where}: {len(m.subgraphs)} subgraphs; edgekit's AOT runtime runs single-subgraph models only",
@@ -141,7 +131,7 @@ def parse(tflite: bytes | Path | str) -> Graph:
             raw = buf[b.offset : b.offset + b.size]
             if t.type in _DTYPES:
                 data = np.frombuffer(raw, dtype=_DTYPES[t.type]).copy().reshape(shape)
-        name = t.name.decode() if isinstance(t.name, bytes) else str(t.name or f"t{i}")
+        name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or f"t{i}")
         qd = int(q.quantizedDimension) if q is not None else 0
         tensors.append(Tensor(i, name, shape, dtype, scale, zp, qd, data))
     ops: list[Op] = []
@@ -150,7 +140,7 @@ def parse(tflite: bytes | Path | str) -> Graph:
         c = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
         name = names.get(c, f"BUILTIN_{c}")
         if name == "CUSTOM":
-            cc = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+            cc = code.customCode.decode("utf-8", "replace") if isinstance(code.customCode, bytes) else code.customCode
             name = f"CUSTOM({cc})"
         ins = [int(x) for x in (o.inputs if o.inputs is not None else [])]
         outs = [int(x) for x in (o.outputs if o.outputs is not None else [])]

@@ -85,8 +85,14 @@ class HostCheckResult:
         }
 
 
-def compile_host(code_dir: Path, exe: Path, *, trace: bool = False) -> Path:
-    """Compile every ``*.c`` in ``code_dir`` with the host driver into ``exe`` (``trace``: with the op trace sink)."""
+SANITIZE = ("-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer")
+
+
+def compile_host(code_dir: Path, exe: Path, *, trace: bool = False, sanitize: bool = False) -> Path:
+    """Compile every ``*.c`` in ``code_dir`` with the host driver into ``exe``.
+
+    ``trace``: with the op trace sink; ``sanitize``: under ASan and UBSan (any report aborts the run).
+    """
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         raise ToolchainError("no host C compiler (gcc) found", "install gcc (apt-get install build-essential)")
@@ -98,7 +104,7 @@ def compile_host(code_dir: Path, exe: Path, *, trace: bool = False) -> Path:
         sink = exe.parent / "edgekit_trace_sink.c"
         sink.write_text(_TRACE)
         extra = ["-DEDGEKIT_TRACE=edgekit_trace", str(sink)]
-    cmd = [gcc, *CFLAGS, f"-I{code_dir}", *sorted(str(p) for p in code_dir.glob("*.c")), str(driver), *extra, "-o", str(exe)]
+    cmd = [gcc, *CFLAGS, *(SANITIZE if sanitize else ()), f"-I{code_dir}", *sorted(str(p) for p in code_dir.glob("*.c")), str(driver), *extra, "-o", str(exe)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         first = (r.stderr.strip().splitlines() or ["?"])[0]

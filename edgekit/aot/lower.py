@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekit.aot import packing, quant
+from edgekit.aot.checks import check_op
 from edgekit.aot.graph import Graph, Op, Tensor
 from edgekit.errors import UnsupportedOpError
 
@@ -117,9 +118,13 @@ def lower_op(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     fn = _LOWER.get(op.name)
     if fn is None:
         raise _unsupported(op, "not supported by edgekit's AOT runtime")
-    if op.name in _WEIGHTED:
-        return fn(g, op, weight_bits)
-    return fn(g, op)
+    check_op(g, op)
+    try:
+        if op.name in _WEIGHTED:
+            return fn(g, op, weight_bits)
+        return fn(g, op)
+    except quant.MultiplierRangeError as exc:
+        raise _unsupported(op, str(exc)) from None
 
 
 def _pack(c: "_Ctx", w: Tensor, axis: int, weight_bits: int | None) -> tuple[str, str] | None:

@@ -21,8 +21,18 @@ def round_away(v: float) -> int:
     return int(math.floor(v + 0.5)) if v >= 0 else -int(math.floor(-v + 0.5))
 
 
+class MultiplierRangeError(ValueError):
+    """A real multiplier the int32 fixed-point kernels cannot represent (not finite, negative, or >= 2^30)."""
+
+
 def quantize_multiplier(m: float) -> tuple[int, int]:
-    """TFLM ``QuantizeMultiplier`` (§1.4): real multiplier ``m >= 0`` -> (M in [2^30, 2^31-1], shift)."""
+    """TFLM ``QuantizeMultiplier`` (§1.4): real multiplier ``m >= 0`` -> (M in [2^30, 2^31-1], shift).
+
+    Raises :class:`MultiplierRangeError` when the shift would pass 30: a left
+    shift of 31 or more is undefined behaviour in the C kernels.
+    """
+    if not math.isfinite(m) or m < 0.0:
+        raise MultiplierRangeError(f"requantization multiplier {m!r} is not a finite non-negative number")
     if m == 0.0:
         return 0, 0
     q, shift = math.frexp(m)
@@ -32,6 +42,8 @@ def quantize_multiplier(m: float) -> tuple[int, int]:
         shift += 1
     if shift < -31:
         return 0, 0
+    if shift > 30:
+        raise MultiplierRangeError(f"requantization multiplier {m:.6g} needs a left shift of {shift} (at most 30)")
     return int(mq), int(shift)
 
 

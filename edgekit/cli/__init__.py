@@ -8,9 +8,13 @@ stderr and the exit code of their class, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
+from typing import Iterator
 
 import click
 
@@ -65,14 +69,73 @@ def cli() -> None:
     """
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: unwinds like KeyboardInterrupt, so every staging folder is removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    _stop_children()
+    raise Terminated(signum)
+
+
+def _stop_children() -> None:
+    """Send SIGTERM to this process's children (arena probes, compilers, QEMU), so none outlives edgekit."""
+    try:
+        tasks = os.listdir(f"/proc/{os.getpid()}/task")
+    except OSError:  # not Linux: the children get SIGHUP/SIGTERM from the terminal or the caller
+        return
+    for task in tasks:
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/children") as f:
+                pids = [int(p) for p in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` while the CLI runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line: a newline in a file or tensor name must not start a second message."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI with ``argv`` and return the process exit code."""
+    """Run the CLI with ``argv`` and return the process exit code.
+
+    SIGTERM and SIGHUP are handled like Ctrl-C: outputs are cleaned up, child
+    processes are stopped, and the exit code is 128 + the signal number.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
+        with _signals_unwind():
+            cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
         return 0
+    except Terminated as exc:
+        click.echo(f"edgekit: terminated by {exc}", err=True)
+        return 128 + exc.signum
     except EdgekitError as exc:
-        click.echo(f"edgekit: error: {exc.one_line()}", err=True)
+        click.echo(f"edgekit: error: {_one_line(exc.one_line())}", err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
@@ -83,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("edgekit: aborted", err=True)
         return 130
     except KeyboardInterrupt:
+        _stop_children()
         click.echo("edgekit: interrupted", err=True)
         return 130
     except Exception as exc:  # a bug in edgekit, not the user's input
@@ -90,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         first = (str(exc).strip().splitlines() or [""])[0][:300]
         click.echo(
-            f"edgekit: internal error: {type(exc).__name__}: {first} "
+            f"edgekit: internal error: {type(exc).__name__}: {_one_line(first)} "
             "(please report it with the output of `edgekit env`; EDGEKIT_DEBUG=1 shows the traceback)",
             err=True,
         )

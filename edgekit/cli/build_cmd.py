@@ -34,8 +34,10 @@ from edgekit.cli.output import print_report, stage_progress
               help="Your Keras custom layers/functions: a .py file (its classes and functions, or its CUSTOM_OBJECTS dict) or module:attr. Keras' safe mode stays on.")
 @gate_options("off", metric_drop=True)
 @click.option("--json", "as_json", is_flag=True, help="Print report.json to stdout instead of the table.")
+@click.option("--unsafe-deserialization", is_flag=True, help="Load Lambda layers and custom objects, running the code stored in MODEL (only for files you trust).")
 def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune_epochs, recipe, codegen, allow_float, max_eval,
-            quant, calibration, seed, data_is_quantized, task, custom_objects, max_metric_drop, max_accuracy_drop, min_accuracy, require_bit_exact, as_json) -> None:
+            quant, calibration, seed, data_is_quantized, task, custom_objects, max_metric_drop, max_accuracy_drop, min_accuracy, require_bit_exact, as_json,
+            unsafe_deserialization) -> None:
     """Compress, quantize to full int8, verify and package MODEL for a board.
 
     MODEL is a Keras 3 .keras file, a tf_keras .h5 / .keras / SavedModel
@@ -57,5 +59,6 @@ def command(model: Path, target: str, calib, eval_, train, out, prune, fine_tune
             prune=prune, fine_tune_epochs=fine_tune_epochs, seed=seed, codegen=codegen,
             allow_float=allow_float, max_eval=max_eval, quant=quant, calibration=calibration,
             progress=progress, gates=gates, data_is_quantized=data_is_quantized, task=task, custom_objects=custom_objects,
+            unsafe_deserialization=unsafe_deserialization,
         )
     print_report(report, as_json)

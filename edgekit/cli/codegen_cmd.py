@@ -10,7 +10,7 @@ import click
 
 @click.command(name="codegen")
 @click.argument("model", type=click.Path(path_type=Path))
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder for the generated C.")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder for the generated C (replaced atomically, and only if edgekit wrote it).")
 @click.option("--prefix", default="edgekit", show_default=True, help="Prefix of the generated function, macros and file names.")
 @click.option("--host-check", "host_check_n", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also compile with the host gcc and compare N seeded generated inputs with the tflite-micro interpreter.")
@@ -31,9 +31,11 @@ def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, c
     --host-check, 6 when any output byte differs from tflite-micro.
     """
     from edgekit.aot.codegen import generate
+    from edgekit.outdir import staged
 
     bits = None if weight_bits == "auto" else int(weight_bits)
-    res = generate(model, out, prefix=prefix, weight_bits=bits)
+    with staged(out, [model]) as tmp:
+        res = generate(model, tmp, prefix=prefix, weight_bits=bits)
     d = res.to_dict()
     d["out"] = str(out)
     check = None

@@ -14,6 +14,8 @@ def emit(model: Path, target: str, out: Path | None, *, name: str = "model", all
     """Check, measure and emit ``model`` for ``target``; return what was written, with the memory estimate."""
     from edgekit import memory
     from edgekit.emit_tflm import check_identifier, emit_tflm_project
+    from edgekit.model_check import read_model_file, size_limit
+    from edgekit.outdir import check_out_dir
     from edgekit.targets import get_target
     from edgekit.tflite_model import read_model
     from edgekit.tflm_compat import ensure_tflm
@@ -24,15 +26,14 @@ def emit(model: Path, target: str, out: Path | None, *, name: str = "model", all
     if not prof.is_mcu:
         raise InputError(f"target {prof.name} runs LiteRT, and emit writes microcontroller (TFLM) projects",
                          "pick a tflm target (edgekit targets), or use `edgekit build` for a Raspberry Pi")
-    if model.is_dir():
-        raise InputError(f"{model}: is a folder; emit takes a .tflite file")
-    info = read_model(model)
-    buf = model.read_bytes()
+    out = out if out is not None else Path(f"{model.stem}_tflm_{prof.name}")
+    check_out_dir(out, [model])
+    buf = read_model_file(model, size_limit(mcu=True))
+    info = read_model(buf, name=str(model))
     ensure_tflm(info, allow_float=allow_float)
     arena = measure_arena(buf)
     est = memory.estimate(info, prof, arena)
     memory.check_budget(est, prof)
-    out = out if out is not None else Path(f"{model.stem}_tflm_{prof.name}")
     mem = {"memory": est.to_dict(), "ops": list(info.ops), "model": str(model), "target": prof.name}
     res = emit_tflm_project(buf, prof, out, arena=arena, name=name, allow_float=allow_float, source_name=model.name,
                             extra_files={"memory.json": json.dumps(mem, indent=2, sort_keys=True) + "\n"})
@@ -43,7 +44,7 @@ def emit(model: Path, target: str, out: Path | None, *, name: str = "model", all
 @click.command(name="emit")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", required=True, help="A microcontroller target (name or .toml path), e.g. cortex-m4.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: MODEL_tflm_TARGET); replaced atomically.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: MODEL_tflm_TARGET); replaced atomically, and only if edgekit wrote it.")
 @click.option("--name", default="model", show_default=True, help="C name prefix: NAME_data.h/.cc, g_NAME_data.")
 @click.option("--allow-float", is_flag=True, help="Emit a float model (TFLM runs it, at 4x the flash of int8).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")

@@ -10,6 +10,7 @@ import click
 
 from edgekit.cli.gate_options import gate_options, make_gates
 from edgekit.errors import InputError
+from edgekit.outdir import record_writes
 from edgekit.report import Report
 
 
@@ -78,6 +79,7 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
         data.setdefault("runtimes", {})["speedup.device"] = device
         data.setdefault("summary", {})["speedup_source"] = device
     _write_report(build_dir, data)
+    record_writes(build_dir, ("report.json", "report.md", "emulator"))  # the build stays edgekit's to replace
     gate_error = verdict.error()
     if gate_error is not None:
         raise gate_error

@@ -1,0 +1,298 @@
+"""What the code generator proves before it emits C: every index and size the kernels will use.
+
+The model verifier (:mod:`edgekit.model_check`) has already checked the file
+against itself (indices in range, buffer sizes, quantization parameters). Here
+the graph is checked against what edgekit's C kernels assume:
+
+- :func:`check_dataflow`: every op writes one fresh, non-constant tensor;
+  every tensor it reads is a constant, the model input or an earlier op's
+  output; the model output is written; no activation is empty (a zero-sized
+  input made the host check loop forever).
+- :func:`check_op`: each op's arity, ranks and output shape are what its
+  inputs and options give (shape inference), accumulations cannot overflow
+  int32, and parameters are in the ranges the kernels index with.
+
+Anything else raises :class:`~edgekit.errors.UnsupportedOpError` naming the
+op, so the generated C never reads or writes outside its arrays.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from edgekit.aot.graph import Graph, Op, Tensor
+from edgekit.errors import UnsupportedOpError
+
+MAX_ARENA_BYTES = 2**31 - 1
+# |(x - x_zp) * (w - w_zp)| <= 255 * 255: an int32 accumulator holds this many terms (pools, MEAN)
+MAX_ACCUMULATION = (2**31 - 1) // (255 * 255)
+# (min inputs, max inputs) of each op the runtime lowers; -1 is allowed only for optional inputs past the minimum
+ARITY = {
+    "CONV_2D": (2, 3), "DEPTHWISE_CONV_2D": (2, 3), "FULLY_CONNECTED": (2, 3),
+    "AVERAGE_POOL_2D": (1, 1), "MAX_POOL_2D": (1, 1), "ADD": (2, 2), "SUB": (2, 2), "MUL": (2, 2),
+    "LOGISTIC": (1, 1), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1), "RELU": (1, 1), "RELU6": (1, 1), "SOFTMAX": (1, 1),
+    "RESHAPE": (1, 2), "SQUEEZE": (1, 1), "EXPAND_DIMS": (1, 2), "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (2, 3),
+    "CONCATENATION": (1, 64),
+}
+# the options table each op's lowering reads (ops not listed read none); required ones must be present
+_OPTIONS = {
+    "CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT", "AVERAGE_POOL_2D": "Pool2DOptionsT",
+    "MAX_POOL_2D": "Pool2DOptionsT", "CONCATENATION": "ConcatenationOptionsT", "FULLY_CONNECTED": "FullyConnectedOptionsT",
+    "ADD": "AddOptionsT", "SUB": "SubOptionsT", "MUL": "MulOptionsT", "SOFTMAX": "SoftmaxOptionsT",
+}
+_NEEDS_OPTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION")
+
+
+def _bad(op: Op, why: str) -> UnsupportedOpError:
+    return UnsupportedOpError(f"op {op.index} {op.name}: {why}",
+                              "the model's shapes or parameters are inconsistent; edgekit will not generate C for it")
+
+
+def check_dataflow(g: Graph) -> None:
+    """Raise UnsupportedOpError unless the ops form a straight-line program over distinct tensors (see module docstring)."""
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
+        return  # codegen refuses these itself, with its own message
+    available = {g.inputs[0]} | {t.index for t in g.tensors if t.data is not None}
+    for op in g.ops:
+        if len(op.outputs) != 1:
+            raise _bad(op, f"{len(op.outputs)} outputs; the runtime's ops have exactly one")
+        y = op.outputs[0]
+        if y in available:
+            raise _bad(op, f"writes tensor {y}, which is a constant, the model input or already written")
+        for i in op.inputs:
+            if i >= 0 and i not in available:
+                raise _bad(op, f"reads tensor {i} before any op writes it")
+        available.add(y)
+    if g.outputs[0] not in available or g.outputs[0] == g.inputs[0]:
+        raise UnsupportedOpError(f"model output tensor {g.outputs[0]} is never written by an op",
+                                 "the model's graph is inconsistent; edgekit will not generate C for it")
+    for t in g.tensors:
+        if t.data is None and t.index in available and t.size == 0:
+            raise UnsupportedOpError(f"tensor {t.index} '{t.name}' has no elements (shape {list(t.shape)})",
+                                     "edgekit generates C only for tensors with at least one element")
+
+
+def check_op(g: Graph, op: Op) -> None:
+    """Raise UnsupportedOpError unless ``op``'s arity, shapes and parameters are what its kernel assumes."""
+    lo, hi = ARITY.get(op.name, (0, 1 << 30))
+    if not lo <= len(op.inputs) <= hi:
+        raise _bad(op, f"{len(op.inputs)} inputs, expected {lo}..{hi}")
+    if any(i < 0 for i in op.inputs[:lo]):
+        raise _bad(op, "a required input is missing")
+    if op.name in _NEEDS_OPTIONS and op.options is None:
+        raise _bad(op, "its options are missing")
+    if op.options is not None and op.name in _OPTIONS and type(op.options).__name__ != _OPTIONS[op.name]:
+        raise _bad(op, f"its options are {type(op.options).__name__.removesuffix('T')}, not {_OPTIONS[op.name].removesuffix('T')}")
+    for i in (*op.inputs, *op.outputs):
+        t = g.t(i) if i >= 0 else None
+        if t is not None and t.dtype == "int8" and t.scale.size == 0:
+            raise _bad(op, f"int8 tensor '{t.name}' has no quantization scale")
+    if op.name not in ("ADD", "SUB", "MUL", "CONCATENATION") and g.t(op.inputs[0]).data is not None:
+        raise _bad(op, f"its data input '{g.t(op.inputs[0]).name}' is a constant; the kernel reads it from the arena")
+    check = _CHECKS.get(op.name)
+    if check is not None:
+        check(g, op)
+
+
+def check_arena(arena_bytes: int) -> None:
+    """The planned arena must be addressable with int32 offsets."""
+    if arena_bytes > MAX_ARENA_BYTES:
+        raise UnsupportedOpError(f"the arena would need {arena_bytes:,} bytes", "the model is far too large for a microcontroller")
+
+
+def _ins(g: Graph, op: Op) -> tuple[Tensor, ...]:
+    return tuple(g.t(i) for i in op.inputs if i >= 0)
+
+
+def _rank(op: Op, t: Tensor, *ranks: int) -> None:
+    if len(t.shape) not in ranks:
+        raise _bad(op, f"tensor '{t.name}' has rank {len(t.shape)}, expected {' or '.join(map(str, ranks))}")
+
+
+def _same_size(op: Op, x: Tensor, y: Tensor) -> None:
+    if x.size != y.size:
+        raise _bad(op, f"input has {x.size} elements but output '{y.name}' has {y.size}")
+
+
+def _positive(op: Op, **values: int) -> None:
+    for k, v in values.items():
+        if not isinstance(v, (int, np.integer)) or not 1 <= int(v) <= 2**16:
+            raise _bad(op, f"{k} {v} is not in 1..65536")
+
+
+def _window_out(op: Op, n: int, k: int, stride: int, dil: int, padding: int) -> int:
+    if padding not in (0, 1):
+        raise _bad(op, f"unknown padding {padding}")
+    eff = (k - 1) * dil + 1
+    out = (n + stride - 1) // stride if padding == 0 else (n - eff) // stride + 1
+    if out < 1:
+        raise _bad(op, f"a {k}-tap window (dilation {dil}) does not fit an input of {n}")
+    return out
+
+
+def _bias(g: Graph, op: Op, n: int) -> None:
+    if len(op.inputs) > 2 and op.inputs[2] >= 0:
+        b = g.t(op.inputs[2])
+        if b.data is not None and b.data.size != n:
+            raise _bad(op, f"bias '{b.name}' has {b.data.size} values for {n} output channels")
+
+
+
+def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int) -> None:
+    """Prove no output channel's accumulator (plus its bias) can leave int32, whatever the int8 input.
+
+    Each term is (x - x_zp) * (w - w_zp) with |x - x_zp| <= 255, so channel c's
+    sum is at most 255 * sum|w - w_zp| over its weights, plus |bias_c|.
+    """
+    if w.data is None:
+        return  # lowering refuses a non-constant filter
+    n = w.shape[axis]
+    mag = np.abs(np.moveaxis(w.data.astype(np.int64), axis, 0).reshape(n, -1)).sum(axis=1)
+    worst = 255 * (mag + abs(w_zp) * (w.size // max(n, 1)))
+    if len(op.inputs) > 2 and op.inputs[2] >= 0 and g.t(op.inputs[2]).data is not None:
+        worst = worst + np.abs(g.t(op.inputs[2]).data.astype(np.int64).reshape(-1))
+    if int(worst.max()) > 2**31 - 1:
+        raise _bad(op, f"an output channel's sum can reach {int(worst.max()):,}, beyond int32: its accumulator would overflow")
+
+
+def _accumulation(op: Op, n: int) -> None:
+    if n > MAX_ACCUMULATION:
+        raise _bad(op, f"each output sums {n:,} products, more than an int32 accumulator holds ({MAX_ACCUMULATION:,})")
+
+
+def _conv(g: Graph, op: Op) -> None:
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    for t in (x, w, y):
+        _rank(op, t, 4)
+    o = op.options
+    _positive(op, stride_h=o.strideH, stride_w=o.strideW, dilation_h=o.dilationHFactor or 1, dilation_w=o.dilationWFactor or 1)
+    b, in_h, in_w, in_c = x.shape
+    depthwise = op.name == "DEPTHWISE_CONV_2D"
+    if depthwise:
+        one, kh, kw, out_c = w.shape
+        if one != 1 or in_c < 1 or out_c % in_c:
+            raise _bad(op, f"filter {list(w.shape)} does not fit {in_c} input channels")
+    else:
+        out_c, kh, kw, fic = w.shape
+        if fic < 1 or in_c % fic or out_c % (in_c // fic):
+            raise _bad(op, f"filter {list(w.shape)} does not fit {in_c} input channels")
+    _positive(op, k_h=kh, k_w=kw)
+    oh = _window_out(op, in_h, kh, o.strideH, o.dilationHFactor or 1, o.padding)
+    ow = _window_out(op, in_w, kw, o.strideW, o.dilationWFactor or 1, o.padding)
+    if tuple(y.shape) != (b, oh, ow, out_c):
+        raise _bad(op, f"output shape {list(y.shape)} is not the {[b, oh, ow, out_c]} the input and filter give")
+    if w.dtype == "int8" and w.scale.size not in (1, out_c):
+        raise _bad(op, f"filter '{w.name}' has {w.scale.size} scales for {out_c} output channels")
+    _bias(g, op, out_c)
+    _weighted_sums(g, op, w, 3 if depthwise else 0, 0)
+
+
+def _fc(g: Graph, op: Op) -> None:
+    x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    _rank(op, w, 2)
+    units, depth = w.shape
+    if units < 1 or depth < 1 or x.size % depth or y.size != x.size // depth * units:
+        raise _bad(op, f"input {list(x.shape)}, weights {list(w.shape)} and output {list(y.shape)} do not agree")
+    if w.dtype == "int8" and w.scale.size not in (1, units):
+        raise _bad(op, f"weights '{w.name}' have {w.scale.size} scales for {units} units")
+    _bias(g, op, units)
+    _weighted_sums(g, op, w, 0, 0 if w.scale.size > 1 else w.zp)
+
+
+def _pool(g: Graph, op: Op) -> None:
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    _rank(op, x, 4)
+    _rank(op, y, 4)
+    o = op.options
+    _positive(op, filter_h=o.filterHeight, filter_w=o.filterWidth, stride_h=o.strideH, stride_w=o.strideW)
+    b, in_h, in_w, ch = x.shape
+    want = (b, _window_out(op, in_h, o.filterHeight, o.strideH, 1, o.padding),
+            _window_out(op, in_w, o.filterWidth, o.strideW, 1, o.padding), ch)
+    if tuple(y.shape) != want:
+        raise _bad(op, f"output shape {list(y.shape)} is not the {list(want)} the input and window give")
+    _accumulation(op, o.filterHeight * o.filterWidth)
+
+
+def _binary(g: Graph, op: Op) -> None:
+    a, b = _ins(g, op)[:2]
+    y = g.t(op.outputs[0])
+    r = max(len(a.shape), len(b.shape))
+    if r > 6 or len(y.shape) != r:
+        raise _bad(op, f"shapes {list(a.shape)}, {list(b.shape)} -> {list(y.shape)} are not a broadcast of rank <= 6")
+    pa, pb = [1] * (r - len(a.shape)) + list(a.shape), [1] * (r - len(b.shape)) + list(b.shape)
+    for da, db, dy in zip(pa, pb, y.shape):
+        if da not in (1, dy) or db not in (1, dy) or dy != max(da, db):
+            raise _bad(op, f"shapes {list(a.shape)} and {list(b.shape)} do not broadcast to {list(y.shape)}")
+    for t in (a, b):
+        if t.data is not None and t.data.size != t.size:
+            raise _bad(op, f"constant '{t.name}' holds {t.data.size} values for shape {list(t.shape)}")
+
+
+def _unary(g: Graph, op: Op) -> None:
+    _same_size(op, g.t(op.inputs[0]), g.t(op.outputs[0]))
+
+
+def _softmax(g: Graph, op: Op) -> None:
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    if tuple(x.shape) != tuple(y.shape) or not y.shape or y.shape[-1] < 1:
+        raise _bad(op, f"input {list(x.shape)} and output {list(y.shape)} must be the same shape, rank >= 1")
+
+
+def _mean(g: Graph, op: Op) -> None:
+    x, axes, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    rank = len(x.shape)
+    if axes.data is None or axes.dtype not in ("int32", "int64") or rank > 6:
+        return  # lowering refuses these with its own message
+    vals = [int(a) for a in axes.data.reshape(-1)]
+    if not vals or any(not -rank <= a < rank for a in vals):
+        raise _bad(op, f"axes {vals} are not dimensions of rank {rank}")
+    red = {a % rank for a in vals}
+    n = math.prod(x.shape[a] for a in red)
+    if n < 1 or y.size != x.size // n:
+        raise _bad(op, f"reducing {list(x.shape)} over {sorted(red)} cannot give {list(y.shape)}")
+    _accumulation(op, n)
+
+
+def _pad(g: Graph, op: Op) -> None:
+    x, p, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
+    rank = len(x.shape)
+    if p.data is None or rank > 5:
+        return  # lowering refuses these with its own message
+    if p.data.size != 2 * rank or len(y.shape) != rank:
+        raise _bad(op, f"paddings {list(p.shape)} do not fit rank {rank}")
+    pads = p.data.reshape(rank, 2).astype(np.int64)
+    if (pads < 0).any() or tuple(y.shape) != tuple(int(d + a + b) for d, (a, b) in zip(x.shape, pads)):
+        raise _bad(op, f"input {list(x.shape)} padded by {pads.tolist()} is not output {list(y.shape)}")
+    if op.name == "PADV2" and len(op.inputs) > 2 and op.inputs[2] >= 0:
+        v = g.t(op.inputs[2])
+        if v.data is None or v.data.size < 1 or not -128 <= int(v.data.reshape(-1)[0]) <= 127:
+            raise _bad(op, "the pad value is not a constant int8")
+
+
+def _concat(g: Graph, op: Op) -> None:
+    ins, y = _ins(g, op), g.t(op.outputs[0])
+    rank = len(y.shape)
+    axis = int(op.options.axis)
+    if not -rank <= axis < rank:
+        raise _bad(op, f"axis {axis} is not a dimension of rank {rank}")
+    axis %= rank
+    total = 0
+    for t in ins:
+        if len(t.shape) != rank or any(d != e for k, (d, e) in enumerate(zip(t.shape, y.shape)) if k != axis):
+            raise _bad(op, f"input {list(t.shape)} does not fit output {list(y.shape)} along axis {axis}")
+        if t.data is not None and t.data.size != t.size:
+            raise _bad(op, f"constant '{t.name}' holds {t.data.size} values for shape {list(t.shape)}")
+        total += t.shape[axis]
+    if total != y.shape[axis]:
+        raise _bad(op, f"inputs add up to {total} along axis {axis}, the output has {y.shape[axis]}")
+
+
+_CHECKS = {
+    "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
+    "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "SUB": _binary, "MUL": _binary,
+    "LOGISTIC": _unary, "QUANTIZE": _unary, "DEQUANTIZE": _unary, "RELU": _unary, "RELU6": _unary,
+    "RESHAPE": _unary, "SQUEEZE": _unary, "EXPAND_DIMS": _unary, "SOFTMAX": _softmax,
+    "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
+}
