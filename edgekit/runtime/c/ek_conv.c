@@ -98,6 +98,33 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     }
 }
 
+EK_INLINE int8_t conv_out(const ek_conv_params *p, int32_t oc, int32_t acc) {
+    acc = ek_mbqm(acc + (p->bias ? p->bias[oc] : 0), p->mult[oc], p->shift[oc]) + p->out_zp;
+    return (int8_t)ek_clamp(acc, p->act_min, p->act_max);
+}
+
+void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+    const int32_t n = p->batches * p->out_h * p->out_w, depth = p->in_c, oc_n = p->out_c;
+    for (int32_t px = 0; px < n; px += 2) {
+        const int8_t *xa = in + px * depth;
+        const int last = px + 1 == n; /* an odd last pixel runs as a pair with itself */
+        const int8_t *xb = last ? xa : xa + depth;
+        int8_t *oa = out + px * oc_n, *ob = oa + oc_n;
+        int32_t oc = 0;
+        for (; oc + 2 <= oc_n; oc += 2) {
+            int32_t acc[4] = {0, 0, 0, 0};
+            ek_mat2x2(p->filter + oc * depth, xa, xb, depth, acc);
+            oa[oc] = conv_out(p, oc, acc[0]);
+            oa[oc + 1] = conv_out(p, oc + 1, acc[1]);
+            if (!last) ob[oc] = conv_out(p, oc, acc[2]), ob[oc + 1] = conv_out(p, oc + 1, acc[3]);
+        }
+        if (oc < oc_n) { /* an odd last channel: its row is stored plainly */
+            oa[oc] = conv_out(p, oc, ek_dot(p->filter + oc * depth, xa, depth, 0));
+            if (!last) ob[oc] = conv_out(p, oc, ek_dot(p->filter + oc * depth, xb, depth, 0));
+        }
+    }
+}
+
 void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t dm = p->depth_multiplier;
     const int8_t *filter = p->filter;

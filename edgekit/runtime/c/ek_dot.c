@@ -3,6 +3,7 @@
  * gives the same result as the plain loop, bit for bit. */
 #include <string.h>
 
+#include "ek_common.h"
 #include "ek_kernels.h"
 
 void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst) {
@@ -31,11 +32,19 @@ void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *t
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
 #include <arm_acle.h>
 
-static uint32_t ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+/* SXTB16 of v rotated by 8 (bytes 1 and 3) in one instruction: gcc does not fuse the rotation itself. */
+EK_INLINE uint32_t sxtb16_ror8(uint32_t v) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
 
-int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset) {
+/* The SIMD dot product; with_off is a compile-time constant at each call, so the offset-free
+ * loop (the code generator folds the input zero point into the bias) has no SADD16 at all. */
+EK_INLINE int32_t dot_simd(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset, int with_off) {
     /* x + x_offset lies in [-255, 255]: it fits the int16 halves SADD16 works on */
     const uint32_t off2 = (uint32_t)(uint16_t)x_offset * 0x10001u;
+#define EK_XOFF(v) (with_off ? __sadd16((v), off2) : (v))
     int32_t acc = 0, i = 0;
     for (; i + 8 <= n; i += 8) {
         uint32_t wv, xv, wv2, xv2;
@@ -43,40 +52,45 @@ int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset) {
         memcpy(&xv, x + i, 4);
         memcpy(&wv2, w + i + 4, 4);
         memcpy(&xv2, x + i + 4, 4);
-        acc = __smlad(__sxtb16(wv), __sadd16(__sxtb16(xv), off2), acc);             /* bytes 0, 2 */
-        acc = __smlad(__sxtb16(ror8(wv)), __sadd16(__sxtb16(ror8(xv)), off2), acc); /* bytes 1, 3 */
-        acc = __smlad(__sxtb16(wv2), __sadd16(__sxtb16(xv2), off2), acc);
-        acc = __smlad(__sxtb16(ror8(wv2)), __sadd16(__sxtb16(ror8(xv2)), off2), acc);
+        acc = __smlad(__sxtb16(wv), EK_XOFF(__sxtb16(xv)), acc);             /* bytes 0, 2 */
+        acc = __smlad(sxtb16_ror8(wv), EK_XOFF(sxtb16_ror8(xv)), acc); /* bytes 1, 3 */
+        acc = __smlad(__sxtb16(wv2), EK_XOFF(__sxtb16(xv2)), acc);
+        acc = __smlad(sxtb16_ror8(wv2), EK_XOFF(sxtb16_ror8(xv2)), acc);
     }
     if (i + 4 <= n) {
         uint32_t wv, xv;
         memcpy(&wv, w + i, 4);
         memcpy(&xv, x + i, 4);
-        acc = __smlad(__sxtb16(wv), __sadd16(__sxtb16(xv), off2), acc);
-        acc = __smlad(__sxtb16(ror8(wv)), __sadd16(__sxtb16(ror8(xv)), off2), acc);
+        acc = __smlad(__sxtb16(wv), EK_XOFF(__sxtb16(xv)), acc);
+        acc = __smlad(sxtb16_ror8(wv), EK_XOFF(sxtb16_ror8(xv)), acc);
         i += 4;
     }
     for (; i < n; i++) acc += (int32_t)w[i] * ((int32_t)x[i] + x_offset);
     return acc;
 }
 
+int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset) {
+    return x_offset ? dot_simd(w, x, n, x_offset, 1) : dot_simd(w, x, n, 0, 0);
+}
+
 /* Four weight rows (w, w + w_stride, ...) against one x: the x unpacking is shared. */
-void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc) {
+EK_INLINE void dot4_simd(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc,
+                         int with_off) {
     const uint32_t off2 = (uint32_t)(uint16_t)x_offset * 0x10001u;
     const int8_t *w1 = w + w_stride, *w2 = w1 + w_stride, *w3 = w2 + w_stride;
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], i = 0;
     for (; i + 4 <= n; i += 4) {
         uint32_t xv, wv;
         memcpy(&xv, x + i, 4);
-        const uint32_t x02 = __sadd16(__sxtb16(xv), off2), x13 = __sadd16(__sxtb16(ror8(xv)), off2);
+        const uint32_t x02 = EK_XOFF(__sxtb16(xv)), x13 = EK_XOFF(sxtb16_ror8(xv));
         memcpy(&wv, w + i, 4);
-        a0 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a0));
+        a0 = __smlad(sxtb16_ror8(wv), x13, __smlad(__sxtb16(wv), x02, a0));
         memcpy(&wv, w1 + i, 4);
-        a1 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a1));
+        a1 = __smlad(sxtb16_ror8(wv), x13, __smlad(__sxtb16(wv), x02, a1));
         memcpy(&wv, w2 + i, 4);
-        a2 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a2));
+        a2 = __smlad(sxtb16_ror8(wv), x13, __smlad(__sxtb16(wv), x02, a2));
         memcpy(&wv, w3 + i, 4);
-        a3 = __smlad(__sxtb16(ror8(wv)), x13, __smlad(__sxtb16(wv), x02, a3));
+        a3 = __smlad(sxtb16_ror8(wv), x13, __smlad(__sxtb16(wv), x02, a3));
     }
     for (; i < n; i++) {
         const int32_t xi = (int32_t)x[i] + x_offset;
@@ -86,6 +100,60 @@ void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int3
         a3 += (int32_t)w3[i] * xi;
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
+/* Four weight rows (w, w + w_stride, ...) against one x: the x unpacking is shared. */
+void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc) {
+    if (x_offset)
+        dot4_simd(w, w_stride, x, n, x_offset, acc, 1);
+    else
+        dot4_simd(w, w_stride, x, n, 0, acc, 0);
+}
+
+/* Two weight rows, pair-interleaved (see ek_kernels.h), against two inputs: 20 instructions per
+ * 16 multiply-accumulates, every unpacked word used twice. The loop is written in assembly: it
+ * needs 14 registers, and gcc at -Os spills the pointers and adds index arithmetic. */
+void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
+    int32_t a00 = acc[0], a10 = acc[1], a01 = acc[2], a11 = acc[3];
+    uint32_t k = (uint32_t)n >> 2;
+    if (k) {
+        uint32_t x02, x13, y02, y13, v, t;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[x13], [%[xa]], #4\n\t"
+            "ldr %[y13], [%[xb]], #4\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[x02], %[x13]\n\t"
+            "sxtb16 %[x13], %[x13], ror #8\n\t"
+            "sxtb16 %[y02], %[y13]\n\t"
+            "sxtb16 %[y13], %[y13], ror #8\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a00], %[t], %[x02], %[a00]\n\t"
+            "smlad %[a00], %[v], %[x13], %[a00]\n\t"
+            "smlad %[a01], %[t], %[y02], %[a01]\n\t"
+            "smlad %[a01], %[v], %[y13], %[a01]\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a10], %[t], %[x02], %[a10]\n\t"
+            "smlad %[a10], %[v], %[x13], %[a10]\n\t"
+            "smlad %[a11], %[t], %[y02], %[a11]\n\t"
+            "smlad %[a11], %[v], %[y13], %[a11]\n\t"
+            "subs %[k], %[k], #1\n\t"
+            "bne 1b"
+            : [a00] "+r"(a00), [a10] "+r"(a10), [a01] "+r"(a01), [a11] "+r"(a11), [w] "+r"(w), [xa] "+r"(xa),
+              [xb] "+r"(xb), [k] "+r"(k), [x02] "=&r"(x02), [x13] "=&r"(x13), [y02] "=&r"(y02), [y13] "=&r"(y13),
+              [v] "=&r"(v), [t] "=&r"(t)
+            :
+            : "cc", "memory");
+    }
+    const int32_t r = n & 3; /* the tail: row 0's last r weights, then row 1's */
+    for (int32_t i = 0; i < r; i++) {
+        a00 += (int32_t)w[i] * xa[i], a01 += (int32_t)w[i] * xb[i];
+        a10 += (int32_t)w[r + i] * xa[i], a11 += (int32_t)w[r + i] * xb[i];
+    }
+    acc[0] = a00, acc[1] = a10, acc[2] = a01, acc[3] = a11;
 }
 
 /* Depthwise: four adjacent channels over a rows x cols window; per-channel sums (SMLABB/SMLATT). */
@@ -99,8 +167,8 @@ void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int3
             uint32_t xv, wv;
             memcpy(&xv, xp, 4);
             memcpy(&wv, wp, 4);
-            const uint32_t x02 = __sadd16(__sxtb16(xv), off2), x13 = __sadd16(__sxtb16(ror8(xv)), off2);
-            const uint32_t w02 = __sxtb16(wv), w13 = __sxtb16(ror8(wv));
+            const uint32_t x02 = __sadd16(__sxtb16(xv), off2), x13 = __sadd16(sxtb16_ror8(xv), off2);
+            const uint32_t w02 = __sxtb16(wv), w13 = sxtb16_ror8(wv);
             a0 = __smlabb(w02, x02, a0);
             a2 = __smlatt(w02, x02, a2);
             a1 = __smlabb(w13, x13, a1);
@@ -111,6 +179,18 @@ void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int3
 }
 
 #else
+
+void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
+    const int32_t body = n & ~3, r = n & 3;
+    for (int32_t i = 0; i < n; i++) {
+        /* pair-interleaved: blocks of 4 alternate between the rows; then row 0's tail, row 1's tail */
+        const int32_t i0 = i < body ? (i >> 2) * 8 + (i & 3) : body + i, i1 = i < body ? i0 + 4 : i0 + r;
+        acc[0] += (int32_t)w[i0] * xa[i];
+        acc[1] += (int32_t)w[i1] * xa[i];
+        acc[2] += (int32_t)w[i0] * xb[i];
+        acc[3] += (int32_t)w[i1] * xb[i];
+    }
+}
 
 void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
             int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc) {

@@ -13,6 +13,9 @@ int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
 void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst);
 /* acc[j] += sum of w[j*w_stride + i] * (x[i] + x_offset), for j < 4. */
 void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc);
+/* Offset-free 2x2 block of a matrix product (weight rows w and w + n, inputs xa and xb):
+ * acc[0] += w.xa, acc[1] += (w + n).xa, acc[2] += w.xb, acc[3] += (w + n).xb. */
+void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc);
 /* acc[j] += sum over r < rows, c < cols of w[r*w_row + c*w_col + j] * (x[r*x_row + c*x_col + j] + x_offset), j < 4. */
 void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
             int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc);
@@ -37,6 +40,10 @@ typedef struct {
 
 void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
 void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
+/* CONV_2D with a 1x1 filter, stride 1, no padding, in_zp folded into the bias (in_zp == 0), int8 filter:
+ * a matrix product over pixels, two pixels by two output channels at a time. Each pair of pixels
+ * is written before the next pair is read. */
+void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out);
 
 /* FULLY_CONNECTED: per-channel (n_mult == units) or per-tensor (n_mult == 1, weight zp applied). */
 typedef struct {

@@ -1,0 +1,27 @@
+"""Weight layouts chosen at generation time for the C kernels that read them (numpy only).
+
+An interpreter must read weights in the ``.tflite``'s order; generated code can
+store them in the order a kernel consumes them, so the kernel's loads walk one
+pointer. Every layout here is a permutation: the byte count does not change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pair_interleave(rows: np.ndarray) -> np.ndarray:
+    """``[R, n]`` int8 rows in ``ek_mat2x2``'s order: for each pair of rows, their 4-byte blocks
+    alternate (row 0's block 0, row 1's block 0, row 0's block 1, ...), then row 0's ``n % 4``
+    tail, then row 1's. An odd last row stays as it is. Returns the flat array."""
+    rows = np.asarray(rows)
+    r, n = rows.shape
+    body = n & ~3
+    out = []
+    for i in range(0, r - 1, 2):
+        a, b = rows[i], rows[i + 1]
+        blocks = np.stack([a[:body].reshape(-1, 4), b[:body].reshape(-1, 4)], axis=1).reshape(-1)
+        out += [blocks, a[body:], b[body:]]
+    if r % 2:
+        out.append(rows[-1])
+    return np.concatenate(out) if out else rows.reshape(-1)
