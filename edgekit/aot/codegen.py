@@ -51,7 +51,7 @@ class CodegenResult:
     folded_ops: list[str] = field(default_factory=list)  # shape arithmetic evaluated at generation time
     plan: dict[str, Any] = field(default_factory=dict)
     packed_weight_tensors: list[str] = field(default_factory=list)  # stored as 4-bit indices + per-channel tables
-    weight_scratch_bytes: int = 0  # static RAM the kernels decode packed weights into
+    weight_scratch_bytes: int = 0  # static RAM for decoded packed weights and im2col windows
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for reports and ``--json``."""
@@ -207,7 +207,8 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
     decls = [d for lw in lowered for d in lw.decls]
     scratch = max((lw.scratch_bytes for lw in lowered), default=0)
     if scratch:
-        decls.insert(0, f"/* Packed (4-bit clustered) weights are decoded here, a few channels at a time. */\n"
+        decls.insert(0, f"/* Packed (4-bit clustered) weights are decoded here, a few channels at a time, and\n"
+                        f" * ek_conv2d_im2col gathers two pixels' windows here. */\n"
                         f"static int8_t {SCRATCH}[{scratch}];")
     i, o = g.inputs[0], g.outputs[0]
     ti, to = g.t(i), g.t(o)

@@ -25,3 +25,15 @@ def pair_interleave(rows: np.ndarray) -> np.ndarray:
     if r % 2:
         out.append(rows[-1])
     return np.concatenate(out) if out else rows.reshape(-1)
+
+
+def group_taps(filt: np.ndarray) -> np.ndarray:
+    """A depthwise filter ``[KH, KW, C]`` in ``ek_depthwise_conv2d_c4``'s order: for each group of 4
+    channels, its ``KH*KW`` taps in row-major order, 4 bytes each; then the last ``C % 4`` channels,
+    tap by tap. Returns the flat array."""
+    f = np.asarray(filt)
+    kh, kw, ch = f.shape
+    taps = f.reshape(kh * kw, ch)
+    c4 = ch & ~3
+    groups = taps[:, :c4].reshape(kh * kw, c4 // 4, 4).transpose(1, 0, 2).reshape(-1)
+    return np.concatenate([groups, taps[:, c4:].reshape(-1)])

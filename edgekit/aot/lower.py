@@ -199,19 +199,36 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     pointwise = (not depthwise and packed is None and kh == kw == 1 and sh == sw_ == 1 and fic == in_c
                  and fields["pad_h"] == fields["pad_w"] == 0 and fields["in_zp"] == 0)
     scratch = 0
-    if pointwise:
+    grouped = depthwise and packed is None and out_c == in_c  # depth multiplier 1: channel groups of 4
+    im2col = not depthwise and not pointwise and packed is None and fic == in_c
+    if im2col and fields["in_zp"] != 0:  # taps outside the image read in_zp, so the fold holds everywhere
+        fields["in_zp"], bias = _fold_input_zp(c, g, op, bias, w.data.reshape(out_c, -1).sum(1), x.zp)
+        fields["pad_value"] = x.zp
+        im2col = fields["in_zp"] == 0
+    folded_zp, folded = 0, None
+    if grouped and fields["in_zp"] != 0:  # whole-window pixels skip the offset
+        folded_zp, folded = _fold_input_zp(c, g, op, bias, w.data.reshape(-1, out_c).sum(0), fields["in_zp"])
+        grouped = folded_zp == 0
+    if pointwise or im2col:
         fields["filter"] = c.array("int8_t", "filter", layout.pair_interleave(w.data.reshape(out_c, -1)), 1)
+    elif grouped:
+        fields["filter"] = c.array("int8_t", "filter", layout.group_taps(w.data.reshape(kh, kw, out_c)), 1)
     elif packed is None:
         fields["filter"] = c.array("int8_t", "filter", w.data, 1)
     else:
         fields["filter"] = "0"
         scratch = kh * kw * out_c if depthwise else min(4, out_c) * kh * kw * fic
+    if im2col:
+        fields["scratch"], scratch = SCRATCH, 2 * kh * kw * in_c
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
+    if grouped:
+        fields["bias_folded"] = fields["bias"] if folded is None else c.array("int32_t", "bias_folded", folded, 4)
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
-    kern = "ek_depthwise_conv2d" if depthwise else "ek_conv2d_1x1" if pointwise else "ek_conv2d"
+    kern = ("ek_depthwise_conv2d_c4" if grouped else "ek_depthwise_conv2d") if depthwise else \
+        "ek_conv2d_1x1" if pointwise else "ek_conv2d_im2col" if im2col else "ek_conv2d"
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
     # a packed CONV_2D writes its output channel block by channel block, not in address order
-    ov = None if packed is not None and not depthwise else _overlap(fields, x, y, block=2 if pointwise else 1)
+    ov = None if packed is not None and not depthwise else _overlap(fields, x, y, block=2 if pointwise or im2col else 1)
     return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes,
                    scratch_bytes=scratch, packed_tensor=None if packed is None else w.name)
 

@@ -103,12 +103,44 @@ EK_INLINE int8_t conv_out(const ek_conv_params *p, int32_t oc, int32_t acc) {
     return (int8_t)ek_clamp(acc, p->act_min, p->act_max);
 }
 
-void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out) {
-    const int32_t n = p->batches * p->out_h * p->out_w, depth = p->in_c, oc_n = p->out_c;
+/* Output pixel px's window, tap rows in filter order (ky, kx, ic), taps outside the image = pad_value. */
+static void im2col_pixel(const ek_conv_params *p, const int8_t *in, int32_t px, int8_t *col) {
+    const int32_t pixels = p->out_h * p->out_w, b = px / pixels, oy = (px % pixels) / p->out_w, ox = px % p->out_w;
+    const int32_t c = p->in_c, row = p->k_w * c;
+    const int8_t pad = (int8_t)p->pad_value;
+    const int8_t *xb = in + b * p->in_h * p->in_w * c;
+    const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+    int32_t kx0, kx1;
+    tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
+    for (int32_t ky = 0; ky < p->k_h; ky++, col += row) {
+        const int32_t iy = y0 + ky * p->dil_h;
+        int32_t i = 0;
+        if (iy >= 0 && iy < p->in_h) {
+            for (; i < kx0 * c; i++) col[i] = pad;
+            for (int32_t kx = kx0; kx < kx1; kx++) { /* with dil_w == 1 these are one run of bytes */
+                const int8_t *src = xb + (iy * p->in_w + x0 + kx * p->dil_w) * c;
+                for (int32_t j = 0; j < c; j++) col[i++] = src[j];
+            }
+        }
+        for (; i < row; i++) col[i] = pad;
+    }
+}
+
+/* Pixels [0, n): inputs read in place (scratch == 0: 1x1 convolution) or gathered by im2col_pixel;
+ * two pixels by two output channels at a time. */
+EK_INLINE void matmul_pixels(const ek_conv_params *p, int32_t n, int32_t depth, const int8_t *in, int8_t *scratch,
+                             int8_t *out) {
+    const int32_t oc_n = p->out_c;
     for (int32_t px = 0; px < n; px += 2) {
-        const int8_t *xa = in + px * depth;
         const int last = px + 1 == n; /* an odd last pixel runs as a pair with itself */
-        const int8_t *xb = last ? xa : xa + depth;
+        const int8_t *xa, *xb;
+        if (scratch) {
+            im2col_pixel(p, in, px, scratch);
+            if (!last) im2col_pixel(p, in, px + 1, scratch + depth);
+            xa = scratch, xb = last ? scratch : scratch + depth;
+        } else {
+            xa = in + px * depth, xb = last ? xa : xa + depth;
+        }
         int8_t *oa = out + px * oc_n, *ob = oa + oc_n;
         int32_t oc = 0;
         for (; oc + 2 <= oc_n; oc += 2) {
@@ -123,6 +155,14 @@ void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out) {
             if (!last) ob[oc] = conv_out(p, oc, ek_dot(p->filter + oc * depth, xb, depth, 0));
         }
     }
+}
+
+void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->in_c, in, 0, out);
+}
+
+void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->k_h * p->k_w * p->in_c, in, p->scratch, out);
 }
 
 void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
@@ -176,6 +216,53 @@ void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out)
                         acc = ek_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_zp;
                         *out++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
                     }
+                }
+            }
+        }
+    }
+}
+
+void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+    const int32_t ch = p->in_c, c4 = ch & ~3, taps = p->k_h * p->k_w, rest = ch - c4;
+    const int32_t x_row = p->dil_h * p->in_w * ch, x_col = p->dil_w * ch;
+    for (int32_t b = 0; b < p->batches; b++) {
+        const int8_t *xb = in + b * p->in_h * p->in_w * ch;
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t kx0, kx1;
+                tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
+                const int full = ky0 == 0 && ky1 == p->k_h && kx0 == 0 && kx1 == p->k_w;
+                const int8_t *xw = xb + ((y0 + ky0 * p->dil_h) * p->in_w + x0 + kx0 * p->dil_w) * ch;
+                const int8_t *wg = p->filter;
+                for (int32_t ic = 0; ic < c4; ic += 4, wg += taps * 4) {
+                    int32_t acc[4];
+                    if (full) {
+                        for (int32_t j = 0; j < 4; j++) acc[j] = p->bias_folded ? p->bias_folded[ic + j] : 0;
+                        ek_dw4_full(xw + ic, x_row, x_col, wg, p->k_h, p->k_w, acc);
+                    } else {
+                        for (int32_t j = 0; j < 4; j++) acc[j] = p->bias ? p->bias[ic + j] : 0;
+                        ek_dw4(xw + ic, x_row, x_col, wg + (ky0 * p->k_w + kx0) * 4, p->k_w * 4, 4, ky1 - ky0, kx1 - kx0,
+                               -p->in_zp, acc);
+                    }
+                    for (int32_t j = 0; j < 4; j++) {
+                        const int32_t v = ek_mbqm(acc[j], p->mult[ic + j], p->shift[ic + j]) + p->out_zp;
+                        *out++ = (int8_t)ek_clamp(v, p->act_min, p->act_max);
+                    }
+                }
+                for (int32_t ic = c4; ic < ch; ic++) { /* the last in_c % 4 channels, tap by tap */
+                    int32_t acc = p->bias ? p->bias[ic] : 0;
+                    for (int32_t ky = ky0; ky < ky1; ky++) {
+                        const int8_t *xr = xb + (y0 + ky * p->dil_h) * p->in_w * ch + ic;
+                        const int8_t *wr = p->filter + c4 * taps + ky * p->k_w * rest + (ic - c4);
+                        for (int32_t kx = kx0; kx < kx1; kx++)
+                            acc += (int32_t)wr[kx * rest] * ((int32_t)xr[(x0 + kx * p->dil_w) * ch] - p->in_zp);
+                    }
+                    acc = ek_mbqm(acc, p->mult[ic], p->shift[ic]) + p->out_zp;
+                    *out++ = (int8_t)ek_clamp(acc, p->act_min, p->act_max);
                 }
             }
         }

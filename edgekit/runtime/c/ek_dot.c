@@ -156,6 +156,42 @@ void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, i
     acc[0] = a00, acc[1] = a10, acc[2] = a01, acc[3] = a11;
 }
 
+/* One tap of four channels, no offset: x and w hold 4 int8 each; per-channel products (SMLABB/SMLATT). */
+#define EK_DW_TAP(xp, wp)                                                                        \
+    do {                                                                                         \
+        uint32_t xv_, wv_;                                                                       \
+        memcpy(&xv_, (xp), 4);                                                                   \
+        memcpy(&wv_, (wp), 4);                                                                   \
+        const uint32_t x02_ = __sxtb16(xv_), x13_ = sxtb16_ror8(xv_);                            \
+        const uint32_t w02_ = __sxtb16(wv_), w13_ = sxtb16_ror8(wv_);                            \
+        a0 = __smlabb(w02_, x02_, a0), a2 = __smlatt(w02_, x02_, a2);                            \
+        a1 = __smlabb(w13_, x13_, a1), a3 = __smlatt(w13_, x13_, a3);                            \
+    } while (0)
+
+void ek_dw4_full(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t rows, int32_t cols,
+                 int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    if (rows == 3 && cols == 3) { /* the common depthwise window, unrolled */
+        const int8_t *r1 = x + x_row, *r2 = r1 + x_row;
+        const int32_t c2 = 2 * x_col;
+        EK_DW_TAP(x, w);
+        EK_DW_TAP(x + x_col, w + 4);
+        EK_DW_TAP(x + c2, w + 8);
+        EK_DW_TAP(r1, w + 12);
+        EK_DW_TAP(r1 + x_col, w + 16);
+        EK_DW_TAP(r1 + c2, w + 20);
+        EK_DW_TAP(r2, w + 24);
+        EK_DW_TAP(r2 + x_col, w + 28);
+        EK_DW_TAP(r2 + c2, w + 32);
+    } else {
+        for (int32_t r = 0; r < rows; r++, x += x_row) {
+            const int8_t *xp = x;
+            for (int32_t c = 0; c < cols; c++, xp += x_col, w += 4) EK_DW_TAP(xp, w);
+        }
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+
 /* Depthwise: four adjacent channels over a rows x cols window; per-channel sums (SMLABB/SMLATT). */
 void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
             int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc) {
@@ -179,6 +215,13 @@ void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int3
 }
 
 #else
+
+void ek_dw4_full(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t rows, int32_t cols,
+                 int32_t *acc) {
+    for (int32_t r = 0; r < rows; r++)
+        for (int32_t c = 0; c < cols; c++, w += 4)
+            for (int32_t j = 0; j < 4; j++) acc[j] += (int32_t)w[j] * x[r * x_row + c * x_col + j];
+}
 
 void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
     const int32_t body = n & ~3, r = n & 3;

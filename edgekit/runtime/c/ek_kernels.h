@@ -16,6 +16,10 @@ void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int3
 /* Offset-free 2x2 block of a matrix product (weight rows w and w + n, inputs xa and xb):
  * acc[0] += w.xa, acc[1] += (w + n).xa, acc[2] += w.xb, acc[3] += (w + n).xb. */
 void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc);
+/* Offset-free depthwise window of four channels with the weights in tap order, 4 bytes per tap
+ * (w[(r*cols + c)*4 + j]): acc[j] += sum of w * x[r*x_row + c*x_col + j]; 3x3 is unrolled. */
+void ek_dw4_full(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t rows, int32_t cols,
+                 int32_t *acc);
 /* acc[j] += sum over r < rows, c < cols of w[r*w_row + c*w_col + j] * (x[r*x_row + c*x_col + j] + x_offset), j < 4. */
 void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
             int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc);
@@ -28,9 +32,13 @@ typedef struct {
     int32_t filter_in_c;      /* conv: filter's input depth (in_c / groups) */
     int32_t depth_multiplier; /* depthwise only */
     int32_t in_zp, out_zp, act_min, act_max;
+    int32_t pad_value; /* ek_conv2d_im2col: the input zero point, what a tap outside the image reads */
     const int8_t *filter;
     const int32_t *bias; /* may be 0 */
     const int32_t *mult, *shift; /* one per output channel */
+    /* ek_depthwise_conv2d_c4 only: bias - in_zp * (sum of the channel's weights), for pixels whose
+     * whole window lies in the image (no offset needed there). */
+    const int32_t *bias_folded;
     /* Clustered filter stored as 4-bit indices (filter == 0): table[c*16 + index] per output
      * channel c; scratch receives decoded weights (conv: min(4, out_c) channels, depthwise: all). */
     const uint8_t *packed;
@@ -40,6 +48,15 @@ typedef struct {
 
 void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
 void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and an int8 filter in channel groups
+ * (layout.group_taps: for each group of 4 channels, its taps in order, 4 bytes each; then the
+ * last in_c % 4 channels tap by tap). Whole-window pixels run offset-free on bias_folded. */
+void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *out);
+/* CONV_2D without groups, int8 filter rows pair-interleaved (layout.pair_interleave), in_zp folded
+ * into the bias over the whole filter: two pixels' windows are copied into scratch (2 * k_h*k_w*in_c
+ * bytes) with taps outside the image set to the input zero point, which then contribute exactly what
+ * the fold subtracted, and multiplied by two output channels at a time (ek_mat2x2). */
+void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out);
 /* CONV_2D with a 1x1 filter, stride 1, no padding, in_zp folded into the bias (in_zp == 0), int8 filter:
  * a matrix product over pixels, two pixels by two output channels at a time. Each pair of pixels
  * is written before the next pair is read. */
