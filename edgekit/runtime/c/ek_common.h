@@ -42,6 +42,30 @@ EK_INLINE int32_t ek_mbqm(int32_t x, int32_t m, int32_t shift) {
     return ek_rdbp(ek_srdhm((int32_t)((uint32_t)x << left), m), right);
 }
 
+/* ek_mbqm split in two for the kernels' hot loops: the per-channel constants are derived once
+ * (ek_rq_make) and applied to every accumulator of that channel (ek_rq_apply). Only for
+ * multipliers m >= 0, which edgekit's code generator always emits: then m != INT32_MIN and the
+ * saturating case of ek_srdhm cannot occur, so the result equals ek_mbqm's bit for bit. */
+typedef struct {
+    int32_t m, left, right, mask, half;
+} ek_rq;
+
+EK_INLINE ek_rq ek_rq_make(int32_t m, int32_t shift) {
+    ek_rq r;
+    r.m = m;
+    r.left = shift > 0 ? shift : 0;
+    r.right = shift > 0 ? 0 : -shift;
+    r.mask = (int32_t)(((uint32_t)1 << r.right) - 1u);
+    r.half = r.mask >> 1;
+    return r;
+}
+
+EK_INLINE int32_t ek_rq_apply(ek_rq r, int32_t x) {
+    const int64_t p = (int64_t)(int32_t)((uint32_t)x << r.left) * r.m + ((int64_t)1 << 30);
+    const int32_t h = (int32_t)(p >> 31); /* arithmetic shift, as in ek_srdhm */
+    return (h >> r.right) + ((h & r.mask) > r.half + (h < 0 ? 1 : 0));
+}
+
 EK_INLINE int8_t ek_sat8(int32_t v) { return (int8_t)ek_clamp(v, -128, 127); }
 
 #endif

@@ -127,10 +127,13 @@ static void im2col_pixel(const ek_conv_params *p, const int8_t *in, int32_t px, 
 }
 
 /* Pixels [0, n): inputs read in place (scratch == 0: 1x1 convolution) or gathered by im2col_pixel;
- * two pixels by two output channels at a time. */
+ * two pixels by two output channels at a time. The parameters are read into locals once: every
+ * int8 store may alias them, so the compiler would reload them after each output otherwise. */
 EK_INLINE void matmul_pixels(const ek_conv_params *p, int32_t n, int32_t depth, const int8_t *in, int8_t *scratch,
                              int8_t *out) {
-    const int32_t oc_n = p->out_c;
+    const int32_t oc_n = p->out_c, zp = p->out_zp, lo = p->act_min, hi = p->act_max;
+    const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
+    const int8_t *filter = p->filter;
     for (int32_t px = 0; px < n; px += 2) {
         const int last = px + 1 == n; /* an odd last pixel runs as a pair with itself */
         const int8_t *xa, *xb;
@@ -145,14 +148,21 @@ EK_INLINE void matmul_pixels(const ek_conv_params *p, int32_t n, int32_t depth, 
         int32_t oc = 0;
         for (; oc + 2 <= oc_n; oc += 2) {
             int32_t acc[4] = {0, 0, 0, 0};
-            ek_mat2x2(p->filter + oc * depth, xa, xb, depth, acc);
-            oa[oc] = conv_out(p, oc, acc[0]);
-            oa[oc + 1] = conv_out(p, oc + 1, acc[1]);
-            if (!last) ob[oc] = conv_out(p, oc, acc[2]), ob[oc + 1] = conv_out(p, oc + 1, acc[3]);
+            ek_mat2x2(filter + oc * depth, xa, xb, depth, acc);
+            const int32_t b0 = bias ? bias[oc] : 0, b1 = bias ? bias[oc + 1] : 0;
+            const ek_rq r0 = ek_rq_make(mult[oc], shift[oc]), r1 = ek_rq_make(mult[oc + 1], shift[oc + 1]);
+            oa[oc] = (int8_t)ek_clamp(ek_rq_apply(r0, acc[0] + b0) + zp, lo, hi);
+            oa[oc + 1] = (int8_t)ek_clamp(ek_rq_apply(r1, acc[1] + b1) + zp, lo, hi);
+            if (!last) {
+                ob[oc] = (int8_t)ek_clamp(ek_rq_apply(r0, acc[2] + b0) + zp, lo, hi);
+                ob[oc + 1] = (int8_t)ek_clamp(ek_rq_apply(r1, acc[3] + b1) + zp, lo, hi);
+            }
         }
         if (oc < oc_n) { /* an odd last channel: its row is stored plainly */
-            oa[oc] = conv_out(p, oc, ek_dot(p->filter + oc * depth, xa, depth, 0));
-            if (!last) ob[oc] = conv_out(p, oc, ek_dot(p->filter + oc * depth, xb, depth, 0));
+            const ek_rq r = ek_rq_make(mult[oc], shift[oc]);
+            const int32_t b = bias ? bias[oc] : 0;
+            oa[oc] = (int8_t)ek_clamp(ek_rq_apply(r, ek_dot(filter + oc * depth, xa, depth, 0) + b) + zp, lo, hi);
+            if (!last) ob[oc] = (int8_t)ek_clamp(ek_rq_apply(r, ek_dot(filter + oc * depth, xb, depth, 0) + b) + zp, lo, hi);
         }
     }
 }
