@@ -8,6 +8,7 @@ the planner may reuse memory for it. Tensor pointers are written as
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,6 +180,10 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     else:
         _, kh, kw, fic = w.shape
     sh, sw_, dh, dw = o.strideH, o.strideW, o.dilationHFactor or 1, o.dilationWFactor or 1
+    if depthwise and in_c == 1:  # one input channel: a plain convolution with [out_c, KH, KW, 1] filters
+        depthwise, fic = False, 1
+        w = dataclasses.replace(w, data=np.ascontiguousarray(w.data.transpose(3, 1, 2, 0)), shape=(out_c, kh, kw, 1),
+                                quantized_dimension=0)
     mult, shift = _per_channel(op, x, w, y, out_c)
     act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)
     bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else -1

@@ -233,8 +233,10 @@ void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out)
 }
 
 void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *out) {
-    const int32_t ch = p->in_c, c4 = ch & ~3, taps = p->k_h * p->k_w, rest = ch - c4;
+    const int32_t ch = p->in_c, c4 = ch & ~3, taps = p->k_h * p->k_w, rest = ch - c4, k_h = p->k_h, k_w = p->k_w;
     const int32_t x_row = p->dil_h * p->in_w * ch, x_col = p->dil_w * ch;
+    const int32_t zp = p->out_zp, lo = p->act_min, hi = p->act_max; /* locals: int8 stores may alias *p */
+    const int32_t *mult = p->mult, *shift = p->shift, *bias_folded = p->bias_folded;
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *xb = in + b * p->in_h * p->in_w * ch;
         for (int32_t oy = 0; oy < p->out_h; oy++) {
@@ -245,23 +247,24 @@ void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *o
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
                 int32_t kx0, kx1;
                 tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
-                const int full = ky0 == 0 && ky1 == p->k_h && kx0 == 0 && kx1 == p->k_w;
+                const int full = ky0 == 0 && ky1 == k_h && kx0 == 0 && kx1 == k_w;
                 const int8_t *xw = xb + ((y0 + ky0 * p->dil_h) * p->in_w + x0 + kx0 * p->dil_w) * ch;
                 const int8_t *wg = p->filter;
                 for (int32_t ic = 0; ic < c4; ic += 4, wg += taps * 4) {
                     int32_t acc[4];
                     if (full) {
-                        for (int32_t j = 0; j < 4; j++) acc[j] = p->bias_folded ? p->bias_folded[ic + j] : 0;
-                        ek_dw4_full(xw + ic, x_row, x_col, wg, p->k_h, p->k_w, acc);
+                        for (int32_t j = 0; j < 4; j++) acc[j] = bias_folded ? bias_folded[ic + j] : 0;
+                        ek_dw4_full(xw + ic, x_row, x_col, wg, k_h, k_w, acc);
                     } else {
                         for (int32_t j = 0; j < 4; j++) acc[j] = p->bias ? p->bias[ic + j] : 0;
-                        ek_dw4(xw + ic, x_row, x_col, wg + (ky0 * p->k_w + kx0) * 4, p->k_w * 4, 4, ky1 - ky0, kx1 - kx0,
+                        ek_dw4(xw + ic, x_row, x_col, wg + (ky0 * k_w + kx0) * 4, k_w * 4, 4, ky1 - ky0, kx1 - kx0,
                                -p->in_zp, acc);
                     }
-                    for (int32_t j = 0; j < 4; j++) {
-                        const int32_t v = ek_mbqm(acc[j], p->mult[ic + j], p->shift[ic + j]) + p->out_zp;
-                        *out++ = (int8_t)ek_clamp(v, p->act_min, p->act_max);
-                    }
+                    out[0] = (int8_t)ek_clamp(ek_rq_apply(ek_rq_make(mult[ic], shift[ic]), acc[0]) + zp, lo, hi);
+                    out[1] = (int8_t)ek_clamp(ek_rq_apply(ek_rq_make(mult[ic + 1], shift[ic + 1]), acc[1]) + zp, lo, hi);
+                    out[2] = (int8_t)ek_clamp(ek_rq_apply(ek_rq_make(mult[ic + 2], shift[ic + 2]), acc[2]) + zp, lo, hi);
+                    out[3] = (int8_t)ek_clamp(ek_rq_apply(ek_rq_make(mult[ic + 3], shift[ic + 3]), acc[3]) + zp, lo, hi);
+                    out += 4;
                 }
                 for (int32_t ic = c4; ic < ch; ic++) { /* the last in_c % 4 channels, tap by tap */
                     int32_t acc = p->bias ? p->bias[ic] : 0;
