@@ -8,6 +8,7 @@
  * its dying input. */
 #include "ek_common.h"
 #include "ek_kernels.h"
+#include "ek_simd.h"
 
 /* First and one-past-last kernel index k with 0 <= origin + k*dil < size. */
 static void tap_range(int32_t origin, int32_t dil, int32_t k, int32_t size, int32_t *k0, int32_t *k1) {

@@ -5,6 +5,7 @@
 
 #include "ek_common.h"
 #include "ek_kernels.h"
+#include "ek_simd.h"
 
 void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst) {
     int32_t i = 0;
@@ -32,12 +33,6 @@ void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *t
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
 #include <arm_acle.h>
 
-/* SXTB16 of v rotated by 8 (bytes 1 and 3) in one instruction: gcc does not fuse the rotation itself. */
-EK_INLINE uint32_t sxtb16_ror8(uint32_t v) {
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
-    return r;
-}
 
 /* The SIMD dot product; with_off is a compile-time constant at each call, so the offset-free
  * loop (the code generator folds the input zero point into the bias) has no SADD16 at all. */
@@ -110,52 +105,6 @@ void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int3
         dot4_simd(w, w_stride, x, n, 0, acc, 0);
 }
 
-/* Two weight rows, pair-interleaved (see ek_kernels.h), against two inputs: 20 instructions per
- * 16 multiply-accumulates, every unpacked word used twice. The loop is written in assembly: it
- * needs 14 registers, and gcc at -Os spills the pointers and adds index arithmetic. */
-void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
-    int32_t a00 = acc[0], a10 = acc[1], a01 = acc[2], a11 = acc[3];
-    uint32_t k = (uint32_t)n >> 2;
-    if (k) {
-        uint32_t x02, x13, y02, y13, v, t;
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr %[x13], [%[xa]], #4\n\t"
-            "ldr %[y13], [%[xb]], #4\n\t"
-            "ldr %[v], [%[w]], #4\n\t"
-            "sxtb16 %[x02], %[x13]\n\t"
-            "sxtb16 %[x13], %[x13], ror #8\n\t"
-            "sxtb16 %[y02], %[y13]\n\t"
-            "sxtb16 %[y13], %[y13], ror #8\n\t"
-            "sxtb16 %[t], %[v]\n\t"
-            "sxtb16 %[v], %[v], ror #8\n\t"
-            "smlad %[a00], %[t], %[x02], %[a00]\n\t"
-            "smlad %[a00], %[v], %[x13], %[a00]\n\t"
-            "smlad %[a01], %[t], %[y02], %[a01]\n\t"
-            "smlad %[a01], %[v], %[y13], %[a01]\n\t"
-            "ldr %[v], [%[w]], #4\n\t"
-            "sxtb16 %[t], %[v]\n\t"
-            "sxtb16 %[v], %[v], ror #8\n\t"
-            "smlad %[a10], %[t], %[x02], %[a10]\n\t"
-            "smlad %[a10], %[v], %[x13], %[a10]\n\t"
-            "smlad %[a11], %[t], %[y02], %[a11]\n\t"
-            "smlad %[a11], %[v], %[y13], %[a11]\n\t"
-            "subs %[k], %[k], #1\n\t"
-            "bne 1b"
-            : [a00] "+r"(a00), [a10] "+r"(a10), [a01] "+r"(a01), [a11] "+r"(a11), [w] "+r"(w), [xa] "+r"(xa),
-              [xb] "+r"(xb), [k] "+r"(k), [x02] "=&r"(x02), [x13] "=&r"(x13), [y02] "=&r"(y02), [y13] "=&r"(y13),
-              [v] "=&r"(v), [t] "=&r"(t)
-            :
-            : "cc", "memory");
-    }
-    const int32_t r = n & 3; /* the tail: row 0's last r weights, then row 1's */
-    for (int32_t i = 0; i < r; i++) {
-        a00 += (int32_t)w[i] * xa[i], a01 += (int32_t)w[i] * xb[i];
-        a10 += (int32_t)w[r + i] * xa[i], a11 += (int32_t)w[r + i] * xb[i];
-    }
-    acc[0] = a00, acc[1] = a10, acc[2] = a01, acc[3] = a11;
-}
-
 /* One tap of four channels, no offset: x and w hold 4 int8 each; per-channel products (SMLABB/SMLATT). */
 #define EK_DW_TAP(xp, wp)                                                                        \
     do {                                                                                         \
@@ -221,18 +170,6 @@ void ek_dw4_full(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w,
     for (int32_t r = 0; r < rows; r++)
         for (int32_t c = 0; c < cols; c++, w += 4)
             for (int32_t j = 0; j < 4; j++) acc[j] += (int32_t)w[j] * x[r * x_row + c * x_col + j];
-}
-
-void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
-    const int32_t body = n & ~3, r = n & 3;
-    for (int32_t i = 0; i < n; i++) {
-        /* pair-interleaved: blocks of 4 alternate between the rows; then row 0's tail, row 1's tail */
-        const int32_t i0 = i < body ? (i >> 2) * 8 + (i & 3) : body + i, i1 = i < body ? i0 + 4 : i0 + r;
-        acc[0] += (int32_t)w[i0] * xa[i];
-        acc[1] += (int32_t)w[i1] * xa[i];
-        acc[2] += (int32_t)w[i0] * xb[i];
-        acc[3] += (int32_t)w[i1] * xb[i];
-    }
 }
 
 void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,

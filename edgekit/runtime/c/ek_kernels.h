@@ -13,9 +13,6 @@ int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
 void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst);
 /* acc[j] += sum of w[j*w_stride + i] * (x[i] + x_offset), for j < 4. */
 void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc);
-/* Offset-free 2x2 block of a matrix product (weight rows w and w + n, inputs xa and xb):
- * acc[0] += w.xa, acc[1] += (w + n).xa, acc[2] += w.xb, acc[3] += (w + n).xb. */
-void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc);
 /* Offset-free depthwise window of four channels with the weights in tap order, 4 bytes per tap
  * (w[(r*cols + c)*4 + j]): acc[j] += sum of w * x[r*x_row + c*x_col + j]; 3x3 is unrolled. */
 void ek_dw4_full(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t rows, int32_t cols,
@@ -55,7 +52,7 @@ void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *o
 /* CONV_2D without groups, int8 filter rows pair-interleaved (layout.pair_interleave), in_zp folded
  * into the bias over the whole filter: two pixels' windows are copied into scratch (2 * k_h*k_w*in_c
  * bytes) with taps outside the image set to the input zero point, which then contribute exactly what
- * the fold subtracted, and multiplied by two output channels at a time (ek_mat2x2). */
+ * the fold subtracted, and multiplied by two output channels at a time (ek_mat2x2 in ek_simd.h). */
 void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out);
 /* CONV_2D with a 1x1 filter, stride 1, no padding, in_zp folded into the bias (in_zp == 0), int8 filter:
  * a matrix product over pixels, two pixels by two output channels at a time. Each pair of pixels
