@@ -10,20 +10,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def pair_interleave(rows: np.ndarray) -> np.ndarray:
-    """``[R, n]`` int8 rows in ``ek_mat2x2``'s order: for each pair of rows, their 4-byte blocks
-    alternate (row 0's block 0, row 1's block 0, row 0's block 1, ...), then row 0's ``n % 4``
-    tail, then row 1's. An odd last row stays as it is. Returns the flat array."""
+def interleave_rows(rows: np.ndarray, k: int) -> np.ndarray:
+    """``[R, n]`` int8 rows in the order of the kernels that read ``k`` rows at once (``ek_mat2x2``:
+    k = 2, ``ek_mat4x1``: k = 4): for each group of ``k`` rows, their 4-byte blocks in turn (row 0's
+    block 0, row 1's block 0, ..., row 0's block 1, ...), then each row's ``n % 4`` tail in row order.
+    The last ``R % k`` rows stay as they are. Returns the flat array."""
     rows = np.asarray(rows)
     r, n = rows.shape
     body = n & ~3
     out = []
-    for i in range(0, r - 1, 2):
-        a, b = rows[i], rows[i + 1]
-        blocks = np.stack([a[:body].reshape(-1, 4), b[:body].reshape(-1, 4)], axis=1).reshape(-1)
-        out += [blocks, a[body:], b[body:]]
-    if r % 2:
-        out.append(rows[-1])
+    for i in range(0, r - r % k, k):
+        group = rows[i : i + k]
+        out.append(group[:, :body].reshape(k, -1, 4).transpose(1, 0, 2).reshape(-1))
+        out += [row[body:] for row in group]
+    out += list(rows[r - r % k :])
     return np.concatenate(out) if out else rows.reshape(-1)
 
 

@@ -215,7 +215,7 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
         folded_zp, folded = _fold_input_zp(c, g, op, bias, w.data.reshape(-1, out_c).sum(0), fields["in_zp"])
         grouped = folded_zp == 0
     if pointwise or im2col:
-        fields["filter"] = c.array("int8_t", "filter", layout.pair_interleave(w.data.reshape(out_c, -1)), 1)
+        fields["filter"] = c.array("int8_t", "filter", layout.interleave_rows(w.data.reshape(out_c, -1), 2), 1)
     elif grouped:
         fields["filter"] = c.array("int8_t", "filter", layout.group_taps(w.data.reshape(kh, kw, out_c)), 1)
     elif packed is None:
@@ -319,7 +319,13 @@ def _fc(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     if fields["w_zp"] == 0:
         fields["in_zp"], bias = _fold_input_zp(c, g, op, bias, w.data.reshape(units, -1).sum(1), x.zp)
     packed = _pack(c, w, 0, weight_bits) if w.data.ndim == 2 else None
-    fields["weights"] = c.array("int8_t", "weights", w.data, 1) if packed is None else "0"
+    if packed is not None:
+        fields["weights"] = "0"
+    elif fields["w_zp"] == 0 and fields["in_zp"] == 0:  # ek_mat4x1: four units per pass, rows interleaved
+        fields["weights"] = c.array("int8_t", "weights", layout.interleave_rows(w.data.reshape(units, -1), 4), 1)
+        fields["interleaved"] = 1
+    else:
+        fields["weights"] = c.array("int8_t", "weights", w.data, 1)
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     c.decls.append(_struct("ek_fc_params", f"{c.p}_params", fields))
     call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"

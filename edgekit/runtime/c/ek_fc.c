@@ -2,6 +2,7 @@
  * (int8-arithmetic.md section 4; TFLM FullyConnectedPerChannel, FullyConnected). */
 #include "ek_common.h"
 #include "ek_kernels.h"
+#include "ek_simd.h"
 
 EK_INLINE int8_t fc_out(const ek_fc_params *p, int32_t u, int32_t acc) {
     if (p->bias) acc += p->bias[u];
@@ -15,10 +16,10 @@ void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out) {
         const int8_t *x = in + b * p->depth;
         int8_t *o = out + b * p->units;
         int32_t u = 0;
-        if (!p->packed && !p->w_zp) /* four units per pass over x: the unpacked input is shared */
+        if (p->interleaved) /* four units per pass over x: the unpacked input is shared */
             for (; u + 4 <= p->units; u += 4) {
                 int32_t acc[4] = {0, 0, 0, 0};
-                ek_dot4(p->weights + u * p->depth, p->depth, x, p->depth, -p->in_zp, acc);
+                ek_mat4x1(p->weights + u * p->depth, x, p->depth, acc);
                 for (int32_t j = 0; j < 4; j++) o[u + j] = fc_out(p, u + j, acc[j]);
             }
         for (; u < p->units; u++) {

@@ -49,7 +49,7 @@ void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out)
  * (layout.group_taps: for each group of 4 channels, its taps in order, 4 bytes each; then the
  * last in_c % 4 channels tap by tap). Whole-window pixels run offset-free on bias_folded. */
 void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *out);
-/* CONV_2D without groups, int8 filter rows pair-interleaved (layout.pair_interleave), in_zp folded
+/* CONV_2D without groups, int8 filter rows pair-interleaved (layout.interleave_rows, k = 2), in_zp folded
  * into the bias over the whole filter: two pixels' windows are copied into scratch (2 * k_h*k_w*in_c
  * bytes) with taps outside the image set to the input zero point, which then contribute exactly what
  * the fold subtracted, and multiplied by two output channels at a time (ek_mat2x2 in ek_simd.h). */
@@ -64,6 +64,9 @@ typedef struct {
     int32_t batches, units, depth;
     int32_t in_zp, w_zp, out_zp, act_min, act_max;
     int32_t per_channel;
+    /* 1: weights in groups of four rows (layout.interleave_rows, k = 4; the last units % 4 rows plain),
+     * in_zp == 0 (folded into the bias) and w_zp == 0; four units per pass (ek_mat4x1) */
+    int32_t interleaved;
     const int8_t *weights;
     const int32_t *bias; /* may be 0 */
     const int32_t *mult, *shift;
