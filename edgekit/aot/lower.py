@@ -40,11 +40,10 @@ class Lowered:
     inplace: tuple[int, ...] = ()
     overlap: tuple[int, int] | None = None  # (input, D) for the planner, see overlap_distance
     const_bytes: int = 0
-    scratch_bytes: int = 0  # decoded-weight scratch a 4-bit packed filter needs
+    scratch_bytes: int = 0  # arena scratch the kernel uses during the call (packed weights, im2col); call has {scratch}
     packed_tensor: str | None = None  # name of the weight tensor stored as 4-bit indices
 
 
-SCRATCH = "ek_weight_scratch"  # one static buffer in the generated model.c, shared by packed ops
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
     vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     if not vals:
@@ -224,14 +223,15 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
         fields["filter"] = "0"
         scratch = kh * kw * out_c if depthwise else min(4, out_c) * kh * kw * fic
     if im2col:
-        fields["scratch"], scratch = SCRATCH, 2 * kh * kw * in_c
+        scratch = 2 * kh * kw * in_c
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     if grouped:
         fields["bias_folded"] = fields["bias"] if folded is None else c.array("int32_t", "bias_folded", folded, 4)
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
     kern = ("ek_depthwise_conv2d_c4" if grouped else "ek_depthwise_conv2d") if depthwise else \
         "ek_conv2d_1x1" if pointwise else "ek_conv2d_im2col" if im2col else "ek_conv2d"
-    call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    args = ", {scratch}" if kern in ("ek_conv2d", "ek_depthwise_conv2d", "ek_conv2d_im2col") else ""
+    call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}}{args});"
     # a packed CONV_2D writes its output channel block by channel block, not in address order
     ov = None if packed is not None and not depthwise else _overlap(fields, x, y, block=2 if pointwise or im2col else 1)
     return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes,
@@ -276,7 +276,7 @@ def _requant_fields(c, g, op, bias: "int | np.ndarray", mult, shift, packed) -> 
         "shift": c.array("int32_t", "shift", shift, 4),
     }
     if packed is not None:
-        fields |= {"packed": packed[0], "table": packed[1], "scratch": SCRATCH}
+        fields |= {"packed": packed[0], "table": packed[1]}
     return fields
 
 
@@ -328,7 +328,7 @@ def _fc(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
         fields["weights"] = c.array("int8_t", "weights", w.data, 1)
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     c.decls.append(_struct("ek_fc_params", f"{c.p}_params", fields))
-    call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}}, {{scratch}});"
     return Lowered(op.name, "ek_fc.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes,
                    scratch_bytes=0 if packed is None else depth, packed_tensor=None if packed is None else w.name)
 

@@ -66,7 +66,7 @@ EK_INLINE void conv_pixel(const ek_conv_params *p, const int8_t *xb, int32_t y0,
     }
 }
 
-void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch) {
     const int32_t in_img = p->in_h * p->in_w * p->in_c, pixels = p->out_h * p->out_w;
     if (!p->packed) { /* pixel by pixel: output bytes in address order */
         for (int32_t b = 0; b < p->batches; b++)
@@ -86,14 +86,14 @@ void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     for (int32_t oc = 0, n; oc < p->out_c; oc += n) {
         n = contiguous && oc + 4 <= p->out_c ? 4 : 1;
         for (int32_t j = 0; j < n; j++)
-            ek_unpack4(p->packed, (oc + j) * w_per_oc, w_per_oc, p->table + (oc + j) * 16, p->scratch + j * w_per_oc);
+            ek_unpack4(p->packed, (oc + j) * w_per_oc, w_per_oc, p->table + (oc + j) * 16, scratch + j * w_per_oc);
         for (int32_t b = 0; b < p->batches; b++)
             for (int32_t oy = 0; oy < p->out_h; oy++) {
                 const int32_t y0 = oy * p->stride_h - p->pad_h;
                 int32_t ky0, ky1;
                 tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
                 for (int32_t ox = 0; ox < p->out_w; ox++)
-                    conv_pixel(p, in + b * in_img, y0, ky0, ky1, ox, oc, oc + n, p->scratch,
+                    conv_pixel(p, in + b * in_img, y0, ky0, ky1, ox, oc, oc + n, scratch,
                                out + ((b * pixels) + oy * p->out_w + ox) * p->out_c + oc);
             }
     }
@@ -172,20 +172,20 @@ void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out) {
     matmul_pixels(p, p->batches * p->out_h * p->out_w, p->in_c, in, 0, out);
 }
 
-void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out) {
-    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->k_h * p->k_w * p->in_c, in, p->scratch, out);
+void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch) {
+    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->k_h * p->k_w * p->in_c, in, scratch, out);
 }
 
-void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out) {
+void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch) {
     const int32_t dm = p->depth_multiplier;
     const int8_t *filter = p->filter;
     if (p->packed) { /* clustered: decode the whole [1, KH, KW, OC] filter once; channel = index % OC */
         const int32_t n = p->k_h * p->k_w * p->out_c;
         for (int32_t k = 0; k < n; k++) {
             const uint8_t b = p->packed[k >> 1];
-            p->scratch[k] = p->table[(k % p->out_c) * 16 + ((k & 1) ? (b >> 4) : (b & 15))];
+            scratch[k] = p->table[(k % p->out_c) * 16 + ((k & 1) ? (b >> 4) : (b & 15))];
         }
-        filter = p->scratch;
+        filter = scratch;
     }
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *xb = in + b * p->in_h * p->in_w * p->in_c;

@@ -39,7 +39,7 @@ void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *t
 EK_INLINE int32_t dot_simd(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset, int with_off) {
     /* x + x_offset lies in [-255, 255]: it fits the int16 halves SADD16 works on */
     const uint32_t off2 = (uint32_t)(uint16_t)x_offset * 0x10001u;
-#define EK_XOFF(v) (with_off ? __sadd16((v), off2) : (v))
+#define EK_XOFF(v) (with_off ? (uint32_t)__sadd16((v), off2) : (uint32_t)(v))
     int32_t acc = 0, i = 0;
     for (; i + 8 <= n; i += 8) {
         uint32_t wv, xv, wv2, xv2;

@@ -11,7 +11,7 @@ EK_INLINE int8_t fc_out(const ek_fc_params *p, int32_t u, int32_t acc) {
     return (int8_t)ek_clamp(acc, p->act_min, p->act_max);
 }
 
-void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out) {
+void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out, int8_t *scratch) {
     for (int32_t b = 0; b < p->batches; b++) {
         const int8_t *x = in + b * p->depth;
         int8_t *o = out + b * p->units;
@@ -25,8 +25,8 @@ void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out) {
         for (; u < p->units; u++) {
             const int8_t *w = p->weights + u * p->depth;
             if (p->packed) { /* clustered: decode this unit's row */
-                ek_unpack4(p->packed, u * p->depth, p->depth, p->table + u * 16, p->scratch);
-                w = p->scratch;
+                ek_unpack4(p->packed, u * p->depth, p->depth, p->table + u * 16, scratch);
+                w = scratch;
             }
             int32_t acc = ek_dot(w, x, p->depth, -p->in_zp);
             if (p->w_zp) /* per-tensor weights with a zero point (TFLM DCHECKs it is 0) */

@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "ek_namespace.h" /* generated next to each model: prefixes every function below */
+
 /* sum of w[i] * (x[i] + x_offset) for i < n (SIMD on cores with the Arm DSP extension). */
 int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
 /* Decode n 4-bit-indexed weights starting at flat index `start` (weight k in the low nibble of
@@ -37,14 +39,16 @@ typedef struct {
      * whole window lies in the image (no offset needed there). */
     const int32_t *bias_folded;
     /* Clustered filter stored as 4-bit indices (filter == 0): table[c*16 + index] per output
-     * channel c; scratch receives decoded weights (conv: min(4, out_c) channels, depthwise: all). */
+     * channel c; the kernel's scratch argument receives decoded weights (conv: min(4, out_c)
+     * channels, depthwise: all). */
     const uint8_t *packed;
     const int8_t *table;
-    int8_t *scratch;
 } ek_conv_params;
 
-void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
-void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
+/* `scratch`: memory in the caller's arena the kernel may use during the call (decoded packed
+ * weights, im2col windows); 0 when the op needs none. */
+void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
+void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
 /* DEPTHWISE_CONV_2D with depth multiplier 1 and an int8 filter in channel groups
  * (layout.group_taps: for each group of 4 channels, its taps in order, 4 bytes each; then the
  * last in_c % 4 channels tap by tap). Whole-window pixels run offset-free on bias_folded. */
@@ -53,7 +57,7 @@ void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *o
  * into the bias over the whole filter: two pixels' windows are copied into scratch (2 * k_h*k_w*in_c
  * bytes) with taps outside the image set to the input zero point, which then contribute exactly what
  * the fold subtracted, and multiplied by two output channels at a time (ek_mat2x2 in ek_simd.h). */
-void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out);
+void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
 /* CONV_2D with a 1x1 filter, stride 1, no padding, in_zp folded into the bias (in_zp == 0), int8 filter:
  * a matrix product over pixels, two pixels by two output channels at a time. Each pair of pixels
  * is written before the next pair is read. */
@@ -73,10 +77,9 @@ typedef struct {
     /* Clustered weights as 4-bit indices (weights == 0): table[u*16 + index] per unit; scratch holds one row. */
     const uint8_t *packed;
     const int8_t *table;
-    int8_t *scratch;
 } ek_fc_params;
 
-void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out);
+void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
 
 /* AVERAGE_POOL_2D and MAX_POOL_2D. */
 typedef struct {
