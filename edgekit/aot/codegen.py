@@ -93,7 +93,18 @@ typedef struct {
  * written before the last op. */
 int {{ p }}_invoke_with(const {{ p }}_context *ctx, const int8_t *in, int8_t *out);
 
-/* The same with one static arena of {{ P }}_ARENA_BYTES: calls must not overlap (not reentrant).
+{% if io_in_arena %}
+/* Zero-copy I/O: the input and the output live in the arena, sharing its bytes with the other
+ * tensors, so the arena is all the RAM the model needs. Write the input at {{ p }}_input(ctx), call
+ * {{ p }}_invoke_in_arena(ctx), read the output at {{ p }}_output(ctx) (valid until the next call).
+ * {{ p }}_invoke_with and {{ p }}_invoke copy in and out around the same run. */
+#define {{ P }}_INPUT_OFFSET {{ in_offset }}
+#define {{ P }}_OUTPUT_OFFSET {{ out_offset }}
+int8_t *{{ p }}_input(const {{ p }}_context *ctx);        /* 0 when ctx is not usable */
+const int8_t *{{ p }}_output(const {{ p }}_context *ctx); /* 0 when ctx is not usable */
+int {{ p }}_invoke_in_arena(const {{ p }}_context *ctx);
+
+{% endif %}/* The same with one static arena of {{ P }}_ARENA_BYTES: calls must not overlap (not reentrant).
  * Define {{ P }}_NO_STATIC_ARENA when compiling {{ p }}_model.c to leave it (and its RAM) out. */
 int {{ p }}_invoke(const int8_t *in, int8_t *out);
 
@@ -130,12 +141,37 @@ static void {{ p }}_run(int8_t *arena, const int8_t *in, int8_t *out) {
     {{ c.trace }}
 {% endfor %}}
 
-int {{ p }}_invoke_with(const {{ p }}_context *ctx, const int8_t *in, int8_t *out) {
-    if (!ctx || !ctx->arena || !in || !out) return {{ P }}_ERR_NULL;
+static int {{ p }}_check(const {{ p }}_context *ctx) {
+    if (!ctx || !ctx->arena) return {{ P }}_ERR_NULL;
     if (ctx->arena_bytes < {{ P }}_ARENA_BYTES) return {{ P }}_ERR_ARENA_SIZE;
     if ((uintptr_t)ctx->arena % {{ P }}_ARENA_ALIGN) return {{ P }}_ERR_ARENA_ALIGN;
-    {{ p }}_run((int8_t *)ctx->arena, in, out);
     return {{ P }}_OK;
+}
+{% if io_in_arena %}
+int8_t *{{ p }}_input(const {{ p }}_context *ctx) {
+    return {{ p }}_check(ctx) ? 0 : (int8_t *)ctx->arena + {{ P }}_INPUT_OFFSET;
+}
+
+const int8_t *{{ p }}_output(const {{ p }}_context *ctx) {
+    return {{ p }}_check(ctx) ? 0 : (const int8_t *)ctx->arena + {{ P }}_OUTPUT_OFFSET;
+}
+
+int {{ p }}_invoke_in_arena(const {{ p }}_context *ctx) {
+    const int rc = {{ p }}_check(ctx);
+    if (rc == {{ P }}_OK) {{ p }}_run((int8_t *)ctx->arena, 0, 0);
+    return rc;
+}
+{% endif %}
+int {{ p }}_invoke_with(const {{ p }}_context *ctx, const int8_t *in, int8_t *out) {
+    const int rc = {{ p }}_check(ctx);
+    if (rc != {{ P }}_OK) return rc;
+    if (!in || !out) return {{ P }}_ERR_NULL;
+{% if io_in_arena %}    int8_t *arena = (int8_t *)ctx->arena;
+    for (int32_t i = 0; i < {{ P }}_INPUT_BYTES; i++) arena[{{ P }}_INPUT_OFFSET + i] = in[i];
+    {{ p }}_run(arena, 0, 0);
+    for (int32_t i = 0; i < {{ P }}_OUTPUT_BYTES; i++) out[i] = arena[{{ P }}_OUTPUT_OFFSET + i];
+{% else %}    {{ p }}_run((int8_t *)ctx->arena, in, out);
+{% endif %}    return {{ P }}_OK;
 }
 
 #ifndef {{ P }}_NO_STATIC_ARENA
@@ -181,7 +217,7 @@ def _io(g: Graph) -> tuple[int, int]:
     return i, o
 
 
-def lower(g: Graph, weight_bits: int | None = None) -> tuple[list[Lowered], MemoryPlan]:
+def lower(g: Graph, weight_bits: int | None = None, *, io_in_arena: bool = False) -> tuple[list[Lowered], MemoryPlan]:
     """Lower every op and plan the arena (raises UnsupportedOpError naming the first unsupported op).
 
     Call :func:`edgekit.aot.fold.fold_constants` on ``g`` first when it may hold shape arithmetic.
@@ -198,7 +234,7 @@ def lower(g: Graph, weight_bits: int | None = None) -> tuple[list[Lowered], Memo
     used = _used(g)
     sizes = {t.index: t.nbytes for t in g.tensors if t.data is None and t.index in used}
     steps = [Step(lw.reads, lw.write, lw.alias_of, lw.inplace, lw.overlap) for lw in lowered]
-    return lowered, plan_memory(steps, sizes, i, o)
+    return lowered, plan_memory(steps, sizes, i, o, io_in_arena=io_in_arena)
 
 
 def _used(g: Graph) -> set[int]:
@@ -218,21 +254,22 @@ def _pointer(g: Graph, plan: MemoryPlan, t: int) -> str:
 
 
 def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
-             weight_bits: int | None = None) -> CodegenResult:
+             weight_bits: int | None = None, io_in_arena: bool = False) -> CodegenResult:
     """Write the C code for ``tflite`` into ``out_dir`` and return what was written and planned.
 
     ``weight_bits`` sets how CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED weights are
     stored: None (auto) as 4-bit indices + an int8 table per channel when every channel
     has at most 16 distinct values (a clustered model) and that saves bytes; 4 packs
     every such tensor even when it saves nothing; 8 keeps plain int8 arrays. The kernels
-    decode packed weights into one static scratch buffer, bit-exact.
+    decode packed weights into the arena's scratch, bit-exact. ``io_in_arena`` plans the input and
+    output inside the arena and adds the zero-copy functions (``<prefix>_input`` and friends).
     """
     _check_prefix(prefix)
     if weight_bits not in (None, 4, 8):
         raise InputError(f"weight_bits must be 4, 8 or None (auto), not {weight_bits!r}", "use --weight-bits auto, 4 or 8")
     g = parse(tflite)
     folded = fold_constants(g)
-    lowered, plan = lower(g, weight_bits)
+    lowered, plan = lower(g, weight_bits, io_in_arena=io_in_arena)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -257,9 +294,11 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
     h = _H.render(
         **ctx, n_ops=len(g.ops), ops=", ".join(sorted({op.name for op in g.ops})), arena=scratch_at + scratch,
         weights=weight_bytes, in_bytes=ti.nbytes, out_bytes=to.nbytes,
-        in_float=ti.dtype == "float32", out_float=to.dtype == "float32",
+        in_float=ti.dtype == "float32", out_float=to.dtype == "float32", io_in_arena=io_in_arena,
+        in_offset=plan.location(i)[1], out_offset=plan.location(o)[1],
     )
-    c = _C.render(**ctx, decls=decls, calls=calls, scratch=scratch, scratch_at=f"arena + {scratch_at}")
+    c = _C.render(**ctx, decls=decls, calls=calls, scratch=scratch, scratch_at=f"arena + {scratch_at}",
+                  io_in_arena=io_in_arena)
     files = {f"{p}_model.h": h, f"{p}_model.c": c, NAMESPACE_HEADER: _namespace(p)}
     for name, text in files.items():
         (out_dir / name).write_text(text)

@@ -1,14 +1,17 @@
 """The generated runtime as a product uses it: two models in one program, caller-owned arenas,
-error codes, no undefined behaviour (host builds with the sanitizers), and the same image on QEMU.
+error codes, zero-copy I/O, no undefined behaviour (host builds with the sanitizers), and the same
+image on QEMU.
 
 Two small full-int8 models are generated with different prefixes. A hand-written wrapper
 (``edgekit_model.h/.c``, the interface the host driver and the bare-metal harness call) runs the
-first on a caller-owned arena through ``m1_invoke_with`` and the second on its static arena, on
+first on a caller-owned arena through ``m1_invoke_with`` and the second (generated with the input
+and output in its arena) through ``m2_input`` / ``m2_invoke_in_arena`` / ``m2_output``, on
 concatenated inputs; every output byte must equal the tflite-micro interpreter's.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -69,7 +72,15 @@ int edgekit_invoke(const int8_t *in, int8_t *out) {
     if (m1_invoke_with(&none, in, out) != M1_ERR_NULL || m1_invoke_with(0, in, out) != M1_ERR_NULL) return 13;
     if (m1_invoke_with(&ok, 0, out) != M1_ERR_NULL || out[0] != 99) return 14;
     if (m1_invoke_with(&ok, in, out) != M1_OK) return 15;
-    return m2_invoke(in + M1_INPUT_BYTES, out + M1_OUTPUT_BYTES);
+    /* model 2 is generated with io_in_arena: zero-copy through its static arena's context */
+    static union { int32_t align; int8_t bytes[M2_ARENA_BYTES]; } arena2;
+    const m2_context c2 = { arena2.bytes, M2_ARENA_BYTES };
+    int8_t *x = m2_input(&c2);
+    for (int32_t i = 0; i < M2_INPUT_BYTES; i++) x[i] = in[M1_INPUT_BYTES + i];
+    const int rc = m2_invoke_in_arena(&c2);
+    const int8_t *y = m2_output(&c2);
+    for (int32_t i = 0; i < M2_OUTPUT_BYTES; i++) out[M1_OUTPUT_BYTES + i] = y[i];
+    return rc;
 }
 """
 
@@ -90,7 +101,7 @@ def _inputs(a: bytes, b: bytes, n: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 def _one_folder(a: bytes, b: bytes, folder):
     """Both models in one folder: one copy of the kernels, compiled once, shared by both."""
     ra = generate(a, folder, prefix="m1")
-    rb = generate(b, folder, prefix="m2")
+    rb = generate(b, folder, prefix="m2", io_in_arena=True)
     _wrapper(ra, rb, folder)
     (folder / "edgekit_model.c").write_text(WRAPPER_C)
     return ra, rb
@@ -125,7 +136,7 @@ def test_two_separately_compiled_models_link(two_models, tmp_path):
     objs, results = [], []
     for name, model in (("m1", a), ("m2", b)):
         d = tmp_path / name
-        results.append(generate(model, d, prefix=name))
+        results.append(generate(model, d, prefix=name, io_in_arena=name == "m2"))
         for src in sorted(d.glob("*.c")):
             obj = tmp_path / f"{name}_{src.stem}.o"
             subprocess.run([gcc, *CFLAGS, f"-I{d}", "-c", str(src), "-o", str(obj)], check=True)
@@ -158,3 +169,16 @@ def test_two_models_in_one_qemu_image(two_models, tmp_path):
     got, dev = run_on_emulator(tmp_path / "code", get_target("cortex-m4"), both, tmp_path / "run")
     np.testing.assert_array_equal(got, _expected(a, b, xa, xb))
     assert dev.instructions_per_inference is None or dev.instructions_per_inference > 0
+
+
+def test_io_in_arena_needs_less_ram_than_arena_plus_io(two_models, tmp_path):
+    """With the input and output planned in the arena, their bytes are shared: the arena grows by
+    less than the I/O buffers it replaces, and the header gives both offsets inside it."""
+    _, b = two_models
+    plain = generate(b, tmp_path / "plain")
+    inside = generate(b, tmp_path / "inside", io_in_arena=True)
+    assert inside.arena_bytes < plain.arena_bytes + plain.input_bytes + plain.output_bytes
+    h = (tmp_path / "inside" / "edgekit_model.h").read_text()
+    offsets = dict(re.findall(r"#define EDGEKIT_(INPUT|OUTPUT)_OFFSET (\d+)", h))
+    assert int(offsets["INPUT"]) + inside.input_bytes <= inside.arena_bytes
+    assert int(offsets["OUTPUT"]) + inside.output_bytes <= inside.arena_bytes
