@@ -186,6 +186,7 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     mult, shift = _per_channel(op, x, w, y, out_c)
     act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)
     bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else -1
+    fast = _fast_requant(g, bias, mult, shift, kh * kw * (1 if depthwise else fic))
     fields = {
         "batches": b, "in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w, "out_c": out_c,
         "k_h": kh, "k_w": kw, "stride_h": sh, "stride_w": sw_, "dil_h": dh, "dil_w": dw,
@@ -200,11 +201,11 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
         fields["in_zp"], bias = _fold_input_zp(c, g, op, bias, wsum, x.zp)
     packed = _pack(c, w, 3 if depthwise else 0, weight_bits)
     # 1x1, stride 1, unpadded, offset folded: a matrix product two pixels by two channels at a time
-    pointwise = (not depthwise and packed is None and kh == kw == 1 and sh == sw_ == 1 and fic == in_c
+    pointwise = (fast and not depthwise and packed is None and kh == kw == 1 and sh == sw_ == 1 and fic == in_c
                  and fields["pad_h"] == fields["pad_w"] == 0 and fields["in_zp"] == 0)
     scratch = 0
-    grouped = depthwise and packed is None and out_c == in_c  # depth multiplier 1: channel groups of 4
-    im2col = not depthwise and not pointwise and packed is None and fic == in_c
+    grouped = fast and depthwise and packed is None and out_c == in_c  # depth multiplier 1: channel groups of 4
+    im2col = fast and not depthwise and not pointwise and packed is None and fic == in_c
     if im2col and fields["in_zp"] != 0:  # taps outside the image read in_zp, so the fold holds everywhere
         fields["in_zp"], bias = _fold_input_zp(c, g, op, bias, w.data.reshape(out_c, -1).sum(1), x.zp)
         fields["pad_value"] = x.zp
@@ -245,6 +246,22 @@ def _overlap(f: dict, x: Tensor, y: Tensor, block: int = 1) -> tuple[int, int] |
     d = overlap_distance((f["in_h"], f["in_w"]), ch_in, (f["out_h"], f["out_w"]), ch_out,
                          (f["stride_h"], f["stride_w"]), (f["pad_h"], f["pad_w"]), block)
     return x.index, d
+
+
+def _fast_requant(g: Graph, bias: int, mult: np.ndarray, shift: np.ndarray, k: int) -> bool:
+    """Whether ek_rq_make/ek_rq_apply's preconditions (ek_common.h) hold for every channel: m >= 0,
+    -31 <= shift <= 0, and no reachable accumulator (bias + k products of |w| <= 128 and
+    |x - zp| <= 255) makes h + 2^(right-1) overflow int32. The matrix-product and depthwise-c4 kernels
+    need them; otherwise the per-pixel kernels run."""
+    n = len(mult)
+    b = np.zeros(n, np.int64) if bias < 0 or g.t(bias).data is None else np.abs(np.asarray(g.t(bias).data, np.int64))
+    b = np.broadcast_to(b.reshape(-1), (n,))
+    m, s = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+    if (m < 0).any() or (s < -31).any() or (s > 0).any():
+        return False
+    xmax = b + 128 * 255 * k
+    hmax = [(int(xv) * int(mv) + (1 << 30) >> 31) + 1 for xv, mv in zip(xmax, m)]
+    return all(sv == 0 or hv + (1 << (-int(sv) - 1)) < 2**31 for hv, sv in zip(hmax, s))
 
 
 def _all_taps_in_image(f: dict) -> bool:
