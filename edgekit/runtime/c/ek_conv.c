@@ -118,9 +118,14 @@ static void im2col_pixel(const ek_conv_params *p, const int8_t *in, int32_t px, 
         int32_t i = 0;
         if (iy >= 0 && iy < p->in_h) {
             for (; i < kx0 * c; i++) col[i] = pad;
-            for (int32_t kx = kx0; kx < kx1; kx++) { /* with dil_w == 1 these are one run of bytes */
-                const int8_t *src = xb + (iy * p->in_w + x0 + kx * p->dil_w) * c;
-                for (int32_t j = 0; j < c; j++) col[i++] = src[j];
+            if (p->dil_w == 1) { /* the in-image taps are one run of bytes */
+                const int8_t *src = xb + (iy * p->in_w + x0 + kx0) * c;
+                for (const int32_t end = kx1 * c; i < end; i++) col[i] = *src++;
+            } else {
+                for (int32_t kx = kx0; kx < kx1; kx++) {
+                    const int8_t *src = xb + (iy * p->in_w + x0 + kx * p->dil_w) * c;
+                    for (int32_t j = 0; j < c; j++) col[i++] = src[j];
+                }
             }
         }
         for (; i < row; i++) col[i] = pad;
