@@ -13,7 +13,14 @@ For the MLPerf Tiny reference models and TFLM's person_detect (from
 - instructions per inference on QEMU (executed guest instructions, counted by
   a TCG plugin);
 - outputs: the fraction of output bytes bit-identical with TFLM on seeded
-  generated inputs.
+  generated inputs;
+- per op: instructions of every op on QEMU (``layers``, bench/profile_aot_layers.py);
+- the planner's layer-wise bound and the arena with the input and output
+  inside it (``codegen --io-in-arena``).
+
+TFLM's own firmware (reference kernels and CMSIS-NN) is not built here: its
+flash, RAM and instructions from issue 14 are kept as labelled reference
+constants (``reference_tflm`` in the JSON) beside the measurements.
 
     python bench/bench_aot_vs_tflm.py [--target cortex-m4] [--inputs 10] [--json-out PATH]
 
@@ -44,6 +51,10 @@ from edgekit.toolchain.mcu_verify import (  # noqa: E402
 
 )
 from edgekit.tflm_host import measure_arena, run_tflm  # noqa: E402
+from edgekit.aot.codegen import generate  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from profile_aot_layers import profile  # noqa: E402
 
 MODELS = [
     "mlperf_tiny/kws_ref_model.tflite",
@@ -52,6 +63,22 @@ MODELS = [
     "mlperf_tiny/ad01_int8.tflite",
     "tflm/person_detect.tflite",
 ]
+
+
+# Not measured here: TFLM built from its own sources (reference kernels, and CMSIS-NN with
+# OPTIMIZED_KERNEL_DIR=cmsis_nn), run on the same QEMU mps2-an386 harness and instruction counter,
+# Invoke only, all at -O2, as reported in issue 14 (this machine's TFLM tree lacks the third-party
+# downloads needed to rebuild it). Kept as labelled reference constants beside the measurements.
+REFERENCE_SOURCE = ("issue 14: TFLM firmware built from TFLM's sources, reference kernels and CMSIS-NN, on the same "
+                    "QEMU mps2-an386 harness and TCG instruction counter, Invoke only, -O2; not re-measured by this script")
+REFERENCE = {  # model: {runtime: (flash B, RAM B, instructions per inference)}
+    "kws_ref_model.tflite": {"tflm_ref": (95_736, 24_256, 43_000_000), "tflm_cmsis_nn": (138_624, 24_884, 7_700_000)},
+    "vww_96_int8.tflite": {"tflm_ref": (375_088, 102_144, 100_300_000), "tflm_cmsis_nn": (417_976, 102_772, 24_100_000)},
+    "pretrainedResnet_quant.tflite": {"tflm_ref": (144_708, 55_872, 107_400_000),
+                                      "tflm_cmsis_nn": (178_044, 57_060, 29_900_000)},
+    "person_detect.tflite": {"tflm_ref": (338_192, 83_744, 95_700_000), "tflm_cmsis_nn": (371_736, 84_332, 22_900_000)},
+    "ad01_int8.tflite": {"tflm_ref": (297_736, 3_624, 1_950_000), "tflm_cmsis_nn": (309_256, 4_300, 580_000)},
+}
 
 
 def shared_models() -> Path:
@@ -91,6 +118,13 @@ def bench_model(path: Path, target_name: str, n_inputs: int, seed: int, work: Pa
         row["arena_with_io_bytes"] = dev.arena_bytes + inp.nbytes + outp.nbytes
         row["arena_ratio"] = round(row["arena_with_io_bytes"] / row["tflm_arena_bytes"], 3)
     row["ram_ratio"] = round(dev.ram_bytes / row["tflm_arena_bytes"], 3)
+    # the planner's layer-wise bound (most tensor bytes alive at once) and the arena with the input
+    # and output planned inside it (codegen --io-in-arena): then the arena is all the RAM needed
+    plain = generate(tflite, work / path.stem / "plan_plain")
+    inside = generate(tflite, work / path.stem / "plan_io_in_arena", io_in_arena=True)
+    row["arena_lower_bound_bytes"] = plain.arena_lower_bound_bytes
+    row["io_in_arena_arena_bytes"] = inside.arena_bytes
+    row["layers"] = profile(path, target_name, work / path.stem / "profile")
     return row
 
 
@@ -121,20 +155,36 @@ README_NAMES = {"kws_ref_model.tflite": "kws", "vww_96_int8.tflite": "vww", "pre
                 "ad01_int8.tflite": "ad01", "person_detect.tflite": "person_detect"}
 
 
+def _m(v: float) -> str:
+    return f"{v / 1e6:.2f} M"
+
+
 def markdown_table(result: dict) -> str:
     """The README's table, generated from a results JSON (tests/test_docs_figures.py checks README against it)."""
-    lines = ["| model | edgekit arena + I/O | TFLM arena | ratio | instructions / inference |", "|---|---|---|---|---|"]
+    ref = result.get("reference_tflm", {}).get("models", {})
+    lines = ["| model | edgekit arena + I/O | I/O in arena | layer-wise bound | TFLM arena | RAM: edgekit / TFLM-ref* "
+             "| flash: edgekit / TFLM-ref* | instructions: edgekit / TFLM-CMSIS-NN* |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         if "arena_with_io_bytes" not in r:
             continue
-        ipi = "n/a" if not r.get("instructions_per_inference") else f"{r['instructions_per_inference'] / 1e6:.1f} M"
-        lines.append(f"| {README_NAMES.get(r['model'], r['model'])} | {r['arena_with_io_bytes']:,} | {r['tflm_arena_bytes']:,} "
-                     f"| {r['arena_ratio']:.2f} | {ipi} |")
+        t = ref.get(r["model"], {})
+        tr, tc = t.get("tflm_ref"), t.get("tflm_cmsis_nn")
+        ipi = "n/a" if not r.get("instructions_per_inference") else _m(r["instructions_per_inference"])
+        lines.append(
+            f"| {README_NAMES.get(r['model'], r['model'])} | {r['arena_with_io_bytes']:,} | {r['io_in_arena_arena_bytes']:,} "
+            f"| {r['arena_lower_bound_bytes']:,} | {r['tflm_arena_bytes']:,} "
+            f"| {r['ram_bytes']:,} / {tr[1]:,} | {r['flash_bytes']:,} / {tr[0]:,} | {ipi} / {_m(tc[2])} |"
+            if tr and tc else
+            f"| {README_NAMES.get(r['model'], r['model'])} | {r['arena_with_io_bytes']:,} | {r['io_in_arena_arena_bytes']:,} "
+            f"| {r['arena_lower_bound_bytes']:,} | {r['tflm_arena_bytes']:,} | {r['ram_bytes']:,} / n/a "
+            f"| {r['flash_bytes']:,} / n/a | {ipi} / n/a |")
     m = result.get("machine", {})
     lines += ["", f"Measured by `bench/bench_aot_vs_tflm.py` ({result['n_inputs']} seeded inputs per model, "
               f"all bit-exact with tflite-micro {m.get('tflite_micro')}): edgekit on QEMU `{m.get('emulator')}` ({result['target']}), "
               f"the TFLM arena by the interpreter on the build host ({m.get('host')}); "
-              "output in `bench/results/bench_aot_vs_tflm.json`."]
+              "output in `bench/results/bench_aot_vs_tflm.json`.",
+              "", "\\* not measured by this benchmark: " + result.get("reference_tflm", {}).get("source", "n/a") + "."]
     return "\n".join(lines)
 
 
@@ -184,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"host": _host(), "emulator": rows[0].get("machine") if rows else None,
                "reference": "tflite-micro interpreter on the host (reference kernels)", "tflite_micro": _version("tflite-micro")}
-    args.json_out.write_text(json.dumps({"target": args.target, "n_inputs": args.inputs, "machine": machine, "rows": rows},
-                                        indent=2, sort_keys=True) + "\n")
+    reference = {"source": REFERENCE_SOURCE, "fields": ["flash_bytes", "ram_bytes", "instructions_per_inference"],
+                 "models": REFERENCE}
+    args.json_out.write_text(json.dumps({"target": args.target, "n_inputs": args.inputs, "machine": machine, "rows": rows,
+                                         "reference_tflm": reference}, indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.json_out}")
     return 0
 

@@ -57,7 +57,9 @@ void edgekit_trace(int op, const void *output, int32_t bytes) {
 }
 """
 
-CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter")
+# The sanitizers turn any undefined behaviour or out-of-bounds access in the kernels into a failed check.
+CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-parameter",
+          "-fsanitize=address,undefined", "-fno-sanitize-recover=all")
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,9 @@ def run_host(code_dir: Path, inputs: np.ndarray, work_dir: Path, output_shape: t
     np.ascontiguousarray(inputs).tofile(fin)
     r = subprocess.run([str(exe), str(fin), str(fout)], capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
-        raise ToolchainError(f"the host-compiled model exited with status {r.returncode}", "this is an edgekit bug; please report it")
+        why = next((ln.strip() for ln in r.stderr.splitlines() if "runtime error" in ln or "Sanitizer" in ln), "")
+        raise ToolchainError(f"the host-compiled model exited with status {r.returncode}" + (f": {why}" if why else ""),
+                             "this is an edgekit bug; please report it")
     out = np.fromfile(fout, dtype=output_dtype)
     return out.reshape((len(inputs), *output_shape))
 

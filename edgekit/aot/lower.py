@@ -8,11 +8,12 @@ the planner may reuse memory for it. Tensor pointers are written as
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from edgekit.aot import packing, quant
+from edgekit.aot import layout, packing, quant
 from edgekit.aot.checks import check_op
 from edgekit.aot.graph import Graph, Op, Tensor
 from edgekit.errors import UnsupportedOpError
@@ -40,11 +41,10 @@ class Lowered:
     inplace: tuple[int, ...] = ()
     overlap: tuple[int, int] | None = None  # (input, D) for the planner, see overlap_distance
     const_bytes: int = 0
-    scratch_bytes: int = 0  # decoded-weight scratch a 4-bit packed filter needs
+    scratch_bytes: int = 0  # arena scratch the kernel uses during the call (packed weights, im2col); call has {scratch}
     packed_tensor: str | None = None  # name of the weight tensor stored as 4-bit indices
 
 
-SCRATCH = "ek_weight_scratch"  # one static buffer in the generated model.c, shared by packed ops
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
     vals = [str(int(v)) for v in np.asarray(values).reshape(-1)]
     if not vals:
@@ -142,7 +142,7 @@ def _pack(c: "_Ctx", w: Tensor, axis: int, weight_bits: int | None) -> tuple[str
 
 
 def overlap_distance(in_hw: tuple[int, int], in_c: int, out_hw: tuple[int, int], out_c: int,
-                     stride: tuple[int, int], pad: tuple[int, int]) -> int:
+                     stride: tuple[int, int], pad: tuple[int, int], block: int = 1) -> int:
     """Bytes ``D`` by which a windowed op's output may start before its (dying) input and overlap it.
 
     The kernels compute output pixels in row-major order; a pixel's channels are
@@ -153,6 +153,9 @@ def overlap_distance(in_hw: tuple[int, int], in_c: int, out_hw: tuple[int, int],
     output ends ``(P+1)*out_c`` bytes after the output's start. Keeping
     ``in_offset - out_offset >= D`` with ``D = max_P((P+1)*out_c - first[P])``
     means no write lands on a byte still to be read. Batch 1 only.
+    A kernel that computes ``block`` pixels together (reading all their windows
+    before the last of them is written) has each pixel's output end where its
+    block's output ends.
     """
     oh, ow = out_hw
     oy = np.arange(oh)[:, None]
@@ -161,7 +164,8 @@ def overlap_distance(in_hw: tuple[int, int], in_c: int, out_hw: tuple[int, int],
     ix = np.maximum(0, ox * stride[1] - pad[1])
     first = ((iy * in_hw[1] + ix) * in_c).reshape(-1)
     first = np.minimum.accumulate(first[::-1])[::-1]
-    ends = (np.arange(oh * ow) + 1) * out_c
+    n = oh * ow
+    ends = np.minimum((np.arange(n) // block + 1) * block, n) * out_c
     return int(max(0, (ends - first).max()))
 
 
@@ -180,9 +184,14 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     else:
         _, kh, kw, fic = w.shape
     sh, sw_, dh, dw = o.strideH, o.strideW, o.dilationHFactor or 1, o.dilationWFactor or 1
+    if depthwise and in_c == 1:  # one input channel: a plain convolution with [out_c, KH, KW, 1] filters
+        depthwise, fic = False, 1
+        w = dataclasses.replace(w, data=np.ascontiguousarray(w.data.transpose(3, 1, 2, 0)), shape=(out_c, kh, kw, 1),
+                                quantized_dimension=0)
     mult, shift = _per_channel(op, x, w, y, out_c)
     act_min, act_max = quant.activation_range(_act(op), float(y.s), y.zp)
     bias = op.inputs[2] if len(op.inputs) > 2 and op.inputs[2] >= 0 else -1
+    fast = _fast_requant(g, bias, mult, shift, kh * kw * (1 if depthwise else fic))
     fields = {
         "batches": b, "in_h": in_h, "in_w": in_w, "in_c": in_c, "out_h": out_h, "out_w": out_w, "out_c": out_c,
         "k_h": kh, "k_w": kw, "stride_h": sh, "stride_w": sw_, "dil_h": dh, "dil_w": dw,
@@ -192,33 +201,96 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
         "depth_multiplier": out_c // in_c if depthwise else 1,
         "in_zp": x.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
     }
+    if _all_taps_in_image(fields):  # no skipped border taps: in_zp folds into the bias exactly
+        wsum = w.data.reshape(-1, out_c).sum(0) if depthwise else w.data.reshape(out_c, -1).sum(1)
+        fields["in_zp"], bias = _fold_input_zp(c, g, op, bias, wsum, x.zp)
     packed = _pack(c, w, 3 if depthwise else 0, weight_bits)
+    # 1x1, stride 1, unpadded, offset folded: a matrix product two pixels by two channels at a time
+    pointwise = (fast and not depthwise and packed is None and kh == kw == 1 and sh == sw_ == 1 and fic == in_c
+                 and fields["pad_h"] == fields["pad_w"] == 0 and fields["in_zp"] == 0)
     scratch = 0
-    if packed is None:
+    grouped = fast and depthwise and packed is None and out_c == in_c  # depth multiplier 1: channel groups of 4
+    im2col = fast and not depthwise and not pointwise and packed is None and fic == in_c
+    if im2col and fields["in_zp"] != 0:  # taps outside the image read in_zp, so the fold holds everywhere
+        fields["in_zp"], bias = _fold_input_zp(c, g, op, bias, w.data.reshape(out_c, -1).sum(1), x.zp)
+        fields["pad_value"] = x.zp
+        im2col = fields["in_zp"] == 0
+    folded_zp, folded = 0, None
+    if grouped and fields["in_zp"] != 0:  # whole-window pixels skip the offset
+        folded_zp, folded = _fold_input_zp(c, g, op, bias, w.data.reshape(-1, out_c).sum(0), fields["in_zp"])
+        grouped = folded_zp == 0
+    if pointwise or im2col:
+        fields["filter"] = c.array("int8_t", "filter", layout.interleave_rows(w.data.reshape(out_c, -1), 2), 1)
+    elif grouped:
+        fields["filter"] = c.array("int8_t", "filter", layout.group_taps(w.data.reshape(kh, kw, out_c)), 1)
+    elif packed is None:
         fields["filter"] = c.array("int8_t", "filter", w.data, 1)
     else:
         fields["filter"] = "0"
         scratch = kh * kw * out_c if depthwise else min(4, out_c) * kh * kw * fic
+    if im2col:
+        scratch = 2 * kh * kw * in_c
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
+    if grouped:
+        fields["bias_folded"] = fields["bias"] if folded is None else c.array("int32_t", "bias_folded", folded, 4)
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
-    kern = "ek_depthwise_conv2d" if depthwise else "ek_conv2d"
-    call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    kern = ("ek_depthwise_conv2d_c4" if grouped else "ek_depthwise_conv2d") if depthwise else \
+        "ek_conv2d_1x1" if pointwise else "ek_conv2d_im2col" if im2col else "ek_conv2d"
+    args = ", {scratch}" if kern in ("ek_conv2d", "ek_depthwise_conv2d", "ek_conv2d_im2col") else ""
+    call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}}{args});"
     # a packed CONV_2D writes its output channel block by channel block, not in address order
-    ov = None if packed is not None and not depthwise else _overlap(fields, x, y)
+    ov = None if packed is not None and not depthwise else _overlap(fields, x, y, block=2 if pointwise or im2col else 1)
     return Lowered(op.name, "ek_conv.c", c.decls, call, (x.index,), y.index, overlap=ov, const_bytes=c.const_bytes,
                    scratch_bytes=scratch, packed_tensor=None if packed is None else w.name)
 
 
-def _overlap(f: dict, x: Tensor, y: Tensor) -> tuple[int, int] | None:
+def _overlap(f: dict, x: Tensor, y: Tensor, block: int = 1) -> tuple[int, int] | None:
     if f["batches"] != 1:
         return None
     ch_in, ch_out = f.get("in_c", f.get("channels")), f.get("out_c", f.get("channels"))
     d = overlap_distance((f["in_h"], f["in_w"]), ch_in, (f["out_h"], f["out_w"]), ch_out,
-                         (f["stride_h"], f["stride_w"]), (f["pad_h"], f["pad_w"]))
+                         (f["stride_h"], f["stride_w"]), (f["pad_h"], f["pad_w"]), block)
     return x.index, d
 
 
-def _requant_fields(c, g, op, bias: int, mult, shift, packed) -> dict:
+def _fast_requant(g: Graph, bias: int, mult: np.ndarray, shift: np.ndarray, k: int) -> bool:
+    """Whether ek_rq_make/ek_rq_apply's preconditions (ek_common.h) hold for every channel: m >= 0,
+    -31 <= shift <= 0, and no reachable accumulator (bias + k products of |w| <= 128 and
+    |x - zp| <= 255) makes h + 2^(right-1) overflow int32. The matrix-product and depthwise-c4 kernels
+    need them; otherwise the per-pixel kernels run."""
+    n = len(mult)
+    b = np.zeros(n, np.int64) if bias < 0 or g.t(bias).data is None else np.abs(np.asarray(g.t(bias).data, np.int64))
+    b = np.broadcast_to(b.reshape(-1), (n,))
+    m, s = np.asarray(mult, np.int64), np.asarray(shift, np.int64)
+    if (m < 0).any() or (s < -31).any() or (s > 0).any():
+        return False
+    xmax = b + 128 * 255 * k
+    hmax = [(int(xv) * int(mv) + (1 << 30) >> 31) + 1 for xv, mv in zip(xmax, m)]
+    return all(sv == 0 or hv + (1 << (-int(sv) - 1)) < 2**31 for hv, sv in zip(hmax, s))
+
+
+def _all_taps_in_image(f: dict) -> bool:
+    """Whether every output pixel's window lies wholly inside the input (no tap is ever skipped)."""
+    return (f["pad_h"] == 0 and f["pad_w"] == 0
+            and (f["out_h"] - 1) * f["stride_h"] + (f["k_h"] - 1) * f["dil_h"] < f["in_h"]
+            and (f["out_w"] - 1) * f["stride_w"] + (f["k_w"] - 1) * f["dil_w"] < f["in_w"])
+
+
+def _fold_input_zp(c: _Ctx, g: Graph, op: Op, bias: int, wsum: np.ndarray, in_zp: int) -> tuple[int, int | np.ndarray]:
+    """``(in_zp, bias)`` for the params: sum w*(x - zp) + b = sum w*x + (b - zp*sum w), so the kernels skip the
+    offset. ``wsum`` is each output channel's weight sum. Unchanged when the folded bias would leave int32."""
+    if in_zp == 0:
+        return in_zp, bias
+    b = np.zeros(len(wsum), np.int64) if bias < 0 else np.asarray(g.t(bias).data, np.int64).reshape(-1)
+    if bias >= 0 and (g.t(bias).data is None or g.t(bias).dtype != "int32"):
+        return in_zp, bias
+    folded = b - np.int64(in_zp) * wsum.astype(np.int64)
+    if folded.min() < -(2**31) or folded.max() >= 2**31:
+        return in_zp, bias
+    return 0, folded.astype(np.int32)
+
+
+def _requant_fields(c, g, op, bias: "int | np.ndarray", mult, shift, packed) -> dict:
     """The bias, per-channel multiplier/shift arrays and (when packed) 4-bit weight fields shared by conv and FC."""
     fields = {
         "bias": _bias(c, g, op, bias),
@@ -226,11 +298,13 @@ def _requant_fields(c, g, op, bias: int, mult, shift, packed) -> dict:
         "shift": c.array("int32_t", "shift", shift, 4),
     }
     if packed is not None:
-        fields |= {"packed": packed[0], "table": packed[1], "scratch": SCRATCH}
+        fields |= {"packed": packed[0], "table": packed[1]}
     return fields
 
 
-def _bias(c: _Ctx, g: Graph, op: Op, bias: int) -> str:
+def _bias(c: _Ctx, g: Graph, op: Op, bias: "int | np.ndarray") -> str:
+    if isinstance(bias, np.ndarray):  # already folded with the input zero point
+        return c.array("int32_t", "bias", bias, 4)
     if bias < 0:
         return "0"
     bt = g.t(bias)
@@ -264,11 +338,19 @@ def _fc(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
         "in_zp": x.zp, "w_zp": 0 if per_channel else w.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
         "per_channel": int(per_channel),
     }
+    if fields["w_zp"] == 0:
+        fields["in_zp"], bias = _fold_input_zp(c, g, op, bias, w.data.reshape(units, -1).sum(1), x.zp)
     packed = _pack(c, w, 0, weight_bits) if w.data.ndim == 2 else None
-    fields["weights"] = c.array("int8_t", "weights", w.data, 1) if packed is None else "0"
+    if packed is not None:
+        fields["weights"] = "0"
+    elif fields["w_zp"] == 0 and fields["in_zp"] == 0:  # ek_mat4x1: four units per pass, rows interleaved
+        fields["weights"] = c.array("int8_t", "weights", layout.interleave_rows(w.data.reshape(units, -1), 4), 1)
+        fields["interleaved"] = 1
+    else:
+        fields["weights"] = c.array("int8_t", "weights", w.data, 1)
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     c.decls.append(_struct("ek_fc_params", f"{c.p}_params", fields))
-    call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}});"
+    call = f"ek_fully_connected(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}}, {{scratch}});"
     return Lowered(op.name, "ek_fc.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes,
                    scratch_bytes=0 if packed is None else depth, packed_tensor=None if packed is None else w.name)
 

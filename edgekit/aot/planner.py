@@ -87,8 +87,13 @@ def _align(v: int) -> int:
     return (v + ALIGN - 1) // ALIGN * ALIGN
 
 
-def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, model_output: int) -> MemoryPlan:
-    """Plan ``steps`` (in execution order); ``sizes`` gives the byte size of every non-constant tensor."""
+def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, model_output: int, *,
+                io_in_arena: bool = False) -> MemoryPlan:
+    """Plan ``steps`` (in execution order); ``sizes`` gives the byte size of every non-constant tensor.
+
+    ``io_in_arena``: the model's input and output are arena buffers too (the application writes the
+    input into the arena and reads the output there), so their bytes are shared like any other's.
+    """
     n = len(steps)
     first = {t: n for t in sizes}
     last = {t: -1 for t in sizes}
@@ -114,6 +119,8 @@ def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, mode
         return [t for t in sizes if find(t) == root]
 
     def home(root: int) -> str:
+        if io_in_arena:
+            return "arena"
         ms = members(root)
         return "input" if model_input in ms else ("output" if model_output in ms else "arena")
 
@@ -182,7 +189,7 @@ def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, mode
         Buffer(b.tensors, b.size, b.first, b.last, b.home, best.get(k, 0)) for k, b in enumerate(buffers)
     )
     tensor_buffer = {t: k for k, b in enumerate(placed) for t in b.tensors}
-    unshared = sum(_align(sizes[t]) for t in sizes if t not in (model_input, model_output))
+    unshared = sum(_align(sizes[t]) for t in sizes if io_in_arena or t not in (model_input, model_output))
     overlapped = sum(1 for (bo, bi), d in pairs.items() if _overlaps(best, buffers, bo, bi))
     return MemoryPlan(placed, _align(best_size), lower, unshared, aliased, overlapped_steps=overlapped, tensor_buffer=tensor_buffer)
 

@@ -11,7 +11,11 @@ import click
 @click.command(name="codegen")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Folder for the generated C (replaced atomically, and only if edgekit wrote it).")
-@click.option("--prefix", default="edgekit", show_default=True, help="Prefix of the generated function, macros and file names.")
+@click.option("--prefix", default="edgekit", show_default=True,
+              help="Prefix of the generated functions, macros, file names and runtime symbols (two models with "
+                   "different prefixes link into one firmware).")
+@click.option("--io-in-arena", is_flag=True,
+              help="Plan the input and output inside the arena and add zero-copy <prefix>_input/_output/_invoke_in_arena.")
 @click.option("--host-check", "host_check_n", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also compile with the host gcc and compare N seeded generated inputs with the tflite-micro interpreter.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --host-check inputs.")
@@ -20,9 +24,9 @@ import click
               help="Weight storage: 4-bit indices + per-channel tables for clustered layers (auto: where it saves bytes; "
                    "4: every layer with at most 16 values per channel), or plain int8 (8).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, compare_tflm: bool, weight_bits: str,
-            as_json: bool) -> None:
-    """Generate C for MODEL (a full-int8 .tflite): const weights, one static arena, <prefix>_invoke().
+def command(model: Path, out: Path, prefix: str, io_in_arena: bool, host_check_n: int, seed: int, compare_tflm: bool,
+            weight_bits: str, as_json: bool) -> None:
+    """Generate C for MODEL (a full-int8 .tflite): const weights, one arena, <prefix>_invoke().
 
     Prints the planned arena, its lower bound (the most tensor bytes alive at
     once; overlapping a windowed op's output with its dying input can go below
@@ -35,7 +39,7 @@ def command(model: Path, out: Path, prefix: str, host_check_n: int, seed: int, c
 
     bits = None if weight_bits == "auto" else int(weight_bits)
     with staged(out, [model]) as tmp:
-        res = generate(model, tmp, prefix=prefix, weight_bits=bits)
+        res = generate(model, tmp, prefix=prefix, weight_bits=bits, io_in_arena=io_in_arena)
     d = res.to_dict()
     d["out"] = str(out)
     check = None

@@ -11,7 +11,7 @@ one to a counter for every guest instruction executed and snapshots the counter
 when execution reaches ``edgekit_mark_begin`` and ``edgekit_mark_end``, the two
 empty functions the harness calls around ``edgekit_invoke``. The count is of
 executed guest instructions (exact, not cycles; an empty ``edgekit_invoke``
-measures 5, the call and the markers); it needs a QEMU built with plugin
+measures 8 at -O2, the call and the markers); it needs a QEMU built with plugin
 support, and a QEMU that refuses the plugin runs without counting.
 """
 

@@ -51,4 +51,4 @@ def test_zoo_graph_bit_exact(zoo_tflite, tmp_path):
     assert r.bit_exact_fraction == 1.0, r.to_dict()
     cg = r.codegen
     assert cg.aliased_ops >= 2  # ADD, MUL, LOGISTIC or SOFTMAX in place
-    assert cg.arena_bytes <= cg.arena_lower_bound_bytes
+    assert cg.arena_bytes - cg.weight_scratch_bytes <= cg.arena_lower_bound_bytes  # the tensors; scratch after them

@@ -87,6 +87,23 @@ CASES = {
     "concat_axis1_const": (lambda x: tf.concat([x, tf.constant(np.ones((1, 2, 5), np.float32)), x], 1), [1, 3, 5], ["CONCATENATION"], {}),
     "reshape_only_copies_input_to_output": (lambda x: tf.reshape(x, [1, 12]), [1, 3, 4], ["RESHAPE"], {}),
     "relu_relu6": (lambda x: tf.nn.relu6(tf.nn.relu(x) * 2.5) + tf.nn.relu(x), [1, 30], ["RELU"], {}),
+    # the codegen-time layouts: odd pixel counts, odd channel counts and depth tails (n % 4) everywhere
+    "conv_1x1_odd_pixels_odd_channels": (_conv([1, 5, 5, 6], 7, 1, act=tf.nn.relu), [1, 5, 5, 6], ["CONV_2D"], {}),
+    "conv_1x1_stride2_im2col": (_conv([1, 7, 7, 5], 4, 1, 2), [1, 7, 7, 5], ["CONV_2D"], {}),
+    "conv_5x3_one_channel_im2col": (_conv([1, 11, 6, 1], 9, (5, 3), 2), [1, 11, 6, 1], ["CONV_2D"], {}),
+    "dw_3x3_valid_6_channels": (_dw([1, 7, 7, 6], 1, 3, 1, "VALID"), [1, 7, 7, 6], ["DEPTHWISE_CONV_2D"], {}),
+    "dw_5x5_same_stride2_8_channels": (_dw([1, 9, 9, 8], 1, 5, 2), [1, 9, 9, 8], ["DEPTHWISE_CONV_2D"], {}),
+    "dw_one_input_channel_dm8": (_dw([1, 9, 9, 1], 8, 3, 2), [1, 9, 9, 1], ["DEPTHWISE_CONV_2D"], {}),
+    "fc_7_units_depth_13": (_fc(13, 7, tf.nn.relu), [1, 13], ["FULLY_CONNECTED"], {}),
+}
+
+# which kernel each layout case must reach (the kernels' choice is the code generator's)
+KERNEL_OF = {
+    "conv_1x1_odd_pixels_odd_channels": "ek_conv2d_1x1", "conv_1x1_stride2_im2col": "ek_conv2d_im2col",
+    "conv_5x3_one_channel_im2col": "ek_conv2d_im2col", "conv_same_3x3_relu": "ek_conv2d_im2col",
+    "conv_grouped_2_groups": "ek_conv2d(", "dw_3x3_valid_6_channels": "ek_depthwise_conv2d_c4",
+    "dw_5x5_same_stride2_8_channels": "ek_depthwise_conv2d_c4", "dw_even_k_stride2_dm2": "ek_depthwise_conv2d(",
+    "dw_one_input_channel_dm8": "ek_conv2d_im2col", "fc_7_units_depth_13": "ek_fully_connected",
 }
 
 
@@ -100,6 +117,9 @@ def test_kernel_bit_exact_with_tflm(case, tmp_path):
         assert op in names, f"the converter did not emit {op}: {names}"
     r = host_check(tfl, random_inputs(tfl, 24, seed=3), tmp_path)
     assert r.bit_exact_fraction == 1.0, (names, r.to_dict())
+    if case in KERNEL_OF:
+        code = next(tmp_path.rglob("edgekit_model.c")).read_text()
+        assert KERNEL_OF[case] in code.split("static void edgekit_run")[1], case
 
 
 def test_float_io_quantize_dequantize(tmp_path):

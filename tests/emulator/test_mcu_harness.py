@@ -209,7 +209,7 @@ def test_harness_overhead_is_a_few_instructions_and_under_1_5_kb(tmp_path):
     )
     out, dev = run_on_emulator(d, get_target("cortex-m4"), np.zeros((3, 4), np.int8), tmp_path / "w")
     assert out.shape == (3, 4)
-    assert dev.instructions_per_inference == dev.instructions_min == dev.instructions_max == 5
+    assert dev.instructions_per_inference == dev.instructions_min == dev.instructions_max == 8  # at -O2 (5 at -Os)
     assert dev.flash_bytes < 1536
     assert dev.static_ram_bytes == 8  # the 4-byte input and output buffers
     assert dev.arena_bytes == 0

@@ -44,10 +44,13 @@ def test_packed_digits_on_qemu_bit_exact_and_smaller_flash(digits_dir, tmp_path)
     # the weight bytes saved show up in the image (minus the decoder and the scratch code)
     saved = plain.weight_bytes - packed.weight_bytes
     assert dev8.flash_bytes - dev.flash_bytes > 0.9 * saved, (dev.flash_bytes, dev8.flash_bytes, saved)
-    # RAM packing adds: the decoded-weight scratch, and the arena a packed CONV_2D cannot overlap
-    extra_arena = packed.arena_bytes - plain.arena_bytes
+    # RAM packing adds: the decoded-weight scratch (in the arena, after the tensors), and the tensor
+    # arena a packed CONV_2D cannot overlap
+    extra_arena = (packed.arena_bytes - packed.weight_scratch_bytes) - (plain.arena_bytes - plain.weight_scratch_bytes)
     assert 0 <= extra_arena <= 1024
-    assert dev.static_ram_bytes - dev8.static_ram_bytes <= extra_arena + packed.weight_scratch_bytes + 16
-    # each weight is decoded once per inference: a bounded slowdown (measured 1.28x)
+    assert dev.static_ram_bytes - dev8.static_ram_bytes <= packed.arena_bytes - plain.arena_bytes + 16
+    # each weight is decoded once per inference: a bounded slowdown. Packed weights keep the plain
+    # per-pixel kernels, while int8 weights get codegen-time layouts (im2col + 2x2 matrix product):
+    # measured 1.74x (1.28x before those layouts made the int8 path 1.6x faster)
     assert dev.instructions_per_inference is not None and dev8.instructions_per_inference is not None
-    assert dev8.instructions_per_inference < dev.instructions_per_inference < 1.45 * dev8.instructions_per_inference
+    assert dev8.instructions_per_inference < dev.instructions_per_inference < 2.1 * dev8.instructions_per_inference

@@ -42,6 +42,30 @@ EK_INLINE int32_t ek_mbqm(int32_t x, int32_t m, int32_t shift) {
     return ek_rdbp(ek_srdhm((int32_t)((uint32_t)x << left), m), right);
 }
 
+/* ek_mbqm split in two for the kernels' hot loops: the per-channel constants are derived once
+ * (ek_rq_make) and applied to every accumulator of that channel (ek_rq_apply). Preconditions, which
+ * the code generator checks per channel before it picks a kernel that uses them (lower._fast_requant):
+ * m >= 0, -31 <= shift <= 0, and h + 2^(right-1) stays below 2^31 for every reachable accumulator.
+ * Then ek_srdhm cannot saturate and TFLM's round-half-away-from-zero division by 2^right is one add
+ * and one shift, (h + 2^(right-1) - (h < 0)) >> right: bit for bit ek_mbqm's result. */
+typedef struct {
+    int32_t m, right, nudge, neg; /* neg: -1 when right > 0 (a negative h rounds down by one), else 0 */
+} ek_rq;
+
+EK_INLINE ek_rq ek_rq_make(int32_t m, int32_t shift) {
+    ek_rq r;
+    r.m = m;
+    r.right = -shift;
+    r.nudge = (int32_t)(((uint32_t)1 << r.right) >> 1);
+    r.neg = r.right ? -1 : 0;
+    return r;
+}
+
+EK_INLINE int32_t ek_rq_apply(ek_rq r, int32_t x) {
+    const int32_t h = (int32_t)(((int64_t)x * r.m + ((int64_t)1 << 30)) >> 31); /* arithmetic shift */
+    return (h + r.nudge + ((h >> 31) & r.neg)) >> r.right;
+}
+
 EK_INLINE int8_t ek_sat8(int32_t v) { return (int8_t)ek_clamp(v, -128, 127); }
 
 #endif

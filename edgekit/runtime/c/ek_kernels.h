@@ -6,6 +6,8 @@
 
 #include <stdint.h>
 
+#include "ek_namespace.h" /* generated next to each model: prefixes every function below */
+
 /* sum of w[i] * (x[i] + x_offset) for i < n (SIMD on cores with the Arm DSP extension). */
 int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
 /* Decode n 4-bit-indexed weights starting at flat index `start` (weight k in the low nibble of
@@ -13,6 +15,10 @@ int32_t ek_dot(const int8_t *w, const int8_t *x, int32_t n, int32_t x_offset);
 void ek_unpack4(const uint8_t *packed, int32_t start, int32_t n, const int8_t *table, int8_t *dst);
 /* acc[j] += sum of w[j*w_stride + i] * (x[i] + x_offset), for j < 4. */
 void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int32_t x_offset, int32_t *acc);
+/* Offset-free depthwise window of four channels with the weights in tap order, 4 bytes per tap
+ * (w[(r*cols + c)*4 + j]): acc[j] += sum of w * x[r*x_row + c*x_col + j]; 3x3 is unrolled. */
+void ek_dw4_full(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t rows, int32_t cols,
+                 int32_t *acc);
 /* acc[j] += sum over r < rows, c < cols of w[r*w_row + c*w_col + j] * (x[r*x_row + c*x_col + j] + x_offset), j < 4. */
 void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
             int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc);
@@ -25,34 +31,55 @@ typedef struct {
     int32_t filter_in_c;      /* conv: filter's input depth (in_c / groups) */
     int32_t depth_multiplier; /* depthwise only */
     int32_t in_zp, out_zp, act_min, act_max;
+    int32_t pad_value; /* ek_conv2d_im2col: the input zero point, what a tap outside the image reads */
     const int8_t *filter;
     const int32_t *bias; /* may be 0 */
     const int32_t *mult, *shift; /* one per output channel */
+    /* ek_depthwise_conv2d_c4 only: bias - in_zp * (sum of the channel's weights), for pixels whose
+     * whole window lies in the image (no offset needed there). */
+    const int32_t *bias_folded;
     /* Clustered filter stored as 4-bit indices (filter == 0): table[c*16 + index] per output
-     * channel c; scratch receives decoded weights (conv: min(4, out_c) channels, depthwise: all). */
+     * channel c; the kernel's scratch argument receives decoded weights (conv: min(4, out_c)
+     * channels, depthwise: all). */
     const uint8_t *packed;
     const int8_t *table;
-    int8_t *scratch;
 } ek_conv_params;
 
-void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
-void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out);
+/* `scratch`: memory in the caller's arena the kernel may use during the call (decoded packed
+ * weights, im2col windows); 0 when the op needs none. */
+void ek_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
+void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
+/* DEPTHWISE_CONV_2D with depth multiplier 1 and an int8 filter in channel groups
+ * (layout.group_taps: for each group of 4 channels, its taps in order, 4 bytes each; then the
+ * last in_c % 4 channels tap by tap). Whole-window pixels run offset-free on bias_folded. */
+void ek_depthwise_conv2d_c4(const ek_conv_params *p, const int8_t *in, int8_t *out);
+/* CONV_2D without groups, int8 filter rows pair-interleaved (layout.interleave_rows, k = 2), in_zp folded
+ * into the bias over the whole filter: two pixels' windows are copied into scratch (2 * k_h*k_w*in_c
+ * bytes) with taps outside the image set to the input zero point, which then contribute exactly what
+ * the fold subtracted, and multiplied by two output channels at a time (ek_mat2x2 in ek_simd.h). */
+void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
+/* CONV_2D with a 1x1 filter, stride 1, no padding, in_zp folded into the bias (in_zp == 0), int8 filter:
+ * a matrix product over pixels, two pixels by two output channels at a time. Each pair of pixels
+ * is written before the next pair is read. */
+void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out);
 
 /* FULLY_CONNECTED: per-channel (n_mult == units) or per-tensor (n_mult == 1, weight zp applied). */
 typedef struct {
     int32_t batches, units, depth;
     int32_t in_zp, w_zp, out_zp, act_min, act_max;
     int32_t per_channel;
+    /* 1: weights in groups of four rows (layout.interleave_rows, k = 4; the last units % 4 rows plain),
+     * in_zp == 0 (folded into the bias) and w_zp == 0; four units per pass (ek_mat4x1) */
+    int32_t interleaved;
     const int8_t *weights;
     const int32_t *bias; /* may be 0 */
     const int32_t *mult, *shift;
     /* Clustered weights as 4-bit indices (weights == 0): table[u*16 + index] per unit; scratch holds one row. */
     const uint8_t *packed;
     const int8_t *table;
-    int8_t *scratch;
 } ek_fc_params;
 
-void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out);
+void ek_fully_connected(const ek_fc_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
 
 /* AVERAGE_POOL_2D and MAX_POOL_2D. */
 typedef struct {

@@ -21,6 +21,10 @@ static int32_t round_away_f(float v) {
 void ek_quantize_f32(int32_t count, float scale, int32_t zp, const float *in, int8_t *out) {
     for (int32_t i = 0; i < count; i++) {
         float v = in[i] / scale; /* float division, as TFLM */
+        if (v != v) { /* NaN: casting it to int is undefined; TFLM's cast gives INT32_MIN on x86, so -128 */
+            out[i] = -128;
+            continue;
+        }
         if (v > 4096.0f) v = 4096.0f; /* saturates anyway; keeps the int cast defined */
         if (v < -4096.0f) v = -4096.0f;
         out[i] = ek_sat8(round_away_f(v) + zp);

@@ -1,0 +1,143 @@
+/* edgekit runtime: SIMD building blocks inlined into the kernels' hot loops (Arm DSP extension:
+ * Cortex-M4/M7/M33/M55), with portable C for every other target. Integer sums are exact, so both
+ * give the same results bit for bit. */
+#ifndef EK_SIMD_H
+#define EK_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "ek_common.h"
+
+/* Offset-free 2x2 block of a matrix product. w holds two weight rows of n int8, pair-interleaved
+ * (layout.interleave_rows with k = 2: their 4-byte blocks alternate, then row 0's n % 4 tail, then row 1's);
+ * acc[0] += row0.xa, acc[1] += row1.xa, acc[2] += row0.xb, acc[3] += row1.xb. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
+#include <arm_acle.h>
+
+/* SXTB16 of v rotated by 8 (bytes 1 and 3) in one instruction: gcc does not fuse the rotation itself. */
+EK_INLINE uint32_t sxtb16_ror8(uint32_t v) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* Two weight rows, pair-interleaved (above), against two inputs: 20 instructions per
+ * 16 multiply-accumulates, every unpacked word used twice. The loop is written in assembly: it
+ * needs 14 registers, and gcc at -Os spills the pointers and adds index arithmetic. */
+EK_INLINE void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
+    int32_t a00 = acc[0], a10 = acc[1], a01 = acc[2], a11 = acc[3];
+    uint32_t k = (uint32_t)n >> 2;
+    if (k) {
+        uint32_t x02, x13, y02, y13, v, t;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[x13], [%[xa]], #4\n\t"
+            "ldr %[y13], [%[xb]], #4\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[x02], %[x13]\n\t"
+            "sxtb16 %[x13], %[x13], ror #8\n\t"
+            "sxtb16 %[y02], %[y13]\n\t"
+            "sxtb16 %[y13], %[y13], ror #8\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a00], %[t], %[x02], %[a00]\n\t"
+            "smlad %[a00], %[v], %[x13], %[a00]\n\t"
+            "smlad %[a01], %[t], %[y02], %[a01]\n\t"
+            "smlad %[a01], %[v], %[y13], %[a01]\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a10], %[t], %[x02], %[a10]\n\t"
+            "smlad %[a10], %[v], %[x13], %[a10]\n\t"
+            "smlad %[a11], %[t], %[y02], %[a11]\n\t"
+            "smlad %[a11], %[v], %[y13], %[a11]\n\t"
+            "subs %[k], %[k], #1\n\t"
+            "bne 1b"
+            : [a00] "+r"(a00), [a10] "+r"(a10), [a01] "+r"(a01), [a11] "+r"(a11), [w] "+r"(w), [xa] "+r"(xa),
+              [xb] "+r"(xb), [k] "+r"(k), [x02] "=&r"(x02), [x13] "=&r"(x13), [y02] "=&r"(y02), [y13] "=&r"(y13),
+              [v] "=&r"(v), [t] "=&r"(t)
+            :
+            : "cc", "memory");
+    }
+    const int32_t r = n & 3; /* the tail: row 0's last r weights, then row 1's */
+    for (int32_t i = 0; i < r; i++) {
+        a00 += (int32_t)w[i] * xa[i], a01 += (int32_t)w[i] * xb[i];
+        a10 += (int32_t)w[r + i] * xa[i], a11 += (int32_t)w[r + i] * xb[i];
+    }
+    acc[0] = a00, acc[1] = a10, acc[2] = a01, acc[3] = a11;
+}
+
+
+/* Four weight rows, interleaved (layout.interleave_rows with k = 4), against one input: 25
+ * instructions per 16 multiply-accumulates, each unpacked input word used four times. */
+EK_INLINE void ek_mat4x1(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+    uint32_t k = (uint32_t)n >> 2;
+    if (k) {
+        uint32_t x02, x13, v, t;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[x13], [%[x]], #4\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[x02], %[x13]\n\t"
+            "sxtb16 %[x13], %[x13], ror #8\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a0], %[t], %[x02], %[a0]\n\t"
+            "smlad %[a0], %[v], %[x13], %[a0]\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a1], %[t], %[x02], %[a1]\n\t"
+            "smlad %[a1], %[v], %[x13], %[a1]\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a2], %[t], %[x02], %[a2]\n\t"
+            "smlad %[a2], %[v], %[x13], %[a2]\n\t"
+            "ldr %[v], [%[w]], #4\n\t"
+            "sxtb16 %[t], %[v]\n\t"
+            "sxtb16 %[v], %[v], ror #8\n\t"
+            "smlad %[a3], %[t], %[x02], %[a3]\n\t"
+            "smlad %[a3], %[v], %[x13], %[a3]\n\t"
+            "subs %[k], %[k], #1\n\t"
+            "bne 1b"
+            : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x), [k] "+r"(k),
+              [x02] "=&r"(x02), [x13] "=&r"(x13), [v] "=&r"(v), [t] "=&r"(t)
+            :
+            : "cc", "memory");
+    }
+    const int32_t r = n & 3; /* the tails: row 0's last r weights, then row 1's, ... */
+    for (int32_t i = 0; i < r; i++) {
+        const int32_t xi = x[i];
+        a0 += w[i] * xi, a1 += w[r + i] * xi, a2 += w[2 * r + i] * xi, a3 += w[3 * r + i] * xi;
+    }
+    acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
+}
+#else
+
+EK_INLINE void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
+    const int32_t body = n & ~3, r = n & 3;
+    for (int32_t i = 0; i < n; i++) {
+        /* pair-interleaved: blocks of 4 alternate between the rows; then row 0's tail, row 1's tail */
+        const int32_t i0 = i < body ? (i >> 2) * 8 + (i & 3) : body + i, i1 = i < body ? i0 + 4 : i0 + r;
+        acc[0] += (int32_t)w[i0] * xa[i];
+        acc[1] += (int32_t)w[i1] * xa[i];
+        acc[2] += (int32_t)w[i0] * xb[i];
+        acc[3] += (int32_t)w[i1] * xb[i];
+    }
+}
+
+
+EK_INLINE void ek_mat4x1(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+    const int32_t body = n & ~3, r = n & 3;
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < 4; j++) { /* blocks of 4 in turn across the rows, then the rows' tails */
+            const int32_t at = i < body ? (i >> 2) * 16 + j * 4 + (i & 3) : 4 * body + j * r + (i - body);
+            acc[j] += (int32_t)w[at] * x[i];
+        }
+}
+#endif
+
+#endif
