@@ -13,7 +13,10 @@ example: install
 		--out edgekit-out/digits-cortex-m4
 
 # Install the cross-compiler and QEMU (Debian packages; needs root), the Python
-# dependencies, then run the whole suite. Under CI a missing tool is a failure.
+# dependencies, then run the whole suite. Under CI a missing tool, or missing
+# third-party models in ../shared, is a failure.
 test: install
 	bash docker/install-toolchain.sh
-	EDGEKIT_REQUIRE_TOOLCHAIN=$${EDGEKIT_REQUIRE_TOOLCHAIN:-$${CI:+1}} $(PYTHON) -m pytest -q
+	EDGEKIT_REQUIRE_TOOLCHAIN=$${EDGEKIT_REQUIRE_TOOLCHAIN:-$${CI:+1}} \
+	EDGEKIT_REQUIRE_SHARED_MODELS=$${EDGEKIT_REQUIRE_SHARED_MODELS:-$${CI:+1}} \
+	$(PYTHON) -m pytest -q

@@ -5,7 +5,7 @@ third-party model folder, and the toolchain requirement switch.
   ``../shared/models`` beside the repository); tests needing them skip when absent.
 - ``EDGEKIT_REQUIRE_TOOLCHAIN=1`` (set by CI) turns a missing cross-compiler or
   QEMU from a skip into a failure.
-- ``EDGEKIT_REQUIRE_SHARED_MODELS=1`` (set by ``.ci/run``) turns a missing
+- ``EDGEKIT_REQUIRE_SHARED_MODELS=1`` (set under CI by the Makefile) turns a missing
   third-party model folder from a skip into a failure, so lowering regressions
   on those models cannot hide behind skips.
 - ``tflm_src`` / ``tflm_dir``: the TFLM source tree (``$TFLM_DIR``, default
