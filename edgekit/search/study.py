@@ -123,7 +123,15 @@ def _objective(cfg: SearchConfig, space: SearchSpace):
             trial.set_user_attr("duplicate_of", earlier.number)
             fig = TrialFigures(**{**earlier.user_attrs["figures"], "seconds": 0.0, "stages": []})
         else:
-            fig = run_trial(cfg.setup, recipe, Path(cfg.setup.out_dir) / "trials" / f"{trial.number:04d}")
+            try:
+                fig = run_trial(cfg.setup, recipe, Path(cfg.setup.out_dir) / "trials" / f"{trial.number:04d}")
+            except Exception:
+                # Keras re-wraps an exception raised inside a layer's call (a Ctrl-C landing
+                # there surfaced as "TypeError: Exception encountered when calling Flatten.call()"):
+                # after a Ctrl-C, whatever the trial raised is the interrupt.
+                if _interrupted.is_set():
+                    raise KeyboardInterrupt from None
+                raise
         trial.set_user_attr("figures", fig.to_dict())
         trial.set_user_attr("status", fig.status)
         if fig.status == "failed":
