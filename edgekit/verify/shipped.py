@@ -7,27 +7,17 @@ report itself is not in it (``verify`` adds to the report).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from edgekit.errors import VerificationError
+from edgekit.outdir import file_sha256, manifest
 
 NOT_HASHED = {"report.json", "report.md"}
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def hash_files(folder: Path) -> dict[str, str]:
-    """SHA-256 of every regular file under ``folder`` except the report."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
-    return {p.relative_to(folder).as_posix(): _sha256(p) for p in files if p.relative_to(folder).as_posix() not in NOT_HASHED}
+    """SHA-256 of every file under ``folder`` except the report (the same hashes as the build's manifest)."""
+    return {rel: digest for rel, digest in manifest(Path(folder)).items() if rel not in NOT_HASHED}
 
 
 def check_files(folder: Path, recorded: dict[str, str], under: str = "") -> None:
@@ -40,6 +30,6 @@ def check_files(folder: Path, recorded: dict[str, str], under: str = "") -> None
         if not path.is_file():
             raise VerificationError(f"{path}: shipped file is missing (report.json records it)",
                                     "rebuild with `edgekit build`, or restore the file")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise VerificationError(f"{path}: shipped file changed since the build (SHA-256 differs from report.json)",
                                     "rebuild with `edgekit build` rather than editing the output")
