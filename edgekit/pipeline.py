@@ -239,7 +239,7 @@ def build(
         from edgekit import memory
 
         arena = None
-        if prof.is_mcu:
+        if prof.is_mcu and not failures:  # a runtime crashed on the model: nothing more runs it
             from edgekit.tflm_host import measure_arena
 
             arena = measure_arena(int8_tflite)
@@ -279,7 +279,8 @@ def build(
             if float_tflite is not None:
                 (tmp / "reference").mkdir()
                 (tmp / "reference" / "model_float.tflite").write_bytes(float_tflite)
-            if budget_error is None:  # firmware for a model that cannot fit would not link
+            # firmware for a model that cannot fit would not link; none for a model a runtime crashed on
+            if budget_error is None and not failures:
                 data["outputs"] = _emit(tmp, prof, int8_tflite, info, arena, verify_x, codegen, allow_float)
         from edgekit.verify.shipped import hash_files
 

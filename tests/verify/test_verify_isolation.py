@@ -92,3 +92,5 @@ def test_build_survives_a_runtime_crash_writes_its_report_and_exits_6(tmp_path, 
     # exactly one int8 runtime lost its numbers; the others kept theirs
     assert sum(acc[k] is None for k in ("int8_tflite", "int8_tflite_ref", "int8_tflm")) <= 1
     assert any(v.startswith("failed: ") for v in r["runtimes"].values())
+    # the report and the model are there; no firmware ships for a model a runtime crashed on
+    assert (out / "model.tflite").is_file() and not (out / "tflm").exists() and r["memory"]["arena_bytes"] is None
