@@ -71,7 +71,8 @@ def keras_layer_names(tensor_names: list[str], model) -> list[str]:
     under uniquified scopes (layer ``conv2d_1`` may appear as ``conv2d_1_2``),
     so names are not inverted by rule: each new scope goes to the next layer,
     in model order, whose name equals it or prefixes it followed by ``_``;
-    a scope seen before keeps its layer.
+    a scope seen before keeps its layer; a tensor with no layer scope (the
+    output ``Identity`` of a layer's fused activation) goes to the layer before.
     """
     from edgekit.tflite_model import short_layer_name
 
@@ -87,7 +88,8 @@ def keras_layer_names(tensor_names: list[str], model) -> list[str]:
                 if scope == layers[k] or scope.startswith(layers[k] + "_"):
                     seen[scope], pos = layers[k], k + 1
                     break
-        out.append(seen.get(scope, ""))
+        # no layer of its own (the model's output "Identity" after a fused softmax): the op belongs to the layer before
+        out.append(seen.get(scope, out[-1] if out else ""))
     return out
 
 
