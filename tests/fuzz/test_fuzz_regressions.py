@@ -58,3 +58,33 @@ def test_ubsan_overflow_case_is_refused_by_codegen(shared_models, tmp_path):
     assert hashlib.sha256(buf).hexdigest().startswith("d1953c90709d4d39"), "the mutator changed"
     outcome, detail = run_case(buf, "codegen", tmp_path)
     assert outcome == "clean" and ("beyond int32" in detail or "outside the int32 range" in detail), detail
+
+
+# (model, seed, sha256 prefix, what `edgekit build --target cortex-m4` did before): models whose shapes contradict
+# their ops pass the verifier (it checks indices, sizes and parameters, not shape inference) and crash a runtime.
+RUNTIME_CRASHES = [
+    ("mlperf_tiny/pretrainedResnet_quant.tflite", 47, "a6a7e6bd3f2f10f0", "exit 1: XNNPACK failed to prepare CONV_2D"),
+    ("mlperf_tiny/vww_96_int8.tflite", 120, "d555f6be21472491", "SIGFPE in the tflite-micro interpreter, in-process"),
+]
+
+
+@pytest.mark.parametrize("model,seed,sha,was", RUNTIME_CRASHES, ids=[f"{m.split('/')[-1]}-{s}" for m, s, _, _ in RUNTIME_CRASHES])
+def test_build_contains_a_runtime_crash_and_ships_no_firmware(shared_models, tmp_path, model, seed, sha, was):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    buf, _ = mutate((shared_models / model).read_bytes(), seed)
+    assert hashlib.sha256(buf).hexdigest().startswith(sha), "the mutator changed"
+    (tmp_path / "m.tflite").write_bytes(buf)
+    proc = subprocess.run([sys.executable, "-m", "edgekit", "build", "m.tflite", "--target", "cortex-m4", "--out", "out"],
+                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    errors = [ln for ln in proc.stderr.splitlines() if not ln.endswith(" ...")]
+    assert proc.returncode == 6, (was, proc.stderr[-1500:])
+    assert len(errors) == 1 and "crashed (SIG" in errors[0] and "in its child process" in errors[0], errors
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["failures"] and not (tmp_path / "out" / "tflm").exists()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
