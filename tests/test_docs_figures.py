@@ -24,3 +24,21 @@ def test_readme_aot_vs_tflm_table_is_the_committed_benchmark_output():
     # the like-for-like arena: edgekit's arena plus its I/O buffers, as TFLM's arena holds its I/O tensors
     assert all(r["arena_with_io_bytes"] > r["arena_bytes"] for r in measured)
     assert result["machine"]["host"] and result["machine"]["emulator"]
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def test_distill_ensemble_doc_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_distill_ensemble.json").read_text())
+    doc = (REPO / "docs" / "distill-ensemble.md").read_text()
+    table = _bench_module("bench_distill_ensemble").markdown_table(result)
+    assert table in doc, "regenerate with: python bench/bench_distill_ensemble.py --markdown"
+    assert "machine: x86_64" in table or "machine: aarch64" in table
+    # the prose's figures: mean gain, per-seed range and the spread between seeds, from the same JSON
+    gains = [r["ensemble"] - r["single_teacher"] for r in result["students"]]
+    assert f"{_points(result['mean']['ensemble'] - result['mean']['single_teacher'])} points better on average" in doc
+    assert f"from\n{100 * min(gains):.2f} to {_points(max(gains))})" in doc
+    single = [r["single_teacher"] for r in result["students"]]
+    assert f"({100 * (max(single) - min(single)):.1f} points for the same teacher)" in doc
