@@ -42,3 +42,15 @@ def test_distill_ensemble_doc_is_the_committed_benchmark_output():
     assert f"from\n{100 * min(gains):.2f} to {_points(max(gains))})" in doc
     single = [r["single_teacher"] for r in result["students"]]
     assert f"({100 * (max(single) - min(single)):.1f} points for the same teacher)" in doc
+
+
+def test_packed_weights_tables_are_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_packed_weights.json").read_text())
+    table = _bench_module("bench_packed_weights").markdown_table(result)
+    for doc in ("README.md", "docs/compression-qat-cluster-distill.md"):
+        assert table in (REPO / doc).read_text(), f"{doc}: regenerate with: python bench/bench_packed_weights.py --markdown"
+    plain, packed = result["rows"]["plain"], result["rows"]["packed"]
+    assert plain["outputs_bit_exact"] == packed["outputs_bit_exact"] == 1.0
+    assert packed["weight_bits"] == 4 and plain["weight_bits"] == 8
+    assert packed["flash_bytes"] < plain["flash_bytes"]
+    assert result["machine"]["emulator"] and result["machine"]["host"]
