@@ -54,3 +54,15 @@ def test_packed_weights_tables_are_the_committed_benchmark_output():
     assert packed["weight_bits"] == 4 and plain["weight_bits"] == 8
     assert packed["flash_bytes"] < plain["flash_bytes"]
     assert result["machine"]["emulator"] and result["machine"]["host"]
+
+
+def test_compression_doc_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_compress.json").read_text())
+    table = _bench_module("bench_compress").markdown_table(result)
+    assert table in (REPO / "docs" / "compression.md").read_text(), "regenerate with: python bench/bench_compress.py --markdown"
+    assert result["machine"] and result["emulator"]
+    for run in result["results"]:
+        rows = {r["recipe"]: r for r in run["rows"]}
+        assert rows["none"]["error"] is None and rows["none"]["instructions_per_inference"]
+        # structured50 halves the channels: the int8 model shrinks by well over a third on every run
+        assert rows["structured50"]["int8_tflite_bytes"] < 0.6 * rows["none"]["int8_tflite_bytes"]
