@@ -66,3 +66,23 @@ def test_compression_doc_is_the_committed_benchmark_output():
         assert rows["none"]["error"] is None and rows["none"]["instructions_per_inference"]
         # structured50 halves the channels: the int8 model shrinks by well over a third on every run
         assert rows["structured50"]["int8_tflite_bytes"] < 0.6 * rows["none"]["int8_tflite_bytes"]
+
+
+def test_readme_aot_prose_figures_are_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_aot_vs_tflm.json").read_text())
+    readme = " ".join((REPO / "README.md").read_text().split())  # prose wraps anywhere
+    rows = {r["model"]: r for r in result["rows"]}
+    ref = result["reference_tflm"]["models"]
+    names = {"kws": "kws_ref_model.tflite", "person_detect": "person_detect.tflite", "vww": "vww_96_int8.tflite",
+             "ResNet-8": "pretrainedResnet_quant.tflite", "ad01": "ad01_int8.tflite"}
+    for name, model in names.items():
+        cut = 100 * (1 - rows[model]["instructions_per_inference"] / ref[model]["tflm_cmsis_nn"][2])
+        assert cut > 0, name
+        assert f"{name} by {cut:.1f} %" in readme or f"{name} by {cut:.0f} %" in readme, (name, round(cut, 2))
+        flash_ref, ram_ref, _ = ref[model]["tflm_ref"]
+        assert rows[model]["flash_bytes"] < flash_ref and rows[model]["ram_bytes"] < ram_ref, name
+    vww, person = rows["vww_96_int8.tflite"], rows["person_detect.tflite"]
+    assert (f"({vww['io_in_arena_arena_bytes']:,} and {person['io_in_arena_arena_bytes']:,} B) is below the planner's "
+            f"layer-wise bound ({person['arena_lower_bound_bytes']:,} B)") in readme
+    assert vww["arena_lower_bound_bytes"] == person["arena_lower_bound_bytes"]
+    assert f"person_detect measures {person['tflm_arena_bytes']:,} B" in readme
