@@ -86,3 +86,16 @@ def test_readme_aot_prose_figures_are_the_committed_benchmark_output():
             f"layer-wise bound ({person['arena_lower_bound_bytes']:,} B)") in readme
     assert vww["arena_lower_bound_bytes"] == person["arena_lower_bound_bytes"]
     assert f"person_detect measures {person['tflm_arena_bytes']:,} B" in readme
+
+
+def test_readme_static_batch_table_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_static_batch.json").read_text())
+    table = _bench_module("bench_static_batch").markdown_table(result)
+    readme = (REPO / "README.md").read_text()
+    assert table in readme, "regenerate with: python bench/bench_static_batch.py --markdown"
+    dynamic, static = result["rows"]["dynamic batch"], result["rows"]["static batch 1"]
+    assert {"SHAPE", "STRIDED_SLICE", "PACK"} <= set(dynamic["op_kinds"]) and not {"SHAPE", "PACK"} & set(static["op_kinds"])
+    # the static build is the one `make example` prints (README's abridged output block)
+    assert f"│ int8 .tflite                   │ {static['int8_tflite_bytes']:,} B" in readme
+    assert f"│ arena (measured)               │ {static['tflm_arena_bytes']:,} B" in readme
+    assert f"│ flash needed / budget          │ {static['flash_estimate_bytes']:,} B / " in readme
