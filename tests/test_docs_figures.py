@@ -99,3 +99,17 @@ def test_readme_static_batch_table_is_the_committed_benchmark_output():
     assert f"│ int8 .tflite                   │ {static['int8_tflite_bytes']:,} B" in readme
     assert f"│ arena (measured)               │ {static['tflm_arena_bytes']:,} B" in readme
     assert f"│ flash needed / budget          │ {static['flash_estimate_bytes']:,} B / " in readme
+
+
+def test_qat_cluster_distill_doc_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "qat_distill.json").read_text())
+    doc = (REPO / "docs" / "compression-qat-cluster-distill.md").read_text()
+    blocks = _bench_module("bench_qat_distill").markdown_tables(result)
+    assert set(blocks) == {"source", "qat", "cluster", "distill"}
+    for part, block in blocks.items():
+        assert block in doc, f"{part}: regenerate with: python bench/bench_qat_distill.py --markdown"
+    # the prose's claims, from the same JSON: QAT recovers what PTQ lost with a tiny calibration set ...
+    assert all(r["qat_int8"] > r["ptq_int8"] for r in result["qat"]["rows"])
+    # ... and distillation wins on noisy labels
+    noisy = result["distill_label_noise_0.25"]["rows"]
+    assert all(r["mean"] > noisy[0]["mean"] for r in noisy[1:]) and noisy[0]["alpha"] == 0.0
