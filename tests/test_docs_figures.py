@@ -113,3 +113,13 @@ def test_qat_cluster_distill_doc_is_the_committed_benchmark_output():
     # ... and distillation wins on noisy labels
     noisy = result["distill_label_noise_0.25"]["rows"]
     assert all(r["mean"] > noisy[0]["mean"] for r in noisy[1:]) and noisy[0]["alpha"] == 0.0
+
+
+def test_readme_search_paragraph_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "search.json").read_text())
+    readme = (REPO / "README.md").read_text()
+    assert _bench_module("bench_search").markdown(result) in readme, "regenerate with: python bench/bench_search.py --markdown"
+    one, two = result["speed"]
+    assert "Two workers are no faster" in readme and two["trials_per_hour"] <= one["trials_per_hour"]
+    assert result["best"]["flash_bytes"] <= result["flash_budget_bytes"] < result["plain_int8"]["flash_bytes"]
+    assert result["rebuilt_from_best_toml"]["flash_bytes"] == result["best"]["flash_bytes"]
