@@ -123,3 +123,10 @@ def test_readme_search_paragraph_is_the_committed_benchmark_output():
     assert "Two workers are no faster" in readme and two["trials_per_hour"] <= one["trials_per_hour"]
     assert result["best"]["flash_bytes"] <= result["flash_budget_bytes"] < result["plain_int8"]["flash_bytes"]
     assert result["rebuilt_from_best_toml"]["flash_bytes"] == result["best"]["flash_bytes"]
+
+
+def test_readme_pi_root_timing_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_pi_root.json").read_text())
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert _bench_module("bench_pi_root").markdown(result) in readme, "regenerate with: python bench/bench_pi_root.py --markdown"
+    assert result["speedup"] >= 3 and result["runs"][0]["root_seconds"] > result["runs"][1]["root_seconds"]
