@@ -54,6 +54,7 @@ from edgekit.tflm_host import measure_arena, run_tflm  # noqa: E402
 from edgekit.aot.codegen import generate  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import host  # noqa: E402
 from profile_aot_layers import profile  # noqa: E402
 
 MODELS = [
@@ -188,19 +189,6 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _host() -> str:
-    """The build host's CPU model and architecture (what measured the TFLM arena)."""
-    import platform
-
-    cpu = ""
-    try:
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    return f"{platform.machine()} {cpu}".strip()
-
-
 def _version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -232,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(bench_model(root / rel, args.target, args.inputs, args.seed, Path(tmp)))
     print_table(rows, args.target)
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"host": _host(), "emulator": rows[0].get("machine") if rows else None,
+    machine = {"host": host(), "emulator": rows[0].get("machine") if rows else None,
                "reference": "tflite-micro interpreter on the host (reference kernels)", "tflite_micro": _version("tflite-micro")}
     reference = {"source": REFERENCE_SOURCE, "fields": ["flash_bytes", "ram_bytes", "instructions_per_inference"],
                  "models": REFERENCE}

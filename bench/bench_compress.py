@@ -14,7 +14,8 @@ runs `edgekit.compare.compare` over the recipes and checks the issue's
 - lowrank50: largest Dense layer's parameters at most halved, at most 1 point
   of top-1 lost.
 
-Prints a table and writes JSON (default bench/results/bench_compress.json).
+Prints a table and writes JSON (default bench/results/bench_compress.json);
+``--markdown`` prints the docs table (docs/compression.md) from that JSON.
 """
 
 from __future__ import annotations
@@ -25,9 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import sys
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import host  # noqa: E402
+
+MODELS = {"digits8": "digits 8x8 CNN", "digits32": "digits 32x32 CNN (32/32 ch)"}
 RECIPES = ("none", "prune50", "prune2x4", "structured50", "lowrank50", "structured50-lowrank")
 
 
@@ -91,6 +98,59 @@ def checks(rows: dict[str, dict], out: Path) -> dict[str, dict]:
     return res
 
 
+def _span(values: list[float], fmt: str = ".0f", unit: str = " %") -> str:
+    lo, hi = format(min(values), fmt), format(max(values), fmt)
+    return f"{lo}{unit}" if lo == hi else f"{lo}–{hi}{unit}"
+
+
+def _cut(new: int, base: int) -> str:
+    return f" ({100 * (new / base - 1):+.0f} %)" if new != base else ""
+
+
+def markdown_table(result: dict) -> str:
+    """The docs table and its summary for ``result`` (tests/test_docs_figures.py checks docs/compression.md against it)."""
+    lines = ["| model | Keras | seed | recipe | int8 .tflite | TFLM arena | instructions (QEMU) | top-1 (deployed int8) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["results"]:
+        rows = {row["recipe"]: row for row in r["rows"]}
+        base = rows["none"]
+        for i, (name, row) in enumerate(rows.items()):
+            head = f"| {MODELS[r['task']]} | {r['kind']} | {r['seed']} |" if i == 0 else "| | | |"
+            if row["error"]:
+                lines.append(f"{head} {name} | {row['error']} | | | |")
+                continue
+            ins = row["instructions_per_inference"]
+            ins_text = "n/a" if ins is None else f"{ins:,}" + (_cut(ins, base["instructions_per_inference"]) if name != "none" else "")
+            lines.append(f"{head} {name} | {row['int8_tflite_bytes']:,} B{_cut(row['int8_tflite_bytes'], base['int8_tflite_bytes'])} | "
+                         f"{row['arena_bytes']:,} B{_cut(row['arena_bytes'], base['arena_bytes'])} | {ins_text} | "
+                         f"{100 * row['accuracy_deployed']:.2f} % |")
+    runs = result["results"]
+    s50 = [r["checks"]["structured50"] for r in runs if "structured50" in r["checks"]]
+    lr = [r["checks"]["lowrank50"] for r in runs if "lowrank50" in r["checks"]]
+    lines.append("")
+    if s50:
+        arena = {t: [r["checks"]["structured50"]["arena_cut"] for r in runs if r["task"] == t and "structured50" in r["checks"]]
+                 for t in MODELS}
+        arena_text = ", ".join(f"{_span([100 * x for x in a])} on the {MODELS[t]}" for t, a in arena.items() if a)
+        lines.append(f"- `structured50` over {len(s50)} runs: int8 `.tflite` cut by "
+                     f"{_span([100 * c['int8_size_cut'] for c in s50])}, TFLM arena by {arena_text}; largest top-1 drop "
+                     f"{max(c['top1_drop_points'] for c in s50):+.2f} points.")
+    if lr:
+        params = sorted({(c["params_before"], c["params_after"]) for c in lr})
+        lines.append(f"- `lowrank50` met its criterion (largest Dense at most half its parameters, at most 1 point of top-1 lost) "
+                     f"in {sum(c['pass'] for c in lr)} of {len(lr)} runs (largest Dense: "
+                     + ", ".join(f"{b:,} → {a:,} parameters" for b, a in params)
+                     + f"); largest top-1 drop {max(c['top1_drop_points'] for c in lr):+.2f} points.")
+    speedups = [row["speedup"] for r in runs for row in r["rows"] if row["recipe"] == "none" and row["speedup"]]
+    if speedups:
+        lines.append(f"- Host latency, float / int8 (plain build): {_span(speedups, '.1f', 'x')} across the runs: wall-clock "
+                     "on a shared machine, so noisy; instructions per inference are the stable speed figure.")
+    lines.append(f"\nMeasured by `bench/bench_compress.py` ({result['target']}): sizes and top-1 from each build's report "
+                 f"({result['runtime']}), on {result['machine']}; instructions per inference by edgekit's C runtime on QEMU "
+                 f"`{result['emulator'] or 'n/a'}`; output in `bench/results/bench_compress.json`.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="cortex-m4")
@@ -100,9 +160,14 @@ def main() -> None:
     ap.add_argument("--recipes", default=",".join(RECIPES))
     ap.add_argument("--emulator", action="store_true", help="also run each build under QEMU (instructions per inference)")
     ap.add_argument("--json-out", type=Path, default=ROOT / "bench" / "results" / "bench_compress.json")
+    ap.add_argument("--markdown", action="store_true", help="print the docs table from the JSON")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads(args.json_out.read_text())))
+        return
 
     from edgekit.compare import compare
+    from edgekit.targets import get_target
 
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,7 +187,11 @@ def main() -> None:
                     for name, c in results[-1]["checks"].items():
                         print(f"check {name}: {c}")
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps({"target": args.target, "results": results}, indent=2, sort_keys=True) + "\n")
+    target = get_target(args.target)
+    result = {"target": args.target, "results": results, "machine": host(),
+              "runtime": "accuracy on the tflite-micro interpreter (tflm-host), arena measured by it",
+              "emulator": target.emulator.machine if args.emulator and target.emulator else None}
+    args.json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {args.json_out}")
 
 

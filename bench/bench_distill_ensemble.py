@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import host  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 RESULT = REPO / "bench" / "results" / "bench_distill_ensemble.json"
@@ -72,21 +74,11 @@ def measure(folder: Path, seeds=SEEDS) -> dict:
                  "ensemble": float(np.mean([r["ensemble"] for r in rows]))},
         "eval_samples": int(len(xe)),
         "runtime": "keras (float32), build host",
-        "machine": f"{platform.machine()} {_cpu()}",
+        "machine": host(),
     }
 
 
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def markdown(result: dict) -> str:
+def markdown_table(result: dict) -> str:
     """The docs table for ``result``."""
     t = result["teachers"]
     lines = [f"| | accuracy on {result['eval_samples']} eval digits |", "|---|---|",
@@ -97,6 +89,8 @@ def markdown(result: dict) -> str:
     m = result["mean"]
     lines.append(f"| student, mean of {len(result['students'])} seeds: from A / from A + B | "
                  f"{100 * m['single_teacher']:.2f} % / {100 * m['ensemble']:.2f} % |")
+    lines += ["", f"Runtime: {result['runtime']}; machine: {result['machine']}; produced by "
+              "`bench/bench_distill_ensemble.py` (`bench/results/bench_distill_ensemble.json`)."]
     return "\n".join(lines)
 
 
@@ -105,14 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", action="store_true", help="print the docs table from the committed JSON")
     args = ap.parse_args(argv)
     if args.markdown:
-        print(markdown(json.loads(RESULT.read_text())))
+        print(markdown_table(json.loads(RESULT.read_text())))
         return 0
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         result = measure(Path(tmp))
     RESULT.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(markdown(result))
+    print(markdown_table(result))
     return 0
 
 

@@ -7,7 +7,8 @@ aarch64 wheels via pip, the CPU view) and then one emulated run of a build's
 ``run.py`` on 32 inputs under qemu-aarch64-static. The first run starts from
 an empty cache folder (a temporary ``EDGEKIT_CACHE``, so your own cache is
 neither used nor touched) and pays the downloads; later runs reuse the cache.
-Prints a table and writes JSON (default bench/results/bench_pi_root.json).
+Prints a table and writes JSON (default bench/results/bench_pi_root.json);
+``--markdown`` prints the README's figure from that JSON.
 Wall-clock seconds on this machine, network included: compare runs on the
 same machine only. The acceptance figure is ``speedup`` (cold / cached, >= 3).
 """
@@ -22,9 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import sys
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import host  # noqa: E402
 
 
 def tiny_build(folder: Path) -> Path:
@@ -62,13 +67,23 @@ def one_run(build: Path, legs: tuple[str, ...], cpu: str) -> dict:
             "cache_bytes": root.size_bytes(), "root": root.path.name}
 
 
+def markdown(result: dict) -> str:
+    """The README's cold/cached figure for ``result`` (tests/test_docs_figures.py checks README against it)."""
+    return (f"first run {result['cold_seconds']:.0f} s, then {result['cached_seconds']:.1f} s: wall-clock on "
+            f"{result['machine']}, downloads included, `bench/bench_pi_root.py`")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--legs", default="litert", help="comma-separated runtime legs to provision (litert, tflite_runtime)")
     ap.add_argument("--cpu", default="cortex-a72")
     ap.add_argument("--runs", type=int, default=2, help="runs in all; the first one is cold")
     ap.add_argument("--json-out", type=Path, default=ROOT / "bench" / "results" / "bench_pi_root.json")
+    ap.add_argument("--markdown", action="store_true", help="print the README figure from the JSON")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.json_out.read_text())))
+        return
     legs = tuple(args.legs.split(","))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with tempfile.TemporaryDirectory(prefix="edgekit-bench-pi-") as tmp:
@@ -77,7 +92,7 @@ def main() -> None:
         runs = [one_run(build, legs, args.cpu) for _ in range(max(2, args.runs))]
     cold, cached = runs[0], min(runs[1:], key=lambda r: r["total_seconds"])
     result = {
-        "legs": list(legs), "cpu": args.cpu, "runs": runs,
+        "legs": list(legs), "cpu": args.cpu, "runs": runs, "machine": host(),
         "cold_seconds": cold["total_seconds"], "cached_seconds": cached["total_seconds"],
         "speedup": round(cold["total_seconds"] / cached["total_seconds"], 2),
         "cache_megabytes": round(cold["cache_bytes"] / 1e6, 1),
@@ -89,7 +104,7 @@ def main() -> None:
               f"{r['total_seconds']:>10.2f}{r['cache_bytes'] / 1e6:>10.1f}")
     print(f"speedup (cold / cached): {result['speedup']}x")
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2) + "\n")
+    args.json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(f"wrote {args.json_out}")
 
 

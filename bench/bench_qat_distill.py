@@ -14,6 +14,9 @@
   see the same noisy labels; accuracy is on clean eval labels).
 
     python bench/bench_qat_distill.py [--seeds 3] [--json bench/results/qat_distill.json] [--only qat,cluster,distill]
+    python bench/bench_qat_distill.py --markdown   # the docs tables from the JSON
+
+``--only`` updates just those parts of an existing JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ import numpy as np  # noqa: E402
 
 from edgekit.data import Dataset  # noqa: E402
 from edgekit.load import LoadedModel  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import host  # noqa: E402
 
 
 def noisy_shapes(n: int, seed: int, size: int = 32, noise: float = 0.35) -> tuple[np.ndarray, np.ndarray]:
@@ -178,15 +184,87 @@ def bench_distill(train, ev, seeds: int, label_noise: float) -> dict:
     return out
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _qat_table(r: dict) -> list[str]:
+    out = [f"Float accuracy {r['float']:.3f}, control (2 more float epochs) {r['float_tuned']:.3f}; int8 accuracies on "
+           "LiteRT's reference kernels.", "",
+           "| calibration | PTQ int8 | loss | control PTQ int8 | loss | QAT int8 | recovered (vs control) |",
+           "|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        out.append(f"| {row['calibration']} | {row['ptq_int8']:.3f} | {row['ptq_loss_points']:.1f} p | {row['tuned_ptq_int8']:.3f} | "
+                   f"{row['tuned_ptq_loss_points']:.1f} p | {row['qat_int8']:.3f} | "
+                   f"{_pct(row['recovered'])} ({_pct(row['recovered_vs_tuned'])}) |")
+    worst = next((row["worst_layer"] for row in r["rows"] if "worst_layer" in row), None)
+    if worst:
+        out += ["", f"With one calibration image the quantization debugger names `{worst['name']}` ({worst['op']}) "
+                    f"as the worst layer (rmse/scale {worst['rmse_over_scale']})."]
+    return out
+
+
+def _cluster_table(r: dict) -> list[str]:
+    out = ["| kind | method | int8 acc | clustered int8 acc | int8 weight bytes | 4-bit indexed | saving | .tflite | TFLM LUT .tflite |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        out.append(f"| {row['kind']} | {row['method']} | {row['int8_acc']:.3f} | {row['clustered_acc']:.3f} | "
+                   f"{row['int8_weight_bytes']:,} | {row['indexed_weight_bytes']:,} | {100 * row['saving']:.1f}% | "
+                   f"{row['tflite_bytes']:,} | {row['tflm_lut_tflite_bytes']:,} |")
+    return out
+
+
+def _distill_table(clean: dict, noisy: dict) -> list[str]:
+    n = len(clean["rows"][0]["accuracy_per_seed"])
+    out = [f"| student | clean labels: mean of {n} | vs labels only | 25% noisy labels: mean of {n} | vs labels only |",
+           "|---|---|---|---|---|"]
+    base_c, base_n = clean["rows"][0]["mean"], noisy["rows"][0]["mean"]
+    for c, z in sorted(zip(clean["rows"], noisy["rows"]), key=lambda p: (p[0]["alpha"] > 0, p[0]["alpha"] != 0.3, p[0]["alpha"])):
+        name = "labels only (alpha 0)" if c["alpha"] == 0 else f"KD alpha {c['alpha']}, T {c['temperature']:g}" + (
+            " (default)" if c["alpha"] == 0.3 else "")
+        dc = "" if c["alpha"] == 0 else f"{100 * (c['mean'] - base_c):+.1f} p"
+        dn = "" if c["alpha"] == 0 else f"{100 * (z['mean'] - base_n):+.1f} p"
+        out.append(f"| {name} | {c['mean']:.4f} | {dc} | {z['mean']:.4f} | {dn} |")
+    return out + ["", f"Teacher accuracy: {clean['teacher']:.3f} (clean), {noisy['teacher']:.3f} (noisy); "
+                      "accuracies of the float Keras models on the clean eval set."]
+
+
+def markdown_tables(result: dict) -> dict[str, str]:
+    """The docs' blocks for ``result``, by part (source, qat, cluster, distill); tests/test_docs_figures.py checks the docs."""
+    m = result.get("machine", {})
+    out = {"source": f"Measured by `bench/bench_qat_distill.py` (`bench/results/qat_distill.json`) on {m.get('host')}, "
+                     f"TensorFlow {m.get('tensorflow')}, tfmot {m.get('tfmot')}; int8 accuracies on {m.get('runtime')}, float ones on Keras."}
+    if "qat" in result:
+        out["qat"] = "\n".join(_qat_table(result["qat"]))
+    if "cluster" in result:
+        out["cluster"] = "\n".join(_cluster_table(result["cluster"]))
+    clean, noisy = result.get("distill_label_noise_0.0"), result.get("distill_label_noise_0.25")
+    if clean and noisy:
+        out["distill"] = "\n".join(_distill_table(clean, noisy))
+    return out
+
+
+def _versions() -> dict:
+    from importlib.metadata import version
+
+    return {"host": host(), "tensorflow": version("tensorflow"), "tfmot": version("tensorflow-model-optimization"),
+            "runtime": "LiteRT reference kernels on the host (int8)"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--json", default=str(REPO / "bench" / "results" / "qat_distill.json"))
     ap.add_argument("--only", default="qat,cluster,distill")
+    ap.add_argument("--markdown", action="store_true", help="print the docs tables from the JSON")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print("\n\n".join(markdown_tables(json.loads(Path(args.json).read_text())).values()))
+        return 0
     parts = set(args.only.split(","))
     train, ev = noisy_shapes(3000, seed=1), noisy_shapes(1000, seed=2)
-    results: dict = {}
+    results: dict = json.loads(Path(args.json).read_text()) if Path(args.json).exists() and parts != {"qat", "cluster", "distill"} else {}
+    results["machine"] = _versions()
     if "qat" in parts:
         r = results["qat"] = bench_qat(train, ev)
         print(f"\nQAT (noisy shapes CNN, float accuracy {r['float']:.3f}, {r['float_tuned']:.3f} after 2 more float epochs; "
@@ -217,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['student']:<13} mean {row['mean']:.4f} ({100 * (row['mean'] - base):+.1f}p)  per seed {', '.join(f'{a:.3f}' for a in row['accuracy_per_seed'])}"
                   f"  ({row['student_params']} vs {row['teacher_params']} weights)")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2))
+    Path(args.json).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {args.json}")
     return 0
 

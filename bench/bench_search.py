@@ -1,7 +1,7 @@
 """``edgekit search`` on the bundled digits CNN: the issue's done-when run and trials per hour.
 
 - A custom Cortex-M4 profile whose flash budget (84,000 B) the plain int8
-  build misses by ~40 % (117,440 B: .tflite + edgekit's TFLM code estimate).
+  build misses (by 31 %, 110,264 B: .tflite + edgekit's TFLM code estimate).
 - ``--trials 20`` with the default space and 1 worker: does a recipe fit, how
   many points does it lose against float, does ``edgekit build --recipe
   best.toml`` reproduce its accuracy and flash, and does the front dominate or
@@ -11,6 +11,7 @@
   the per-stage seconds of the trials.
 
     python bench/bench_search.py [--trials 20] [--json-out bench/results/search.json]
+    python bench/bench_search.py --markdown   # the README paragraph from the JSON
 
 Every figure is the TFLM host interpreter's (accuracy) and the build's memory
 section (flash, RAM), on the machine that ran the bench (recorded in the JSON).
@@ -29,6 +30,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import host  # noqa: E402
 DIGITS = REPO / "examples" / "digits"
 FLASH_BUDGET = 84_000
 
@@ -76,11 +79,40 @@ def run(trials: int, workers: int, folder: Path, target: Path) -> dict:
     return {"summary": summary, "result": res, "out": out}
 
 
+def markdown(result: dict) -> str:
+    """The README's paragraph for ``result`` (tests/test_docs_figures.py checks README against it)."""
+    plain, best, m = result["plain_int8"], result["best"], result["machine"]
+    one, two = result["speed"]
+    lines = [f"Measured by `python bench/bench_search.py` (`bench/results/search.json`; the bundled digits CNN, a Cortex-M4 "
+             f"profile with a flash budget of {result['flash_budget_bytes']:,} B that the plain int8 build, {plain['flash_bytes']:,} B, "
+             f"misses by {100 * plain['over_budget']:.0f} %; accuracy on the TFLM interpreter, flash/RAM from the build's memory "
+             f"section; {m['cpu']}, {m['cores']} cores shared with other jobs): `--trials {one['trials']}` gave "
+             f"{one['counts'].get('ok', 0)} trials that fit."]
+    if best:
+        name = f"`{best['seeded']}` (seeded)" if best.get("seeded") else "`" + " + ".join(
+            s["name"] + "".join(f" {k}={v}" for k, v in sorted(s.items()) if k != "name") for s in best["recipe"]) + "`"
+        rebuilt = result["rebuilt_from_best_toml"]
+        same = rebuilt and rebuilt["accuracy"] == best["accuracy"] and rebuilt["flash_bytes"] == best["flash_bytes"]
+        lines.append(f"The most accurate, {name}, keeps {100 * best['accuracy']:.2f} % against {100 * plain['accuracy_float']:.2f} % "
+                     f"for float at {best['flash_bytes']:,} B, and `edgekit build --recipe best.toml` gives "
+                     + ("the same accuracy and flash." if same else
+                        f"{100 * rebuilt['accuracy']:.2f} % at {rebuilt['flash_bytes']:,} B."))
+    all_covered = all(r["dominated_or_matched_by_front"] for r in result["bundled_recipes"])
+    lines.append(f"The front ({len(result['front'])} trials) " + ("dominates or matches every recipe" if all_covered else
+                 "does not dominate every recipe") + " `edgekit compare` runs by default.")
+    lines.append(f"{one['trials_per_hour']:.0f} trials/hour with {one['workers']} worker, {two['trials_per_hour']:.0f} with {two['workers']}.")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--json-out", type=Path, default=REPO / "bench" / "results" / "search.json")
+    ap.add_argument("--markdown", action="store_true", help="print the README paragraph from the JSON")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(args.json_out.read_text())))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         target = _target(folder)
@@ -100,13 +132,13 @@ def main() -> None:
     base = next(t for t in trials if t["seeded"] == "none")
     out = {
         "bench": "bench/bench_search.py",
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "python": platform.python_version(),
+        "machine": {"cpu": host(), "cores": os.cpu_count(), "python": platform.python_version(),
                     "note": "shared with other jobs while measured; trials/hour is a lower bound"},
         "runtime": "accuracy: tflm-host (tflite-micro interpreter); flash/RAM: the build's memory section (.tflite + TFLM code estimate, measured arena)",
-        "model": "examples/digits/model.keras", "target": f"cortex-m4 with flash_bytes = {FLASH_BUDGET}",
+        "model": "examples/digits/model.keras", "target": f"cortex-m4 with flash_bytes = {FLASH_BUDGET}", "flash_budget_bytes": FLASH_BUDGET,
         "plain_int8": {"flash_bytes": base["figures"]["flash_bytes"], "over_budget": round(base["figures"]["flash_bytes"] / FLASH_BUDGET - 1, 3),
                        "accuracy": base["figures"]["accuracy"], "accuracy_float": base["figures"]["accuracy_float"]},
-        "best": None if best is None else {"trial": best["number"], "recipe": best["recipe"]["stages"], "accuracy": best["figures"]["accuracy"],
+        "best": None if best is None else {"trial": best["number"], "recipe": best["recipe"]["stages"], "seeded": best["seeded"], "accuracy": best["figures"]["accuracy"],
                                            "flash_bytes": best["figures"]["flash_bytes"], "ram_bytes": best["figures"]["ram_bytes"],
                                            "points_lost_vs_float": round(100 * (best["figures"]["accuracy_float"] - best["figures"]["accuracy"]), 2)},
         "rebuilt_from_best_toml": rebuilt,
@@ -118,7 +150,7 @@ def main() -> None:
     }
     args.json_out.parent.mkdir(parents=True, exist_ok=True)
     args.json_out.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(out, indent=2, sort_keys=True))
+    print(markdown(out))
 
 
 if __name__ == "__main__":
