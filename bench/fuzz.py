@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results" / "fuzz.json"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "fuzz"))
 
@@ -279,6 +280,36 @@ def merge(parts: list[Path], out: Path) -> None:
     out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def markdown(data: dict) -> str:
+    """The README's Reliability figures from the JSON summary (tests/test_docs_figures.py checks README against it)."""
+    ip, emit, asan, cli = data["inprocess"], data.get("inprocess_emit"), data["asan"], data["cli"]
+    lines = ["| entry point | mutated models | accepted | clean error (exit 2/4) | traceback | native crash | hang (> 10 s) |",
+             "|---|---|---|---|---|---|---|"]
+    rows = [(e, ip) for e in ip["entry_points"]] + ([("emit", emit)] if emit else [])
+    for entry, tier in rows:
+        o = tier["outcomes"][entry]
+        label = "emit (cortex-m4; runs TFLM)" if entry == "emit" else entry
+        lines.append(f"| {label} | {tier['cases']:,} | {o.get('ok', 0):,} | {o.get('clean', 0):,} | {o.get('traceback', 0):,} | "
+                     f"{o.get('crash', 0):,} | {o.get('hang', 0):,} |")
+    a = asan["outcomes"]
+    reports = sum(v for k, v in a.items() if k not in ("clean_run", "refused_by_codegen", "hang"))
+    lines += ["", f"Sanitizers: of {asan['cases']:,} mutated models, codegen accepted {asan['accepted_and_compiled']:,}; their "
+              f"generated C, compiled with `{asan['compiler_flags']}` and run on two inputs each, ran clean "
+              f"{a.get('clean_run', 0):,} times, with {reports:,} sanitizer reports and {a.get('hang', 0):,} hangs."]
+    c = cli["outcomes"]
+    exits = ", ".join(f"{k[5:]}: {v:,}" for k, v in sorted(c.items(), key=lambda kv: int(kv[0][5:]) if kv[0][5:].lstrip("-").isdigit() else 999)
+                      if k.startswith("exit_"))
+    lines += ["", f"`edgekit build MUTATED.tflite --target cortex-m4` through the CLI, {cli['cases']:,} cases "
+              f"({cli['seconds'] / cli['cases']:.1f} s each): exit codes {exits}; {c.get('bad', 0):,} with a problem "
+              "(an undocumented exit, a signal, more than one error line, or a leftover folder)."]
+    recheck = cli.get("rechecked_on_final_code")
+    if recheck:
+        good = sum(1 for v in recheck.values() if v == "good")
+        lines.append(f"The {len(recheck)} problem cases ran again on the final code: {good} of them now exit with a "
+                     "documented code, one line on stderr and no leftover folder.")
+    return "\n".join(lines)
+
+
 def _machine() -> dict:
     return {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "system": platform.system(), "processor": platform.processor() or platform.machine()}
@@ -293,6 +324,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
     ap.add_argument("--json", type=Path, help="update this JSON summary (one key per tier)")
     ap.add_argument("--merge", nargs="+", type=Path, help="sum the tiers of these JSON summaries (runs over consecutive seeds) into --json")
+    ap.add_argument("--markdown", action="store_true", help="print the README's Reliability figures from --json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker:
@@ -300,6 +332,9 @@ def main() -> None:
         return
     if a.merge:
         merge(a.merge, a.json)
+        return
+    if a.markdown:
+        print(markdown(json.loads((a.json or RESULTS).read_text())))
         return
     if a.tier == "inprocess":
         entries = ["verifier", "inspect", "codegen"] + (["emit"] if a.emit else [])

@@ -130,3 +130,13 @@ def test_readme_pi_root_timing_is_the_committed_benchmark_output():
     readme = " ".join((REPO / "README.md").read_text().split())
     assert _bench_module("bench_pi_root").markdown(result) in readme, "regenerate with: python bench/bench_pi_root.py --markdown"
     assert result["speedup"] >= 3 and result["runs"][0]["root_seconds"] > result["runs"][1]["root_seconds"]
+
+
+def test_readme_reliability_figures_are_the_committed_fuzz_summary():
+    result = json.loads((REPO / "bench" / "results" / "fuzz.json").read_text())
+    assert _bench_module("fuzz").markdown(result) in (REPO / "README.md").read_text(), \
+        "regenerate with: python bench/fuzz.py --markdown"
+    inproc = result["inprocess"]
+    assert inproc["cases"] >= 100_000
+    for entry in inproc["entry_points"]:  # the claim: no traceback, native crash or hang in any entry point
+        assert set(inproc["outcomes"][entry]) <= {"ok", "clean"}, inproc["outcomes"][entry]
