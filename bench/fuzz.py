@@ -233,7 +233,8 @@ def tier_cli(cases: int, start: int, timeout: float) -> dict:
                 problems.append(f"killed by signal {-rc}")
             elif rc not in DOCUMENTED_EXITS:
                 problems.append(f"exit {rc}")
-            if rc not in (0, 3) and (d / "out").exists():
+            # exit 3 (over budget) and 6 (verification failed) write their report by design: a whole build folder
+            if (d / "out").exists() and (rc not in (0, 3, 6) or not (d / "out" / "report.json").is_file()):
                 problems.append("output folder left after a failure")
             if rc not in (0, None) and len([ln for ln in err if ln.startswith("edgekit:")]) != 1:
                 problems.append(f"{len(err)} stderr lines")

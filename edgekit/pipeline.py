@@ -239,7 +239,10 @@ def build(
         from edgekit import memory
 
         arena = None
-        if prof.is_mcu and not failures:  # a runtime crashed on the model: nothing more runs it
+        # No arena is smaller than the largest activation: a model whose largest one exceeds the RAM budget cannot
+        # fit, and probing TFLM on it can take minutes (a fuzzed person_detect with a huge dimension hung for 300 s).
+        floor = max((o.activation_bytes for o in info.operators), default=0)
+        if prof.is_mcu and not failures and floor <= prof.ram_bytes:  # after a runtime crash nothing more runs the model
             from edgekit.tflm_host import measure_arena
 
             arena = measure_arena(int8_tflite)

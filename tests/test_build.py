@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from edgekit.cli import main
 from edgekit.tflite_model import short_layer_name
@@ -160,3 +161,19 @@ def test_missing_parent_folders_of_out_are_created(tmp_path, digits_dir, capsys)
     _, r = _build_json(capsys, str(digits_dir / "model.keras"), "--target", "rpi4", "--calib", str(digits_dir / "calib.npz"),
                        "--max-eval", "10", "--out", str(out))
     assert (out / "model.tflite").stat().st_size == r["sizes"]["int8_tflite_bytes"]
+
+
+def test_a_model_whose_largest_activation_exceeds_the_ram_budget_is_refused_without_probing_tflm(tmp_path, capsys):
+    """No arena is smaller than the largest activation (2,048 B for the digits CNN's first conv): edgekit
+    does not spend minutes probing TFLM for such a model (a fuzzed person_detect hung the memory stage)."""
+    built = REPO / "examples" / "digits"
+    board = tmp_path / "small.toml"
+    board.write_text('name="small"\ndescription="less RAM than one activation"\nruntime="tflm"\ncpu="cortex-m4"\n'
+                     'arch="armv7e-m"\nram_bytes=2000\nflash_bytes=1048576\n[toolchain]\nmcpu="cortex-m4"\n')
+    out = tmp_path / "o"
+    rc = main(["build", str(built / "model.keras"), "--target", str(board), "--calib", str(built / "calib.npz"),
+               "--out", str(out), "--max-eval", "10"])
+    err = capsys.readouterr().err
+    assert rc == 3 and "RAM" in err and "2,000" in err
+    r = json.loads((out / "report.json").read_text())
+    assert r["memory"]["arena_bytes"] is None and "not measured" in r["memory"]["breakdown"]["ram.arena"]["source"]
