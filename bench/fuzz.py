@@ -307,7 +307,8 @@ def markdown(data: dict) -> str:
     if recheck:
         good = sum(1 for v in recheck.values() if v == "good")
         lines.append(f"The {len(recheck)} problem cases ran again on the final code: {good} of them now exit with a "
-                     "documented code, one line on stderr and no leftover folder.")
+                     "documented code and one line on stderr, leaving no output folder, or for exit 3 and 6 the whole "
+                     "build with its report.")
     return "\n".join(lines)
 
 
