@@ -31,15 +31,20 @@ def shared_models_dir() -> Path:
     return Path(os.environ.get("EDGEKIT_SHARED_MODELS", REPO.parent / "shared" / "models"))
 
 
+def missing_shared(msg: str) -> None:
+    """Skip for missing third-party material; fail instead under EDGEKIT_REQUIRE_SHARED_MODELS=1 (set under CI)."""
+    if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def shared_models() -> Path:
     """The folder of third-party models; skips the test when it is absent."""
     d = shared_models_dir()
     if not d.is_dir():
         msg = f"third-party models not found at {d} (set EDGEKIT_SHARED_MODELS)"
-        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing_shared(msg)
     return d
 
 
@@ -48,9 +53,7 @@ def shared_model(folder: Path, rel: str) -> Path:
     path = Path(folder) / rel
     if not path.is_file():
         msg = f"{rel} not in {folder}"
-        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing_shared(msg)
     return path
 
 
@@ -75,9 +78,7 @@ def tflm_src() -> Path:
     d = tflm_dir_path()
     if not (d / "tensorflow" / "lite" / "micro").is_dir():
         msg = f"TFLM source tree not found at {d} (set TFLM_DIR)"
-        if os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing_shared(msg)
     return d
 
 
@@ -96,8 +97,8 @@ def tflm_dir() -> Path:
         # third-party downloads is a defect of the tree itself (the shared copy
         # lost them to TFLM's own .gitignore), reported as a skip naming it.
         absent = not (d / "tensorflow" / "lite" / "micro").is_dir()
-        if absent and os.environ.get("EDGEKIT_REQUIRE_SHARED_MODELS") == "1":
-            pytest.fail(exc.one_line())
+        if absent:
+            missing_shared(exc.one_line())
         pytest.skip(exc.one_line())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from conftest import shared_model
 from fuzz_harness import run_case
 from fuzz_mutator import mutate
 
@@ -37,9 +38,7 @@ FOUND = [
 
 @pytest.mark.parametrize("model,seed,sha,was", FOUND, ids=[f"{m.split('/')[-1]}-{s}" for m, s, _, _ in FOUND])
 def test_found_case_is_a_clean_error(shared_models, tmp_path, model, seed, sha, was):
-    path = shared_models / model
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    path = shared_model(shared_models, model)
     buf, _ = mutate(path.read_bytes(), seed)
     assert hashlib.sha256(buf).hexdigest().startswith(sha), "the mutator changed: these seeds no longer replay the cases found"
     for entry in ("verifier", "inspect", "codegen"):
@@ -51,9 +50,7 @@ def test_ubsan_overflow_case_is_refused_by_codegen(shared_models, tmp_path):
     """Seed 667 flips a bias to about -2^31 (and its zero point): the generated conv overflowed int32 under UBSan
     (ek_conv.c). Now refused, by the verifier's bias zero point check first; the overflow proof itself is tested
     in test_safety.py (test_codegen_refuses_an_accumulation_int32_cannot_hold)."""
-    path = shared_models / "mlperf_tiny/kws_ref_model.tflite"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
+    path = shared_model(shared_models, "mlperf_tiny/kws_ref_model.tflite")
     buf, _ = mutate(path.read_bytes(), 667)
     assert hashlib.sha256(buf).hexdigest().startswith("d1953c90709d4d39"), "the mutator changed"
     outcome, detail = run_case(buf, "codegen", tmp_path)
@@ -77,7 +74,7 @@ def test_build_contains_a_runtime_crash_and_ships_no_firmware(shared_models, tmp
 
     from conftest import REPO
 
-    buf, _ = mutate((shared_models / model).read_bytes(), seed)
+    buf, _ = mutate(shared_model(shared_models, model).read_bytes(), seed)
     assert hashlib.sha256(buf).hexdigest().startswith(sha), "the mutator changed"
     (tmp_path / "m.tflite").write_bytes(buf)
     proc = subprocess.run([sys.executable, "-m", "edgekit", "build", "m.tflite", "--target", "cortex-m4", "--out", "out"],
