@@ -88,7 +88,7 @@ def choose_range(values: np.ndarray, cal: Calibration) -> tuple[float, float]:
     return lo, hi
 
 
-def _activations(calibrated: bytes, x: np.ndarray, tensors: list[int]) -> dict[int, np.ndarray]:
+def _activations(calibrated: bytes, x: np.ndarray | tuple[np.ndarray, ...], tensors: list[int]) -> dict[int, np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
     from edgekit.quiet import quiet
@@ -96,10 +96,13 @@ def _activations(calibrated: bytes, x: np.ndarray, tensors: list[int]) -> dict[i
     with quiet():
         ip = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True, num_threads=1)
         ip.allocate_tensors()
-    inp = ip.get_input_details()[0]
+    xs = x if isinstance(x, tuple) else (x,)
+    # the calibrated model keeps the traced input order (the Keras order)
+    details = ip.get_input_details()
     seen: dict[int, list[np.ndarray]] = {i: [] for i in tensors}
-    for i in range(len(x)):
-        ip.set_tensor(inp["index"], x[i : i + 1].astype(inp["dtype"]))
+    for i in range(len(xs[0])):
+        for inp, arr in zip(details, xs):
+            ip.set_tensor(inp["index"], arr[i : i + 1].astype(inp["dtype"]))
         ip.invoke()
         for t in tensors:
             seen[t].append(ip.get_tensor(t).ravel().copy())
@@ -110,7 +113,7 @@ def _activations(calibrated: bytes, x: np.ndarray, tensors: list[int]) -> dict[i
     return out
 
 
-def edit_ranges(calibrated: bytes, x: np.ndarray, cal: Calibration) -> bytes:
+def edit_ranges(calibrated: bytes, x: np.ndarray | tuple[np.ndarray, ...], cal: Calibration) -> bytes:
     """The calibrated model with the activation ranges ``cal`` picks for every tensor but the model's inputs and outputs."""
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
