@@ -69,6 +69,14 @@ def _task_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     task = d.get("task") or {}
     if not task.get("name"):
         return []
+    if task.get("outputs"):  # several outputs: each one's task and metrics
+        rows = []
+        for o in task["outputs"]:
+            rows.append((f"output {o['output']}: task", f"{o['name']} ({o.get('source', '')})"))
+            for runtime, m in (o.get("metrics") or {}).items():
+                shown = ", ".join(f"{k} {'n/a' if v is None else f'{v:.4g}'}" for k, v in m.items())
+                rows.append((f"output {o['output']}: {o['name']} ({runtime})", shown))
+        return rows
     rows = [("task", f"{task['name']} ({task.get('source', '')})")]
     if task["name"] != "classification":
         for runtime, m in (task.get("metrics") or {}).items():
