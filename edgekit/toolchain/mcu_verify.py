@@ -215,31 +215,45 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     if shipped:
         check_files(build_dir, shipped)
     tflite = tflite_path.read_bytes()
-    inp, out = io_quantization(tflite)
-    if inp.dtype != "int8" or out.dtype != "int8":
-        raise InputError(
-            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs int8 I/O",
-            "build with full-int8 quantization (the default for tflm targets)",
-        )
+    info = read_model(tflite)
+    for t in (*info.inputs, *info.outputs):
+        if t.dtype != "int8":
+            inp, out = info.inputs[0], info.outputs[0]
+            what = (f"input {inp.dtype}, output {out.dtype}" if len(info.inputs) == len(info.outputs) == 1
+                    else f"tensor {t.name} is {t.dtype}")
+            raise InputError(
+                f"{tflite_path}: {what}; the emulator run needs int8 I/O",
+                "build with full-int8 quantization (the default for tflm targets)",
+            )
     eval_path = (report.get("inputs") or {}).get("eval")
     labels = None
     if eval_path:
-        ds = take(load_data(eval_path, "eval"), n_inputs)
-        source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
-        x_q = to_input_domain(ds.x, inp, data_is_quantized=bool(report.get("data_is_quantized")),
-                              source_dtype=source_dtype, path=eval_path).reshape(len(ds), inp.nbytes)
-        labels, source = ds.y, "eval"
+        tasks = [o.get("name", "classification") for o in (report.get("task") or {}).get("outputs") or []]
+        ds = take(load_data(eval_path, "eval", tasks or "classification", [t.name for t in info.inputs],
+                            [t.name for t in info.outputs]), n_inputs)
+        source_dtype = info.inputs[0].dtype if report.get("model_kind") == "tflite" else "float32"
+        xs = tuple(to_input_domain(x, spec, data_is_quantized=bool(report.get("data_is_quantized")),
+                                   source_dtype=source_dtype, path=eval_path).reshape(len(ds), *spec.shape[1:])
+                   for x, spec in zip(ds.xs, info.inputs))
+        labels, source = (ds.y if len(info.outputs) == 1 else None), "eval"
     else:
-        x_q = generated_inputs(n_inputs, inp.nbytes, seed)
+        packed = generated_inputs(n_inputs, sum(t.nbytes for t in info.inputs), seed)
+        xs, at = [], 0
+        for spec in info.inputs:  # the packed bytes split per input, in the model's order
+            xs.append(packed[:, at : at + spec.nbytes].reshape(n_inputs, *spec.shape[1:]))
+            at += spec.nbytes
+        xs = tuple(xs)
         source = f"generated (seed {seed})"
+    # every input of a sample back to back, in the model's order: what the firmware's edgekit_invoke takes
+    x_q = np.concatenate([x.reshape(len(x), -1) for x in xs], axis=1)
     aot = build_dir / "aot"
     code = aot if (aot / "edgekit_model.h").is_file() else tflite
     ours, device = run_on_emulator(code, target, x_q, build_dir / "emulator")
-    leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])}, [Leg("tflm", "tflm", "int8", "int8")])["tflm"]
+    leg = run_legs({"int8": tflite}, {"int8": xs}, [Leg("tflm", "tflm", "int8", "int8")])["tflm"]
     if not leg.ok:
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
-    ref = leg.outputs.reshape(ours.shape)
-    agree = byte_agreement(ours, ref)
+    ref = np.concatenate([np.ascontiguousarray(o).view(np.int8).reshape(len(o), -1) for o in leg.outputs], axis=1)
+    agree = byte_agreement(ours, ref.reshape(ours.shape))
     return EmulatorResult(
         machine=device.machine,
         runtime=device.runtime,
