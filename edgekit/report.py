@@ -104,12 +104,15 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
                      "`edgekit verify --emulator` measures instructions per inference)"))
     else:
         rows.append(("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"))
+    if not (d.get("task") or {}).get("outputs"):  # several outputs: their accuracies are in the per-output task rows
+        rows += [
+            ("accuracy float (keras)", _pct(acc.get("float"))),
+            ("accuracy int8 (litert-default)", _pct(acc.get("int8_tflite"))),
+            ("accuracy int8 (litert-ref)", _pct(acc.get("int8_tflite_ref"))),
+            ("accuracy int8 (tflm-host)", _pct(acc.get("int8_tflm"))),
+            ("accuracy lost", "n/a" if d.get("summary", {}).get("accuracy_lost") is None else f"{100 * d['summary']['accuracy_lost']:.2f} points"),
+        ]
     rows += [
-        ("accuracy float (keras)", _pct(acc.get("float"))),
-        ("accuracy int8 (litert-default)", _pct(acc.get("int8_tflite"))),
-        ("accuracy int8 (litert-ref)", _pct(acc.get("int8_tflite_ref"))),
-        ("accuracy int8 (tflm-host)", _pct(acc.get("int8_tflm"))),
-        ("accuracy lost", "n/a" if d.get("summary", {}).get("accuracy_lost") is None else f"{100 * d['summary']['accuracy_lost']:.2f} points"),
         ("top-1 agreement int8 vs float", _pct(agree.get("int8_vs_float_top1"))),
         ("TFLM vs LiteRT-ref bit-exact", _pct(agree.get("tflm_vs_tflite_bit_exact"))),
         ("arena (measured)", _b(mem.get("arena_bytes"))),

@@ -149,7 +149,7 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
             # binary: the accuracy at 0.5 of the one sigmoid unit, so the accuracy gates and summary apply as they are
             out["accuracy"][key] = out["task_metrics"][key]["accuracy"] if tasks[0] == "binary" else metrics.accuracy(o[0], ds.y if ds else None)
     else:
-        out["accuracy"]["per_output"] = "several outputs: each output's accuracy is in task.outputs"
+        out["runtimes"]["accuracy"] = "several outputs: each output's metrics, per runtime, are in task.outputs"
     deploy = "int8_tflm" if prof.is_mcu and "int8_tflm" in outs else "int8_tflite"
     out["agreement"]["deployed_runtime"] = "tflm-host" if deploy == "int8_tflm" else "litert-default"
     if "float" in outs and deploy in outs:
