@@ -32,7 +32,7 @@ from edgekit.memory import arena_with_margin
 from edgekit.outdir import MANIFEST, staged
 from edgekit.resources import templates_dir
 from edgekit.targets import TargetProfile
-from edgekit.tflite_model import ModelInfo, TensorSpec, read_model
+from edgekit.tflite_model import TensorSpec, read_model
 from edgekit.tflm_compat import ensure_tflm, float_ops, resolver_method
 from edgekit.tflm_host import ArenaMeasurement
 

@@ -65,13 +65,13 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
             xs_model.append(rng.integers(-128, 128, size=shape).astype(dtype) if np.issubdtype(dtype, np.integer)
                             else rng.random(shape, dtype=np.float32))
         x_model = tuple(xs_model)
-        y, source = None, "generated (seed 0)"
+        source = "generated (seed 0)"
     else:
         ds = take(ds, max_eval)
         x_model = tuple(to_input_domain(x, spec, data_is_quantized=data_is_quantized,
                                         source_dtype=spec.dtype if loaded.kind == "tflite" else "float32", path=ds.path)
                         for x, spec in zip(ds.xs, info.inputs))
-        y, source = ds.y, str(ds.path)
+        source = str(ds.path)
     out["verified_on"] = {"source": source, "samples": int(len(x_model[0])), "labels": ds is not None and ds.has_labels}
 
     from edgekit.tflm_compat import check_tflm
