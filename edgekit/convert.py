@@ -240,14 +240,14 @@ def calibrate_int8(loaded: LoadedModel, calib_x: np.ndarray, cal) -> bytes:
     conv = int8_converter(loaded, calib_x)
     conv._experimental_calibrate_only = True
     calibrated = _run(conv, "calibration", loaded)
-    edited = edit_ranges(calibrated, calib_x, cal)
+    io = getattr(conv, "edgekit_io", None)
+    edited = edit_ranges(calibrated, calib_x, cal, io.inputs if io is not None else ())
     try:
         with quiet():  # the arguments the converter itself passes after calibrating (lite.py, _optimize_tflite_model)
             out = bytes(tfl_convert.mlir_quantize(edited, False, input_data_type=tf.int8, output_data_type=tf.int8))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"{loaded.path}: int8 quantization with {cal.label} ranges failed: {first[:300]}") from None
-    io = getattr(conv, "edgekit_io", None)
     return out if io is None else order_io(out, io, str(loaded.path))
 
 
