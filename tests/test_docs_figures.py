@@ -26,6 +26,18 @@ def test_readme_aot_vs_tflm_table_is_the_committed_benchmark_output():
     assert result["machine"]["host"] and result["machine"]["emulator"]
 
 
+def test_readme_per_core_table_is_the_committed_benchmark_output():
+    mod = _bench_module("bench_aot_vs_tflm")
+    results = [json.loads((REPO / "bench" / "results" / name).read_text()) for _, name in mod.CORES]
+    assert mod.cores_table(results) in (REPO / "README.md").read_text(), \
+        "regenerate with: python bench/bench_aot_vs_tflm.py --markdown-cores"
+    assert [r["target"] for r in results] == [t for t, _ in mod.CORES]
+    assert all(row["outputs_bit_exact"] == 1.0 for r in results for row in r["rows"])
+    # Helium on the M55 must pay for itself on every model, against the same kernels' SMLAD path on the M4
+    m4, m55 = ({row["model"]: row["instructions_per_inference"] for row in r["rows"]} for r in (results[0], results[2]))
+    assert all(m55[m] < 0.8 * m4[m] for m in m4), (m4, m55)
+
+
 def _points(x: float) -> str:
     return f"{100 * x:+.2f}"
 

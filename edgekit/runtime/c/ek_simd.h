@@ -12,6 +12,14 @@
 /* Offset-free 2x2 block of a matrix product. w holds two weight rows of n int8, pair-interleaved
  * (layout.interleave_rows with k = 2: their 4-byte blocks alternate, then row 0's n % 4 tail, then row 1's);
  * acc[0] += row0.xa, acc[1] += row1.xa, acc[2] += row0.xb, acc[3] += row1.xb. */
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+/* Helium (M-profile vector extension, Cortex-M55/M85): 16 multiply-accumulates per VMLADAVA.
+ * The weight layouts below interleave rows in blocks of 4, so one gather load picks a row's 16
+ * weights out of four blocks; the DSP code then finishes the last < 16 inputs. */
+#include <arm_mve.h>
+#define EK_MVE 1
+#endif
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
 #include <arm_acle.h>
 
@@ -27,6 +35,19 @@ EK_INLINE uint32_t sxtb16_ror8(uint32_t v) {
  * needs 14 registers, and gcc at -Os spills the pointers and adds index arithmetic. */
 EK_INLINE void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, int32_t n, int32_t *acc) {
     int32_t a00 = acc[0], a10 = acc[1], a01 = acc[2], a11 = acc[3];
+#ifdef EK_MVE
+    { /* 16 inputs = 4 pair blocks = 32 weight bytes; row 0 holds bytes 0-3, 8-11, 16-19, 24-27 */
+        const uint8x16_t r0 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+        const uint8x16_t r1 = vaddq_n_u8(r0, 4);
+        for (int32_t g = n >> 4; g > 0; g--, w += 32, xa += 16, xb += 16) {
+            const int8x16_t va = vld1q_s8(xa), vb = vld1q_s8(xb);
+            const int8x16_t w0 = vldrbq_gather_offset_s8(w, r0), w1 = vldrbq_gather_offset_s8(w, r1);
+            a00 = vmladavaq_s8(a00, w0, va), a10 = vmladavaq_s8(a10, w1, va);
+            a01 = vmladavaq_s8(a01, w0, vb), a11 = vmladavaq_s8(a11, w1, vb);
+        }
+        n &= 15; /* the rest keeps the same layout: whole blocks, then the tails */
+    }
+#endif
     uint32_t k = (uint32_t)n >> 2;
     if (k) {
         uint32_t x02, x13, y02, y13, v, t;
@@ -73,6 +94,20 @@ EK_INLINE void ek_mat2x2(const int8_t *w, const int8_t *xa, const int8_t *xb, in
  * instructions per 16 multiply-accumulates, each unpacked input word used four times. */
 EK_INLINE void ek_mat4x1(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
     int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#ifdef EK_MVE
+    { /* 16 inputs = 4 blocks of 4 rows = 64 weight bytes; row j holds bytes 4j + {0-3, 16-19, 32-35, 48-51} */
+        const uint8x16_t r0 = {0, 1, 2, 3, 16, 17, 18, 19, 32, 33, 34, 35, 48, 49, 50, 51};
+        const uint8x16_t r1 = vaddq_n_u8(r0, 4), r2 = vaddq_n_u8(r0, 8), r3 = vaddq_n_u8(r0, 12);
+        for (int32_t g = n >> 4; g > 0; g--, w += 64, x += 16) {
+            const int8x16_t v = vld1q_s8(x);
+            a0 = vmladavaq_s8(a0, vldrbq_gather_offset_s8(w, r0), v);
+            a1 = vmladavaq_s8(a1, vldrbq_gather_offset_s8(w, r1), v);
+            a2 = vmladavaq_s8(a2, vldrbq_gather_offset_s8(w, r2), v);
+            a3 = vmladavaq_s8(a3, vldrbq_gather_offset_s8(w, r3), v);
+        }
+        n &= 15;
+    }
+#endif
     uint32_t k = (uint32_t)n >> 2;
     if (k) {
         uint32_t x02, x13, v, t;
