@@ -228,15 +228,15 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     else:
         fields["filter"] = "0"
         scratch = kh * kw * out_c if depthwise else min(4, out_c) * kh * kw * fic
-    if im2col:
-        scratch = 2 * kh * kw * in_c
+    if im2col or pointwise:  # two pixels' inputs, widened to int16 on Arm DSP cores (ek_simd.h: x16)
+        scratch = 4 * (((kh * kw * in_c) + 1) & ~1)
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     if grouped:
         fields["bias_folded"] = fields["bias"] if folded is None else c.array("int32_t", "bias_folded", folded, 4)
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
     kern = ("ek_depthwise_conv2d_c4" if grouped else "ek_depthwise_conv2d") if depthwise else \
         "ek_conv2d_1x1" if pointwise else "ek_conv2d_im2col" if im2col else "ek_conv2d"
-    args = ", {scratch}" if kern in ("ek_conv2d", "ek_depthwise_conv2d", "ek_conv2d_im2col") else ""
+    args = ", {scratch}" if kern in ("ek_conv2d", "ek_depthwise_conv2d", "ek_conv2d_im2col", "ek_conv2d_1x1") else ""
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}}{args});"
     # a packed CONV_2D writes its output channel block by channel block, not in address order
     ov = None if packed is not None and not depthwise else _overlap(fields, x, y, block=2 if pointwise or im2col else 1)

@@ -44,10 +44,10 @@ def test_digits_host_bit_exact_with_tflm(digits_tflite, digits_dir, tmp_path):
     # pixels in pairs, so its output starts D = 64*32 - (6*8+5)*16 = 1200 bytes before its dying
     # input (pixel 62's window starts at row 6, column 5) and overlaps it: 1200 + 1024 bytes of
     # tensors; flatten aliases, dense 32 fits beside, softmax runs in place in `out`. After them,
-    # the kernels' scratch: two 3x3x16 im2col windows.
+    # the kernels' scratch: two 3x3x16 im2col windows, room for int16 (Arm DSP cores widen them).
     assert cg.arena_lower_bound_bytes == 8 * 8 * 16 + 8 * 8 * 32
-    assert cg.weight_scratch_bytes == 2 * 3 * 3 * 16
-    assert cg.arena_bytes == 1200 + 8 * 8 * 16 + 2 * 3 * 3 * 16
+    assert cg.weight_scratch_bytes == 2 * 2 * 3 * 3 * 16
+    assert cg.arena_bytes == 1200 + 8 * 8 * 16 + 2 * 2 * 3 * 3 * 16
     assert cg.overlapped_ops == 1
     assert cg.input_bytes == 64 and cg.output_bytes == 10
     assert cg.aliased_ops == 2
@@ -96,7 +96,7 @@ def test_cli_codegen_json(digits_tflite, tmp_path, capsys):
     rc = main(["codegen", str(f), "--out", str(tmp_path / "out"), "--json"])
     d = json.loads(capsys.readouterr().out)
     assert rc == 0
-    assert d["arena_bytes"] == 2512 and d["arena_lower_bound_bytes"] == 3072  # see test_digits_host_bit_exact_with_tflm
+    assert d["arena_bytes"] == 2800 and d["arena_lower_bound_bytes"] == 3072  # see test_digits_host_bit_exact_with_tflm
     assert (tmp_path / "out" / "edgekit_model.c").is_file()
 
 

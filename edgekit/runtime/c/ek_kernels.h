@@ -61,7 +61,7 @@ void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out, in
 /* CONV_2D with a 1x1 filter, stride 1, no padding, in_zp folded into the bias (in_zp == 0), int8 filter:
  * a matrix product over pixels, two pixels by two output channels at a time. Each pair of pixels
  * is written before the next pair is read. */
-void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out);
+void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
 
 /* FULLY_CONNECTED: per-channel (n_mult == units) or per-tensor (n_mult == 1, weight zp applied). */
 typedef struct {
