@@ -73,6 +73,7 @@ def _cases():
         "resize_bilinear_legacy_down": ([lam(lambda x: tf.compat.v1.image.resize_bilinear(x, [3, 5], half_pixel_centers=False))],
                                         (5, 7, 2), ["RESIZE_BILINEAR"], 1.0),
         "hard_swish": ([L.Activation("hard_swish")], (50,), ["HARD_SWISH"], 5.0),
+        "hard_swish_wide_range_left_shift": ([L.Activation("hard_swish")], (50,), ["HARD_SWISH"], 60.0),
         "leaky_relu_0.2": ([L.LeakyReLU(negative_slope=0.2)], (50,), ["LEAKY_RELU"], 3.0),
         "tanh": ([L.Activation("tanh")], (50,), ["TANH"], 4.0),
         "strided_slice_negative_stride": ([lam(lambda x: x[:, 1:6:2, ::-1, 1:])], (7, 5, 3), ["STRIDED_SLICE"], 1.0),
@@ -97,6 +98,18 @@ def test_extra_op_bit_exact_with_tflm(case, tmp_path):
     r = host_check(tfl, random_inputs(tfl, 24, seed=3), tmp_path)
     assert r.bit_exact_fraction == 1.0, (names, r.to_dict())
     assert len(np.unique(r.reference)) > 3  # the outputs really vary
+
+
+@pytest.mark.parametrize("case", ["hard_swish", "leaky_relu_0.2", "tanh", "tconv_s2_same_bias_relu", "upsample_bilinear_half_pixel"])
+def test_power_of_two_scales_rounding_ties(case, tmp_path):
+    """Every scale a power of two: multipliers are exactly 2^30 and many results land on .5 ties."""
+    require_tools("gcc")
+    from aot_models import pow2_scales
+
+    layers, shape, _, rng = _cases()[case]
+    tfl = pow2_scales(keras_int8(layers, shape, low=-rng, high=rng))
+    r = host_check(tfl, random_inputs(tfl, 24, seed=7), tmp_path)
+    assert r.bit_exact_fraction == 1.0, r.to_dict()
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +170,39 @@ def test_inspect_reports_the_new_ops_as_supported(shape_models, tmp_path):
     f.write_bytes(shape_models["tconv_s2_valid_no_bias"])
     d = inspect_tflite(f)
     assert "TRANSPOSE_CONV" in d["ops"] and d["aot"] == {"ops_supported": True, "missing_ops": []}
+
+
+@pytest.mark.emulator
+def test_new_ops_bit_exact_on_qemu_cortex_m4(tmp_path):
+    """Every new op in one model, cross-compiled for the Cortex-M4 (ek_dot's DSP path under TRANSPOSE_CONV)
+    and run on QEMU mps2-an386: every output byte equals the tflite-micro interpreter's."""
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    import keras
+    import tensorflow as tf
+    from keras import layers as L
+
+    from edgekit.targets import get_target
+    from edgekit.tflm_host import run_tflm
+    from edgekit.toolchain.mcu_verify import run_on_emulator
+
+    def parts(x):
+        a, b, c = tf.split(x, [2, 3, 3], axis=-1)
+        return keras.ops.concatenate([tf.nn.tanh(a), tf.nn.leaky_relu(b, 0.3), c], axis=-1)
+
+    tfl = keras_int8([
+        L.Conv2DTranspose(8, 3, strides=2, padding="same"), L.Activation("hard_swish"),
+        L.Lambda(parts), L.Lambda(lambda x: tf.image.resize(x, [9, 11], "nearest")),
+        L.Lambda(lambda x: x[:, 1::2, ::-1, :]), L.Permute((3, 1, 2)),
+        L.Lambda(lambda x: keras.ops.concatenate([keras.ops.relu(p) for p in tf.split(x, 2, axis=1)], axis=-1)),
+        L.Lambda(lambda x: tf.compat.v1.image.resize_bilinear(x, [6, 20], align_corners=True)),
+    ], (3, 4, 5), low=-2.0, high=2.0)
+    names = {op.name for op in parse(tfl).ops}
+    want = {"TRANSPOSE_CONV", "HARD_SWISH", "SPLIT_V", "TANH", "LEAKY_RELU", "RESIZE_NEAREST_NEIGHBOR", "STRIDED_SLICE",
+            "TRANSPOSE", "SPLIT", "RESIZE_BILINEAR"}
+    assert want <= names, names
+    x = random_inputs(tfl, 12, seed=6)
+    out, dev = run_on_emulator(tfl, get_target("cortex-m4"), x.reshape(len(x), -1), tmp_path)
+    ref = run_tflm(tfl, x).reshape(out.shape)
+    assert dev.machine == "mps2-an386"
+    assert (out == ref).all(), f"{int((out != ref).sum())} of {out.size} bytes differ"
+    assert len(np.unique(ref)) > 20
