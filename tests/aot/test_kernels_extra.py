@@ -206,3 +206,20 @@ def test_new_ops_bit_exact_on_qemu_cortex_m4(tmp_path):
     assert dev.machine == "mps2-an386"
     assert (out == ref).all(), f"{int((out != ref).sum())} of {out.size} bytes differ"
     assert len(np.unique(ref)) > 20
+
+
+def test_planner_gives_each_split_output_its_own_bytes():
+    """A SPLIT step writes three tensors: each gets arena bytes no other live tensor shares, and an
+    output read only at the end stays intact while the other parts are consumed."""
+    from edgekit.aot.planner import Step, plan_memory
+
+    # 0 -> split -> (1, 2, 3); 1 -> 4; (4, 2) -> 5; (5, 3) -> 6 (model output)
+    steps = [Step((0,), 1, also_writes=(2, 3)), Step((1,), 4, inplace=(1,)), Step((4, 2), 5), Step((5, 3), 6)]
+    sizes = {0: 96, 1: 32, 2: 32, 3: 32, 4: 32, 5: 32, 6: 32}
+    plan = plan_memory(steps, sizes, 0, 6)
+    spans = {t: (plan.location(t)[1], plan.location(t)[1] + sizes[t]) for t in (1, 2, 3, 4, 5)}
+    assert all(plan.location(t)[0] == "arena" for t in spans)
+    for a, b in ((1, 2), (1, 3), (2, 3), (4, 2), (4, 3), (5, 3)):  # alive together
+        (a0, a1), (b0, b1) = spans[a], spans[b]
+        assert a1 <= b0 or b1 <= a0, (a, b, spans)
+    assert plan.buffers[plan.tensor_buffer[3]].last == 3  # the third part lives until the last step reads it
