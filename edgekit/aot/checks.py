@@ -143,7 +143,7 @@ def _bias(g: Graph, op: Op, n: int) -> None:
 
 
 
-def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int) -> None:
+def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int, bias_input: int = 2) -> None:
     """Prove no output channel's accumulator (plus its bias) can leave int32, whatever the int8 input.
 
     Each term is (x - x_zp) * (w - w_zp) with |x - x_zp| <= 255, so channel c's
@@ -154,8 +154,9 @@ def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int) -> None:
     n = w.shape[axis]
     mag = np.abs(np.moveaxis(w.data.astype(np.int64), axis, 0).reshape(n, -1)).sum(axis=1)
     worst = 255 * (mag + abs(w_zp) * (w.size // max(n, 1)))
-    if len(op.inputs) > 2 and op.inputs[2] >= 0 and g.t(op.inputs[2]).data is not None:
-        worst = worst + np.abs(g.t(op.inputs[2]).data.astype(np.int64).reshape(-1))
+    b = op.inputs[bias_input] if len(op.inputs) > bias_input else -1
+    if b >= 0 and g.t(b).data is not None:
+        worst = worst + np.abs(g.t(b).data.astype(np.int64).reshape(-1))
     if int(worst.max()) > 2**31 - 1:
         raise _bad(op, f"an output channel's sum can reach {int(worst.max()):,}, beyond int32: its accumulator would overflow")
 
@@ -468,9 +469,7 @@ def _transpose_conv(g: Graph, op: Op) -> None:
         b = g.t(op.inputs[3])
         if b.data is not None and b.data.size != out_c:
             raise _bad(op, f"bias '{b.name}' has {b.data.size} values for {out_c} output channels")
-    # the bias is input 3 here, not 2: the accumulator bound adds it explicitly
-    bias_op = Op(op.index, op.name, [op.inputs[2], op.inputs[1], *op.inputs[3:4]], op.outputs)
-    _weighted_sums(g, bias_op, w, 0, 0)
+    _weighted_sums(g, op, w, 0, 0, bias_input=3)
 
 
 _CHECKS.update({

@@ -54,7 +54,8 @@ def _cases():
 
     return {
         # name: (layers, input shape, ops the converter must emit, calibration range)
-        "tconv_s2_same_bias_relu": ([L.Conv2DTranspose(5, 3, strides=2, padding="same", activation="relu")], (5, 6, 3),
+        "tconv_s2_same_bias_relu": ([L.Conv2DTranspose(5, 3, strides=2, padding="same", activation="relu",
+                                                       bias_initializer="random_normal")], (5, 6, 3),
                                     ["TRANSPOSE_CONV"], 1.0),
         "tconv_s2_valid_no_bias": ([L.Conv2DTranspose(4, 3, strides=2, padding="valid", use_bias=False)], (4, 5, 2),
                                    ["TRANSPOSE_CONV"], 1.0),
@@ -95,6 +96,8 @@ def test_extra_op_bit_exact_with_tflm(case, tmp_path):
     names = [op.name for op in parse(tfl).ops]
     for op in ops:
         assert op in names, f"the converter did not emit {op}: {names}"
+    if case == "tconv_s2_same_bias_relu":  # a zero bias is dropped by the converter: this one must reach the kernel
+        assert len(parse(tfl).ops[0].inputs) == 4 and parse(tfl).ops[0].inputs[3] >= 0
     r = host_check(tfl, random_inputs(tfl, 24, seed=3), tmp_path)
     assert r.bit_exact_fraction == 1.0, (names, r.to_dict())
     assert len(np.unique(r.reference)) > 3  # the outputs really vary
@@ -117,7 +120,8 @@ def shape_models() -> dict[str, bytes]:
     """One converted model per shape op, for the refusal tests (converted once)."""
     cases = _cases()
     return {k: keras_int8(cases[k][0], cases[k][1]) for k in
-            ("transpose_permute", "split_v_1_2_3", "strided_slice_shrink_axis", "leaky_relu_0.2", "tconv_s2_valid_no_bias")}
+            ("transpose_permute", "split_v_1_2_3", "strided_slice_shrink_axis", "leaky_relu_0.2", "tconv_s2_valid_no_bias",
+             "tconv_s2_same_bias_relu")}
 
 
 def _const_input(tfl: bytes, op_name: str, k: int) -> int:
@@ -133,6 +137,7 @@ def _const_input(tfl: bytes, op_name: str, k: int) -> int:
     ("strided_slice_shrink_axis", "STRIDED_SLICE", 3, [1, 1, 0, 1], "stride 0 on axis 2"),
     ("strided_slice_shrink_axis", "STRIDED_SLICE", 2, [1, 3, 6, 3], "is not the [1, 4, 3] the slice gives"),
     ("tconv_s2_valid_no_bias", "TRANSPOSE_CONV", 0, [1, 11, 11, 4], "is not the output's [1, 9, 11, 4]"),
+    ("tconv_s2_same_bias_relu", "TRANSPOSE_CONV", 3, [2**31 - 1] * 5, "beyond int32: its accumulator would overflow"),
 ])
 def test_inconsistent_parameters_refused_by_name(shape_models, case, op, k, data, why, tmp_path):
     """Edited constants that would send a kernel outside its arrays: refused at generation time, one line."""
