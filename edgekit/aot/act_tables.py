@@ -60,11 +60,13 @@ def hard_swish_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.n
     which TFLM refuses at Prepare time.
     """
     f32 = np.float32
-    hires = f32(f32(1.0 / 128.0) * f32(s_in))
-    out_m, out_e = quantize_multiplier(float(f32(hires / f32(s_out))))
+    with np.errstate(all="ignore"):  # an inf or NaN multiplier is refused by quantize_multiplier
+        hires = f32(f32(1.0 / 128.0) * f32(s_in))
+        out_real, relu_real = float(f32(hires / f32(s_out))), float(f32(hires / f32(3.0 / 32768.0)))
+    out_m, out_e = quantize_multiplier(out_real)
     if out_e > 0:
         raise ValueError(f"HARD_SWISH output multiplier needs a left shift of {out_e} (TFLM requires none)")
-    relu_m, relu_e = quantize_multiplier(float(f32(hires / f32(3.0 / 32768.0))))
+    relu_m, relu_e = quantize_multiplier(relu_real)
     out_m16, relu_m16 = _to_int16_multiplier(out_m), _to_int16_multiplier(relu_m)
     table = np.empty(256, dtype=np.int8)
     for x in range(-128, 128):
@@ -87,8 +89,10 @@ def hard_swish_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.n
 def leaky_relu_table(s_in: float, zp_in: int, s_out: float, zp_out: int, alpha: float) -> np.ndarray:
     """The 256 int8 outputs of TFLM's int8 LEAKY_RELU, indexed by ``x + 128`` (``alpha >= 0``)."""
     f32 = np.float32
-    ma, sa = quantize_multiplier(float(f32(f32(s_in) * f32(alpha)) / f32(s_out)))
-    mi, si = quantize_multiplier(float(f32(f32(s_in) / f32(s_out))))
+    with np.errstate(all="ignore"):  # an inf or NaN multiplier is refused by quantize_multiplier
+        alpha_real, identity_real = float(f32(f32(s_in) * f32(alpha)) / f32(s_out)), float(f32(f32(s_in) / f32(s_out)))
+    ma, sa = quantize_multiplier(alpha_real)
+    mi, si = quantize_multiplier(identity_real)
     table = np.empty(256, dtype=np.int8)
     for x in range(-128, 128):
         d = x - zp_in
