@@ -43,6 +43,8 @@ _OPTIONS = {
     "ADD": "AddOptionsT", "SUB": "SubOptionsT", "MUL": "MulOptionsT", "SOFTMAX": "SoftmaxOptionsT",
 }
 _NEEDS_OPTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION")
+MULTI_OUTPUT = ("SPLIT", "SPLIT_V")  # ops with one output tensor per part
+DATA_INPUT = {"TRANSPOSE_CONV": 2, "SPLIT": 1}  # the input the kernel reads from the arena, when not the first
 
 
 def _bad(op: Op, why: str) -> UnsupportedOpError:
@@ -56,15 +58,15 @@ def check_dataflow(g: Graph) -> None:
         return  # codegen refuses these itself, with its own message
     available = {g.inputs[0]} | {t.index for t in g.tensors if t.data is not None}
     for op in g.ops:
-        if len(op.outputs) != 1:
-            raise _bad(op, f"{len(op.outputs)} outputs; the runtime's ops have exactly one")
-        y = op.outputs[0]
-        if y in available:
-            raise _bad(op, f"writes tensor {y}, which is a constant, the model input or already written")
+        if len(op.outputs) != 1 and not (op.name in MULTI_OUTPUT and op.outputs):
+            raise _bad(op, f"{len(op.outputs)} outputs; the runtime's ops other than {', '.join(MULTI_OUTPUT)} have exactly one")
         for i in op.inputs:
             if i >= 0 and i not in available:
                 raise _bad(op, f"reads tensor {i} before any op writes it")
-        available.add(y)
+        for y in op.outputs:
+            if y in available:
+                raise _bad(op, f"writes tensor {y}, which is a constant, the model input or already written")
+            available.add(y)
     if g.outputs[0] not in available or g.outputs[0] == g.inputs[0]:
         raise UnsupportedOpError(f"model output tensor {g.outputs[0]} is never written by an op",
                                  "the model's graph is inconsistent; edgekit will not generate C for it")
@@ -89,8 +91,9 @@ def check_op(g: Graph, op: Op) -> None:
         t = g.t(i) if i >= 0 else None
         if t is not None and t.dtype == "int8" and t.scale.size == 0:
             raise _bad(op, f"int8 tensor '{t.name}' has no quantization scale")
-    if op.name not in ("ADD", "SUB", "MUL", "CONCATENATION") and g.t(op.inputs[0]).data is not None:
-        raise _bad(op, f"its data input '{g.t(op.inputs[0]).name}' is a constant; the kernel reads it from the arena")
+    data = g.t(op.inputs[DATA_INPUT.get(op.name, 0)])
+    if op.name not in ("ADD", "SUB", "MUL", "CONCATENATION") and data.data is not None:
+        raise _bad(op, f"its data input '{data.name}' is a constant; the kernel reads it from the arena")
     check = _CHECKS.get(op.name)
     if check is not None:
         check(g, op)
@@ -140,7 +143,7 @@ def _bias(g: Graph, op: Op, n: int) -> None:
 
 
 
-def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int) -> None:
+def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int, bias_input: int = 2) -> None:
     """Prove no output channel's accumulator (plus its bias) can leave int32, whatever the int8 input.
 
     Each term is (x - x_zp) * (w - w_zp) with |x - x_zp| <= 255, so channel c's
@@ -151,8 +154,9 @@ def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int) -> None:
     n = w.shape[axis]
     mag = np.abs(np.moveaxis(w.data.astype(np.int64), axis, 0).reshape(n, -1)).sum(axis=1)
     worst = 255 * (mag + abs(w_zp) * (w.size // max(n, 1)))
-    if len(op.inputs) > 2 and op.inputs[2] >= 0 and g.t(op.inputs[2]).data is not None:
-        worst = worst + np.abs(g.t(op.inputs[2]).data.astype(np.int64).reshape(-1))
+    b = op.inputs[bias_input] if len(op.inputs) > bias_input else -1
+    if b >= 0 and g.t(b).data is not None:
+        worst = worst + np.abs(g.t(b).data.astype(np.int64).reshape(-1))
     if int(worst.max()) > 2**31 - 1:
         raise _bad(op, f"an output channel's sum can reach {int(worst.max()):,}, beyond int32: its accumulator would overflow")
 
@@ -296,3 +300,180 @@ _CHECKS = {
     "RESHAPE": _unary, "SQUEEZE": _unary, "EXPAND_DIMS": _unary, "SOFTMAX": _softmax,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
 }
+
+
+# ---- the decoder, activation and shape ops of edgekit.aot.lower_extra ----
+
+ARITY.update({
+    "TRANSPOSE_CONV": (3, 4), "RESIZE_NEAREST_NEIGHBOR": (2, 2), "RESIZE_BILINEAR": (2, 2), "HARD_SWISH": (1, 1),
+    "LEAKY_RELU": (1, 1), "TANH": (1, 1), "STRIDED_SLICE": (4, 4), "TRANSPOSE": (2, 2), "SPLIT": (2, 2), "SPLIT_V": (3, 3),
+})
+_OPTIONS.update({
+    "TRANSPOSE_CONV": "TransposeConvOptionsT", "RESIZE_NEAREST_NEIGHBOR": "ResizeNearestNeighborOptionsT",
+    "RESIZE_BILINEAR": "ResizeBilinearOptionsT", "LEAKY_RELU": "LeakyReluOptionsT",
+    "STRIDED_SLICE": "StridedSliceOptionsT", "SPLIT": "SplitOptionsT", "SPLIT_V": "SplitVOptionsT",
+})
+_NEEDS_OPTIONS += ("TRANSPOSE_CONV", "LEAKY_RELU", "STRIDED_SLICE")
+MAX_GATHER_RANK = 6
+
+
+def _const_ints(op: Op, t: Tensor, what: str) -> list[int]:
+    if t.data is None or t.dtype not in ("int32", "int64"):
+        raise _bad(op, f"{what} '{t.name}' is not a constant integer tensor")
+    return [int(v) for v in t.data.reshape(-1)]
+
+
+def strided_slice_axes(op: Op, shape: tuple[int, ...], begin, end, strides) -> list[tuple[int, int, int]]:
+    """(first index, step, count) per input axis, as TFLM's StridedSliceStartForAxis / EndForAxis resolve
+    begin, end, strides and the begin/end/shrink masks (a shrunk axis has count 1)."""
+    rank = len(shape)
+    b, e, s = ([int(v) for v in np.asarray(a).reshape(-1)] for a in (begin, end, strides))
+    if not len(b) == len(e) == len(s) == rank:
+        raise _bad(op, f"begin/end/strides of lengths {len(b)}, {len(e)}, {len(s)} for an input of rank {rank}")
+    o = op.options
+    out = []
+    for k in range(rank):
+        n, step = int(shape[k]), s[k]
+        if step == 0 or abs(step) > 2**30:
+            raise _bad(op, f"stride {step} on axis {k}")
+        start = b[k] + n if b[k] < 0 else b[k]
+        start = min(max(start, 0), n) if step > 0 else min(max(start, -1), n - 1)
+        if o.beginMask >> k & 1:
+            start = 0 if step > 0 else n - 1
+        if o.shrinkAxisMask >> k & 1:
+            if not 0 <= start < n:
+                raise _bad(op, f"shrunk axis {k} index {b[k]} is outside 0..{n - 1}")
+            out.append((start, 1, 1))
+            continue
+        stop = e[k] + start if getattr(o, "offset", False) else e[k]
+        stop = stop + n if stop < 0 else stop
+        stop = min(max(stop, 0), n) if step > 0 else min(max(stop, -1), n - 1)
+        if o.endMask >> k & 1:
+            stop = n if step > 0 else -1
+        out.append((start, step, len(range(start, stop, step))))
+    return out
+
+
+def gather_in_bounds(op: Op, dims: list[int], strides: list[int], start: int, in_size: int, out_size: int) -> None:
+    """Prove an ``ek_gather`` reads only inside its input (every offset start + sum i_d * strides[d] with
+    0 <= i_d < dims[d] lies in 0..in_size-1) and writes exactly ``out_size`` bytes."""
+    if math.prod(dims) != out_size or min(dims) < 1:
+        raise _bad(op, f"gathers {dims} = {math.prod(dims)} elements into an output of {out_size}")
+    lo = start + sum(min(0, (d - 1) * s) for d, s in zip(dims, strides))
+    hi = start + sum(max(0, (d - 1) * s) for d, s in zip(dims, strides))
+    if lo < 0 or hi >= in_size:
+        raise _bad(op, f"would read input elements {lo}..{hi} of 0..{in_size - 1}")
+
+
+def _strided_slice(g: Graph, op: Op) -> None:
+    x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
+    o = op.options
+    if o.ellipsisMask or o.newAxisMask or any(g.t(i).data is None for i in op.inputs[1:4]):
+        return  # lowering refuses these with its own message
+    if len(x.shape) > 5:
+        raise _bad(op, f"rank {len(x.shape)} > 5")
+    b, e, s = (_const_ints(op, g.t(i), n) for i, n in zip(op.inputs[1:4], ("begin", "end", "strides")))
+    axes = strided_slice_axes(op, x.shape, b, e, s)
+    want = [n for k, (_, _, n) in enumerate(axes) if not o.shrinkAxisMask >> k & 1]
+    if list(y.shape) != want:
+        raise _bad(op, f"output shape {list(y.shape)} is not the {want} the slice gives")
+
+
+def transpose_perm(op: Op, x: Tensor, p: Tensor, y: Tensor) -> list[int]:
+    """The permutation of TRANSPOSE, proven a permutation of the input's axes that gives the output shape."""
+    perm = _const_ints(op, p, "permutation")
+    rank = len(x.shape)
+    if rank > MAX_GATHER_RANK or sorted(perm) != list(range(rank)):
+        raise _bad(op, f"permutation {perm} is not a permutation of the {rank} axes (at most {MAX_GATHER_RANK})")
+    if list(y.shape) != [x.shape[k] for k in perm]:
+        raise _bad(op, f"output shape {list(y.shape)} is not input {list(x.shape)} permuted by {perm}")
+    return perm
+
+
+def _transpose(g: Graph, op: Op) -> None:
+    if g.t(op.inputs[1]).data is not None:
+        transpose_perm(op, g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0]))
+
+
+def split_sizes(g: Graph, op: Op) -> tuple[int, list[int]]:
+    """(axis, size of each part) of SPLIT / SPLIT_V, proven to tile the input along the axis."""
+    if op.name == "SPLIT":
+        x, a = g.t(op.inputs[1]), g.t(op.inputs[0])
+    else:
+        x, a = g.t(op.inputs[0]), g.t(op.inputs[2])
+    rank = len(x.shape)
+    axis = _const_ints(op, a, "axis")
+    if len(axis) != 1 or not -rank <= axis[0] < rank or rank > MAX_GATHER_RANK:
+        raise _bad(op, f"axis {axis} is not one dimension of rank {rank} (at most {MAX_GATHER_RANK})")
+    ax = axis[0] % rank
+    n, parts = x.shape[ax], len(op.outputs)
+    if op.name == "SPLIT":
+        k = int(getattr(op.options, "numSplits", 0) or 0)
+        if k != parts or n % parts:
+            raise _bad(op, f"{k} splits into {parts} outputs of an axis of {n}")
+        sizes = [n // parts] * parts
+    else:
+        sizes = _const_ints(op, g.t(op.inputs[1]), "size_splits")
+        if len(sizes) != parts or sizes.count(-1) > 1 or any(v < -1 for v in sizes):
+            raise _bad(op, f"size_splits {sizes} for {parts} outputs")
+        if -1 in sizes:
+            sizes[sizes.index(-1)] = n - (sum(sizes) + 1)
+    if sum(sizes) != n or min(sizes) < 1:
+        raise _bad(op, f"parts {sizes} do not tile an axis of {n}")
+    for t, m in zip((g.t(i) for i in op.outputs), sizes):
+        want = [m if k == ax else d for k, d in enumerate(x.shape)]
+        if list(t.shape) != want:
+            raise _bad(op, f"output '{t.name}' has shape {list(t.shape)}, not {want}")
+    return ax, sizes
+
+
+def _split(g: Graph, op: Op) -> None:
+    if all(g.t(i).data is not None for i in op.inputs if i != op.inputs[DATA_INPUT.get(op.name, 0)]):
+        split_sizes(g, op)
+
+
+def resize_size(op: Op, x: Tensor, size: Tensor, y: Tensor) -> None:
+    """RESIZE_*: NHWC in and out, the constant size [out_h, out_w] is the output's, batch and depth kept."""
+    _rank(op, x, 4)
+    _rank(op, y, 4)
+    hw = _const_ints(op, size, "size")
+    if hw != [y.shape[1], y.shape[2]] or y.shape[0] != x.shape[0] or y.shape[3] != x.shape[3]:
+        raise _bad(op, f"input {list(x.shape)} resized to {hw} is not output {list(y.shape)}")
+    _positive(op, in_h=x.shape[1], in_w=x.shape[2], out_h=y.shape[1], out_w=y.shape[2])
+    if getattr(op.options, "alignCorners", False) and getattr(op.options, "halfPixelCenters", False):
+        raise _bad(op, "align_corners and half_pixel_centers are both set")
+
+
+def _resize(g: Graph, op: Op) -> None:
+    if g.t(op.inputs[1]).data is not None:
+        resize_size(op, g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0]))
+
+
+def _transpose_conv(g: Graph, op: Op) -> None:
+    shape, w, x, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.inputs[2]), g.t(op.outputs[0])
+    for t in (x, w, y):
+        _rank(op, t, 4)
+    o = op.options
+    _positive(op, stride_h=o.strideH, stride_w=o.strideW)
+    if o.padding not in (0, 1):
+        raise _bad(op, f"unknown padding {o.padding}")
+    if _const_ints(op, shape, "output shape") != list(y.shape):
+        raise _bad(op, f"output shape input {shape.data.reshape(-1).tolist()} is not the output's {list(y.shape)}")
+    out_c, kh, kw, ic = w.shape
+    if ic != x.shape[3] or out_c != y.shape[3] or x.shape[0] != y.shape[0]:
+        raise _bad(op, f"filter {list(w.shape)} does not map input {list(x.shape)} to output {list(y.shape)}")
+    _positive(op, k_h=kh, k_w=kw, in_c=ic, out_c=out_c)
+    if w.dtype == "int8" and w.scale.size not in (1, out_c):
+        raise _bad(op, f"filter '{w.name}' has {w.scale.size} scales for {out_c} output channels")
+    if len(op.inputs) > 3 and op.inputs[3] >= 0:
+        b = g.t(op.inputs[3])
+        if b.data is not None and b.data.size != out_c:
+            raise _bad(op, f"bias '{b.name}' has {b.data.size} values for {out_c} output channels")
+    _weighted_sums(g, op, w, 0, 0, bias_input=3)
+
+
+_CHECKS.update({
+    "TRANSPOSE_CONV": _transpose_conv, "RESIZE_NEAREST_NEIGHBOR": _resize, "RESIZE_BILINEAR": _resize,
+    "HARD_SWISH": _unary, "LEAKY_RELU": _unary, "TANH": _unary,
+    "STRIDED_SLICE": _strided_slice, "TRANSPOSE": _transpose, "SPLIT": _split, "SPLIT_V": _split,
+})

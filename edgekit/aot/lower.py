@@ -43,6 +43,7 @@ class Lowered:
     const_bytes: int = 0
     scratch_bytes: int = 0  # arena scratch the kernel uses during the call (packed weights, im2col); call has {scratch}
     packed_tensor: str | None = None  # name of the weight tensor stored as 4-bit indices
+    also_writes: tuple[int, ...] = ()  # further outputs of an op with several (SPLIT)
 
 
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
@@ -569,3 +570,15 @@ _LOWER = {
     "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
 }
+
+
+def _register_extra() -> None:
+    """Add the ops lowered in :mod:`edgekit.aot.lower_extra` (decoder, activation and shape ops)."""
+    global SUPPORTED_OPS
+    from edgekit.aot import lower_extra
+
+    _LOWER.update(lower_extra.LOWER)
+    SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_extra.LOWER}))
+
+
+_register_extra()

@@ -87,6 +87,9 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
         click.echo(json.dumps(section, indent=2, sort_keys=True, default=str))
         return
     click.echo(f"emulator {section.get('machine')}: outputs bit-exact {section.get('outputs_bit_exact')}, accuracy {section.get('accuracy')}")
+    if section.get("task_metrics") and section.get("task", "classification") != "classification":
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in section["task_metrics"].items() if v is not None)
+        click.echo(f"  {section['task']} metrics: {shown}")
     for key in ("flash_bytes", "ram_bytes", "stack_bytes", "instructions_per_inference", "emulated_latency_ms"):
         if section.get(key) is not None:
             click.echo(f"  {key:<28} {section[key]}")

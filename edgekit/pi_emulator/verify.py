@@ -80,6 +80,8 @@ class EmulatorResult:
     emulated: bool = True
     latency_note: str = LATENCY_NOTE
     qemu: str = ""
+    task: str = "classification"  # the build's task (report.json task.name)
+    task_metrics: dict[str, Any] | None = None  # the task's metrics on the first leg's outputs (eval data only)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -207,11 +209,13 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
 
     results: list[LegResult] = []
     compared_bytes: list[int] = []
+    first_outputs: np.ndarray | None = None
     for leg in legs:
         runtime, reference = LEG_KERNELS[leg]
         emulated: RunnerResult = run_runner(runner, model, inputs, cpu=cpu, leg=runtime, reference=reference, root=root, work=work)
         label = f"{runtime}-{'ref' if reference else 'default'}"
         expected = host(label)
+        first_outputs = emulated.outputs if first_outputs is None else first_outputs
         agree = metrics.byte_agreement(emulated.outputs, expected)
         exact, diff, mismatched = agree.bit_exact, agree.max_abs_diff, agree.mismatched_inputs
         compared_bytes.append(int(expected.nbytes))
@@ -229,6 +233,15 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     equal_bytes = sum(r.bit_exact * n for r, n in zip(results, compared_bytes))
     all_bytes = sum(compared_bytes)
     first = results[0]
+    task = (report.get("task") or {}).get("name") or "classification"
+    task_metrics = None
+    if source == "eval" and first_outputs is not None:
+        from edgekit.verify.runtimes import dequantize
+
+        out = read_model(tflite).outputs[0]
+        x_real = dequantize(x_q, spec) if report.get("data_is_quantized") else np.asarray(x, np.float32)
+        real = dequantize(np.asarray(first_outputs), out).reshape(len(x), *out.shape[1:])
+        task_metrics = metrics.task_metrics(task, real, x_real, y)
     return EmulatorResult(
         machine=machine,
         runtime=f"{first.runtime}-{'ref' if first.kernels == 'reference' else 'default'} (emulated aarch64)",
@@ -241,6 +254,8 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         mismatched_inputs=sum(r.mismatched_inputs for r in results),
         legs=tuple(results),
         qemu=_qemu_version(),
+        task=task,
+        task_metrics=task_metrics,
     )
 
 

@@ -73,6 +73,8 @@ class EmulatorResult:
     device: DeviceMeasurements | None = None
     code: str = ""  # which C ran: the build's aot/ as shipped, or generated from model.tflite
     shipped_hashes: str = ""
+    task: str = "classification"  # the build's task (report.json task.name)
+    task_metrics: dict[str, Any] | None = None  # the task's metrics on the emulator's outputs (eval data only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,7 +224,8 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
             "build with full-int8 quantization (the default for tflm targets)",
         )
     eval_path = (report.get("inputs") or {}).get("eval")
-    labels = None
+    labels, ds = None, None
+    task = (report.get("task") or {}).get("name") or "classification"
     if eval_path:
         ds = take(load_data(eval_path, "eval"), n_inputs)
         source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
@@ -240,11 +243,19 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
     ref = leg.outputs.reshape(ours.shape)
     agree = byte_agreement(ours, ref)
+    task_metrics = None
+    if ds is not None:
+        from edgekit.verify.metrics import task_metrics as metrics_of
+        from edgekit.verify.runtimes import dequantize
+
+        x_real = dequantize(x_q, inp) if report.get("data_is_quantized") else ds.x.astype(np.float32)
+        task_metrics = metrics_of(task, dequantize(ours, out).reshape(len(ours), *out.shape[1:]), x_real, labels)
+    top1 = task == "classification"  # top-1 of an autoencoder's or a regressor's outputs means nothing
     return EmulatorResult(
         machine=device.machine,
         runtime=device.runtime,
         outputs_bit_exact=agree.bit_exact,
-        accuracy=_top1(ours, labels),
+        accuracy=_top1(ours, labels) if top1 else (task_metrics or {}).get("accuracy"),
         flash_bytes=device.flash_bytes,
         ram_bytes=device.ram_bytes,
         stack_bytes=device.stack_bytes,
@@ -252,10 +263,12 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         n_inputs=len(x_q),
         inputs=source,
         mismatched_inputs=agree.mismatched_inputs,
-        tflm_accuracy=_top1(ref, labels),
+        tflm_accuracy=_top1(ref, labels) if top1 else None,
         device=device,
         code="aot/ (as shipped)" if code is aot else "generated from model.tflite (the build has no aot/)",
         shipped_hashes="checked" if shipped else "not recorded (build made before edgekit recorded them)",
+        task=task,
+        task_metrics=task_metrics,
     )
 
 

@@ -146,4 +146,41 @@ void ek_dequantize_f32(int32_t count, float scale, int32_t zp, const int8_t *in,
 /* RESHAPE and friends when the planner could not alias the buffers. */
 void ek_copy(int32_t bytes, const void *in, void *out);
 
+/* STRIDED_SLICE, TRANSPOSE, SPLIT and SPLIT_V: out[i] = in[start + sum_d idx_d * strides[d]] over the
+ * output shape `dims` (padded to EK_MAX_DIMS); strides may be negative. The code generator proves
+ * every offset lies inside the input. */
+typedef struct {
+    int32_t dims[EK_MAX_DIMS];
+    int32_t strides[EK_MAX_DIMS];
+    int32_t start;
+} ek_gather_params;
+
+void ek_gather(const ek_gather_params *p, const int8_t *in, int8_t *out);
+
+/* RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR on NHWC int8 (no requantization, as TFLM). The
+ * per-row and per-column source indices (and, bilinear, the weights in 1/1024) come from the code
+ * generator: ys/xs for nearest; y0, y1, wy and x0, x1, wx for bilinear. */
+typedef struct {
+    int32_t batches, in_h, in_w, depth, out_h, out_w;
+    const int32_t *y0, *y1, *wy; /* out_h entries (y1, wy: bilinear only) */
+    const int32_t *x0, *x1, *wx; /* out_w entries (x1, wx: bilinear only) */
+} ek_resize_params;
+
+void ek_resize_nearest(const ek_resize_params *p, const int8_t *in, int8_t *out);
+void ek_resize_bilinear(const ek_resize_params *p, const int8_t *in, int8_t *out);
+
+/* TRANSPOSE_CONV, filter [out_c, k_h, k_w, in_c]: each output gathers the input pixels whose
+ * scattered window covers it (integer sums are exact, so this equals TFLM's scatter), then bias,
+ * per-channel requantization and clamping. */
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+    int32_t in_zp, out_zp, act_min, act_max;
+    const int8_t *filter;
+    const int32_t *bias; /* may be 0 */
+    const int32_t *mult, *shift;
+} ek_transpose_conv_params;
+
+void ek_transpose_conv(const ek_transpose_conv_params *p, const int8_t *in, int8_t *out);
+
 #endif
