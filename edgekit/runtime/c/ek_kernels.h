@@ -146,4 +146,6 @@ void ek_dequantize_f32(int32_t count, float scale, int32_t zp, const int8_t *in,
 /* RESHAPE and friends when the planner could not alias the buffers. */
 void ek_copy(int32_t bytes, const void *in, void *out);
 
+#include "ek_int16.h" /* int16x8 kernels */
+
 #endif
