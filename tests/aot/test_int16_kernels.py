@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from aot_models import convert, random_inputs, retype_only_op, set_quant
-from conftest import require_tools
+from conftest import require_tools, shared_model
 
 from edgekit.aot.codegen import generate
 from edgekit.aot.graph import parse
@@ -131,3 +131,23 @@ def test_refusals_name_the_op_and_the_reason(tmp_path):
     odd = set_quant(tfl, fc.outputs[0], zero_point=[3])
     with pytest.raises(UnsupportedOpError, match=r"FULLY_CONNECTED: int16 tensor '.*' has zero point 3; TFLM requires 0"):
         generate(odd, tmp_path / "b")
+
+
+@pytest.mark.shared_models
+def test_resnet8_int16x8_bit_exact_and_arena_at_most_twice_int8(shared_models, tmp_path):
+    """MLPerf Tiny's ResNet-8 (.h5) converted int16x8 on generated CIFAR-shaped calibration data."""
+    require_tools("gcc")
+    from edgekit.convert import convert_quantized
+    from edgekit.data import Dataset
+    from edgekit.load import load_model
+
+    h5 = shared_model(shared_models, "mlperf_tiny/pretrainedResnet.h5")
+    int8 = shared_model(shared_models, "mlperf_tiny/pretrainedResnet_quant.tflite")
+    x = np.random.default_rng(0).random((32, 32, 32, 3), dtype=np.float32)  # in [0, 1)
+    tfl = convert_quantized(load_model(h5), Dataset(x=x, y=None, path="generated"), "int16x8")
+    r = host_check(tfl, random_inputs(tfl, 6, seed=8), tmp_path / "int16")
+    assert {"CONV_2D", "ADD", "AVERAGE_POOL_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(r.codegen.ops)
+    assert r.bit_exact_fraction == 1.0, r.to_dict()
+    # int16 activations: each tensor twice its int8 size, so the planned arena at most twice int8's
+    arena8 = generate(int8, tmp_path / "int8").arena_bytes
+    assert arena8 < r.codegen.arena_bytes <= 2 * arena8
