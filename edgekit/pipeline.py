@@ -243,6 +243,11 @@ def build(
             from edgekit.tflm_host import measure_arena
 
             arena = measure_arena(int8_tflite)
+            if data["quantization"]["scheme"] == "int16x8" and compressed.kind != "tflite":
+                from edgekit.convert import convert_quantized
+                from edgekit.quant_cost import int16_cost
+
+                data["quantization"]["cost"] = int16_cost(arena, convert_quantized(compressed, calib_ds, "int8")).to_dict()
         est = memory.estimate(info, prof, arena)
         data["memory"] = est.to_dict()
 

@@ -40,6 +40,11 @@ def test_int16x8_for_cortex_m4_runs_on_tflm_within_1_point(int16_build):
     assert abs(acc["int8_tflm"] - acc["int8_tflite_ref"]) <= 0.01
     assert rep["agreement"]["deployed_runtime"] == "tflm-host"
     assert rep["memory"]["arena_bytes"] > 0
+    # the cost, measured by TFLM: int16 activations take twice the bytes of plain int8's
+    cost = rep["quantization"]["cost"]
+    assert cost["arena_bytes"] == rep["memory"]["arena_bytes"] > cost["int8_arena_bytes"]
+    assert 1.9 <= cost["activation_bytes"] / cost["int8_activation_bytes"] <= 2.0
+    assert "int16x8 cost" in (out / "report.md").read_text()
     aot = rep["outputs"]["aot"]
     assert aot["input_dtype"] == "int16" and aot["output_dtype"] == "int16"
     assert (out / "aot" / "edgekit_model.h").read_text().count("_IS_INT16 1") == 2
