@@ -3,6 +3,63 @@
  * mul, logistic; reference_ops SoftmaxInt16, Requantize). All int16 zero points are 0. */
 #include "ek_common.h"
 #include "ek_kernels.h"
+#include "ek_simd.h"
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
+/* Inputs x0..x3 (two words, x0 x1 and x2 x3) re-paired as x0 x2 and x1 x3, the halves SXTB16
+ * gives for weights 0..3; PKHBT and PKHTB in one instruction each. */
+EK_INLINE void pair16(const int16_t *x, uint32_t *x02, uint32_t *x13) {
+    uint32_t x01, x23, a, b;
+    memcpy(&x01, x, 4); /* unaligned word loads: fine on every core with the DSP extension */
+    memcpy(&x23, x + 2, 4);
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(a) : "r"(x01), "r"(x23));
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(b) : "r"(x23), "r"(x01));
+    *x02 = a, *x13 = b;
+}
+
+EK_INLINE int64_t mac4(const int8_t *w, uint32_t x02, uint32_t x13, int64_t acc) {
+    uint32_t wv;
+    memcpy(&wv, w, 4);
+    acc = __smlald((int16x2_t)__sxtb16((int8x4_t)wv), (int16x2_t)x02, acc);
+    return __smlald((int16x2_t)sxtb16_ror8(wv), (int16x2_t)x13, acc);
+}
+#endif
+
+/* sum of w[i] * x[i] for i < n (int8 weights, int16 inputs), exact in int64. With the Arm DSP
+ * extension four products take one weight word and two input words: SXTB16 widens weights
+ * 0,2 and 1,3, the inputs are re-paired to match, and SMLALD adds two products to the 64-bit sum. */
+EK_INLINE int64_t dot16(const int8_t *w, const int16_t *x, int32_t n) {
+    int64_t acc = 0;
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
+    for (; i + 4 <= n; i += 4) {
+        uint32_t x02, x13;
+        pair16(x + i, &x02, &x13);
+        acc = mac4(w + i, x02, x13, acc);
+    }
+#endif
+    for (; i < n; i++) acc += (int32_t)w[i] * (int32_t)x[i];
+    return acc;
+}
+
+/* dot16 of two weight rows against one input: each input word is loaded and re-paired once. */
+EK_INLINE void dot16x2(const int8_t *wa, const int8_t *wb, const int16_t *x, int32_t n, int64_t *a, int64_t *b) {
+    int64_t sa = *a, sb = *b;
+    int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP == 1
+    for (; i + 4 <= n; i += 4) {
+        uint32_t x02, x13;
+        pair16(x + i, &x02, &x13);
+        sa = mac4(wa + i, x02, x13, sa);
+        sb = mac4(wb + i, x02, x13, sb);
+    }
+#endif
+    for (; i < n; i++) {
+        sa += (int32_t)wa[i] * (int32_t)x[i];
+        sb += (int32_t)wb[i] * (int32_t)x[i];
+    }
+    *a = sa, *b = sb;
+}
 
 /* MultiplyByQuantizedMultiplier for an int64 accumulator: the multiplier is reduced to 16 bits
  * and applied with one rounding. |x| < 2^47 (the code generator proves it), so nothing overflows;
@@ -20,37 +77,95 @@ EK_INLINE int16_t requant(int64_t acc, int32_t acc32, int32_t m, int32_t shift, 
     return (int16_t)ek_clamp(v, lo, hi);
 }
 
-void ek_conv2d_s16(const ek_conv16_params *p, const int16_t *in, int16_t *out) {
-    const int32_t groups = p->depthwise ? 1 : p->in_c / p->filter_in_c;
-    const int32_t per_group = p->out_c / groups;
+/* First and one-past-last tap k of a window starting at `origin` with dilation `dil` whose
+ * position origin + k * dil lies in [0, n): taps outside the image are skipped, as TFLM. */
+EK_INLINE void tap_range(int32_t origin, int32_t dil, int32_t k, int32_t n, int32_t *k0, int32_t *k1) {
+    int32_t a = 0, b = k;
+    while (a < b && origin + a * dil < 0) a++;
+    while (b > a && origin + (b - 1) * dil >= n) b--;
+    *k0 = a, *k1 = b;
+}
+
+/* CONV_2D without groups and without horizontal dilation: each kernel row's in-image taps are one
+ * run of input and of weights, and output channels go in pairs that share every input load. */
+static void conv_rows(const ek_conv16_params *p, const int16_t *in, int16_t *out) {
+    const int32_t x_row = p->dil_h * p->in_w * p->in_c, w_oc = p->k_h * p->k_w * p->in_c;
     for (int32_t b = 0; b < p->batches; b++) {
         for (int32_t oy = 0; oy < p->out_h; oy++) {
             const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
             for (int32_t ox = 0; ox < p->out_w; ox++) {
                 const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t kx0, kx1;
+                tap_range(x0, 1, p->k_w, p->in_w, &kx0, &kx1);
+                const int16_t *win = in + ((b * p->in_h + y0 + ky0 * p->dil_h) * p->in_w + x0 + kx0) * p->in_c;
+                const int32_t run = (kx1 - kx0) * p->in_c, w_first = kx0 * p->in_c;
+                int16_t *y = out + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
+                for (int32_t oc = 0; oc < p->out_c; oc += 2) {
+                    const int32_t oc2 = oc + 1 < p->out_c ? oc + 1 : oc; /* an odd last channel pairs with itself */
+                    int64_t acc[2] = {0, 0};
+                    for (int32_t ky = ky0; ky < ky1; ky++) {
+                        const int32_t wr = ky * p->k_w * p->in_c + w_first;
+                        dot16x2(p->filter + oc * w_oc + wr, p->filter + oc2 * w_oc + wr, win + (ky - ky0) * x_row, run,
+                                &acc[0], &acc[1]);
+                    }
+                    for (int32_t j = 0; j < 2 && oc + j < p->out_c; j++) {
+                        const int32_t c = oc + j;
+                        int64_t a = acc[j];
+                        if (p->bias64) a += p->bias64[c];
+                        if (p->bias32) a += p->bias32[c];
+                        y[c] = requant(a, p->acc32, p->mult[c], p->shift[c], p->act_min, p->act_max);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void ek_conv2d_s16(const ek_conv16_params *p, const int16_t *in, int16_t *out) {
+    const int32_t groups = p->depthwise ? 1 : p->in_c / p->filter_in_c;
+    if (!p->depthwise && groups == 1 && p->dil_w == 1) {
+        conv_rows(p, in, out);
+        return;
+    }
+    const int32_t per_group = p->out_c / groups;
+    const int32_t x_row = p->dil_h * p->in_w * p->in_c, x_col = p->dil_w * p->in_c;
+    for (int32_t b = 0; b < p->batches; b++) {
+        for (int32_t oy = 0; oy < p->out_h; oy++) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h;
+            int32_t ky0, ky1;
+            tap_range(y0, p->dil_h, p->k_h, p->in_h, &ky0, &ky1);
+            for (int32_t ox = 0; ox < p->out_w; ox++) {
+                const int32_t x0 = ox * p->stride_w - p->pad_w;
+                int32_t kx0, kx1;
+                tap_range(x0, p->dil_w, p->k_w, p->in_w, &kx0, &kx1);
+                /* the window's first in-image tap; taps step by x_row and x_col */
+                const int16_t *win = in + ((b * p->in_h + y0 + ky0 * p->dil_h) * p->in_w + x0 + kx0 * p->dil_w) * p->in_c;
+                int16_t *y = out + ((b * p->out_h + oy) * p->out_w + ox) * p->out_c;
                 for (int32_t oc = 0; oc < p->out_c; oc++) {
                     int64_t acc = 0;
-                    for (int32_t ky = 0; ky < p->k_h; ky++) {
-                        const int32_t iy = y0 + ky * p->dil_h;
-                        if (iy < 0 || iy >= p->in_h) continue; /* taps outside the image are skipped */
-                        for (int32_t kx = 0; kx < p->k_w; kx++) {
-                            const int32_t ix = x0 + kx * p->dil_w;
-                            if (ix < 0 || ix >= p->in_w) continue;
-                            const int16_t *px = in + ((b * p->in_h + iy) * p->in_w + ix) * p->in_c;
-                            if (p->depthwise) {
-                                acc += (int32_t)p->filter[(ky * p->k_w + kx) * p->out_c + oc] *
-                                       (int32_t)px[oc / p->depth_multiplier];
-                            } else {
-                                const int8_t *w = p->filter + ((oc * p->k_h + ky) * p->k_w + kx) * p->filter_in_c;
-                                const int16_t *xg = px + (oc / per_group) * p->filter_in_c;
-                                for (int32_t ic = 0; ic < p->filter_in_c; ic++) acc += (int32_t)w[ic] * (int32_t)xg[ic];
-                            }
+                    if (p->depthwise) {
+                        const int16_t *xc = win + oc / p->depth_multiplier;
+                        for (int32_t ky = ky0; ky < ky1; ky++) {
+                            const int16_t *xr = xc + (ky - ky0) * x_row;
+                            const int8_t *wr = p->filter + ky * p->k_w * p->out_c + oc;
+                            for (int32_t kx = kx0; kx < kx1; kx++)
+                                acc += (int32_t)wr[kx * p->out_c] * (int32_t)xr[(kx - kx0) * x_col];
+                        }
+                    } else {
+                        const int16_t *xg = win + (oc / per_group) * p->filter_in_c;
+                        const int8_t *wo = p->filter + oc * p->k_h * p->k_w * p->filter_in_c;
+                        for (int32_t ky = ky0; ky < ky1; ky++) {
+                            const int16_t *xr = xg + (ky - ky0) * x_row;
+                            const int8_t *wr = wo + ky * p->k_w * p->filter_in_c;
+                            for (int32_t kx = kx0; kx < kx1; kx++)
+                                acc += dot16(wr + kx * p->filter_in_c, xr + (kx - kx0) * x_col, p->filter_in_c);
                         }
                     }
                     if (p->bias64) acc += p->bias64[oc];
                     if (p->bias32) acc += p->bias32[oc];
-                    out[((b * p->out_h + oy) * p->out_w + ox) * p->out_c + oc] =
-                        requant(acc, p->acc32, p->mult[oc], p->shift[oc], p->act_min, p->act_max);
+                    y[oc] = requant(acc, p->acc32, p->mult[oc], p->shift[oc], p->act_min, p->act_max);
                 }
             }
         }
@@ -60,14 +175,20 @@ void ek_conv2d_s16(const ek_conv16_params *p, const int16_t *in, int16_t *out) {
 void ek_fully_connected_s16(const ek_fc16_params *p, const int16_t *in, int16_t *out) {
     for (int32_t b = 0; b < p->batches; b++) {
         const int16_t *x = in + b * p->depth;
-        for (int32_t u = 0; u < p->units; u++) {
-            const int8_t *w = p->weights + u * p->depth;
-            int64_t acc = 0;
-            for (int32_t d = 0; d < p->depth; d++) acc += ((int32_t)w[d] + p->w_zp) * (int32_t)x[d];
-            if (p->bias64) acc += p->bias64[u];
-            if (p->bias32) acc += p->bias32[u];
-            const int32_t c = p->per_channel ? u : 0;
-            out[b * p->units + u] = requant(acc, p->acc32, p->mult[c], p->shift[c], p->act_min, p->act_max);
+        int64_t sx = 0; /* per-tensor weights with a zero point: (w + w_zp) . x = w . x + w_zp * sum x */
+        if (p->w_zp)
+            for (int32_t d = 0; d < p->depth; d++) sx += x[d];
+        for (int32_t u = 0; u < p->units; u += 2) {
+            const int32_t u2 = u + 1 < p->units ? u + 1 : u; /* an odd last unit pairs with itself */
+            int64_t acc[2] = {0, 0};
+            dot16x2(p->weights + u * p->depth, p->weights + u2 * p->depth, x, p->depth, &acc[0], &acc[1]);
+            for (int32_t j = 0; j < 2 && u + j < p->units; j++) {
+                int64_t a = acc[j] + p->w_zp * sx;
+                if (p->bias64) a += p->bias64[u + j];
+                if (p->bias32) a += p->bias32[u + j];
+                const int32_t c = p->per_channel ? u + j : 0;
+                out[b * p->units + u + j] = requant(a, p->acc32, p->mult[c], p->shift[c], p->act_min, p->act_max);
+            }
         }
     }
 }
