@@ -144,7 +144,8 @@ def generated_inputs(tflite: bytes | Path, n: int, seed: int = 0) -> np.ndarray:
         lo, hi = -1.0, 1.0
         if g.ops and g.ops[0].name == "QUANTIZE":
             q = g.t(g.ops[0].outputs[0])
-            lo, hi = float(q.s) * (-128 - q.zp), float(q.s) * (127 - q.zp)
+            qi = np.iinfo(int_dtype(q.dtype))
+            lo, hi = float(q.s) * (int(qi.min) - q.zp), float(q.s) * (int(qi.max) - q.zp)
         return rng.uniform(lo, hi, size=(n, *t.shape)).astype(np.float32)
     info = np.iinfo(int_dtype(t.dtype))
     x = rng.integers(info.min, info.max + 1, size=(n, *t.shape), dtype=np.int64).astype(info.dtype)
