@@ -169,7 +169,7 @@ def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
 def generated_inputs(n: int, input_bytes: int, seed: int, dtype: str = "int8") -> np.ndarray:
     """``n`` seeded inputs uniform over ``dtype`` (int8 or int16), ``[n, input_bytes / itemsize]``."""
     info = np.iinfo(np.dtype(dtype))
-    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=(n, input_bytes // info.bits * 8),
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=(n, input_bytes * 8 // info.bits),
                                                 dtype=info.dtype)
 
 
