@@ -46,7 +46,7 @@ def _fc(depth, units, act=None, decades=0.0):
 CASES = {
     # name: (fn, input shape, ops that must appear, converter kwargs)
     "conv_same_3x3_relu": (_conv(3, 5, 3, act=tf.nn.relu), [1, 9, 9, 3], ["CONV_2D"], {}),
-    "conv_valid_4x4_stride2_dilated_4_decades": (_conv(4, 6, 4, 2, "VALID", decades=4), [1, 12, 11, 4], ["CONV_2D"], {}),
+    "conv_valid_4x4_stride2_4_decades": (_conv(4, 6, 4, 2, "VALID", decades=4), [1, 12, 11, 4], ["CONV_2D"], {}),
     "conv_dilation2_relu6": (_conv(2, 3, 3, dil=2, act=tf.nn.relu6), [1, 9, 9, 2], ["CONV_2D"], {}),
     "conv_grouped_2_groups": (lambda x: tf.nn.conv2d(x, _w(3, 3, 2, 6), 1, "SAME"), [1, 6, 6, 4], ["CONV_2D"], {}),
     "conv_int32_bias": (_conv(3, 4, 3), [1, 7, 7, 3], ["CONV_2D"], {"int32_bias": True}),
@@ -156,7 +156,7 @@ def test_resnet8_int16x8_bit_exact_and_arena_at_most_twice_int8(shared_models, t
 @pytest.mark.emulator
 def test_int16x8_dsp_paths_bit_exact_on_qemu(tmp_path):
     """On Cortex-M4 the int16 dot products use SMLALD (the host check runs the portable C): input depths
-    of 1, 3, 6 and 13 (every tail of four), a grouped-free dilated conv, an FC of depth 13."""
+    of 1, 3, 6 and 13 (every tail of four), a dilated conv, an FC of depth 13."""
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     from edgekit.targets import get_target
     from edgekit.tflm_host import run_tflm
