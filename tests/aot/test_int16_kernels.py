@@ -154,8 +154,9 @@ def test_resnet8_int16x8_bit_exact_and_arena_at_most_twice_int8(shared_models, t
 
 
 @pytest.mark.emulator
-def test_int16x8_dsp_paths_bit_exact_on_qemu(tmp_path):
-    """On Cortex-M4 the int16 dot products use SMLALD (the host check runs the portable C): input depths
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m55"])
+def test_int16x8_dsp_paths_bit_exact_on_qemu(target, tmp_path):
+    """On Cortex-M4 and M55 the int16 dot products use SMLALD (the host check runs the portable C): input depths
     of 1, 3, 6 and 13 (every tail of four), a dilated conv, an FC of depth 13."""
     require_tools("arm-none-eabi-gcc", "qemu-system-arm")
     from edgekit.targets import get_target
@@ -171,7 +172,7 @@ def test_int16x8_dsp_paths_bit_exact_on_qemu(tmp_path):
 
     tfl = convert(f, [1, 8, 8, 1], int16x8=True)
     x = random_inputs(tfl, 12, seed=6)
-    raw, dev = run_on_emulator(tfl, get_target("cortex-m4"), x, tmp_path)
+    raw, dev = run_on_emulator(tfl, get_target(target), x, tmp_path)
     ref = run_tflm(tfl, x).reshape(len(x), -1)
     out = raw.view(np.int16)
     assert out.shape == ref.shape and (out == ref).all(), f"{int((out != ref).sum())} of {out.size} outputs differ"
