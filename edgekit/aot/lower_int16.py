@@ -63,6 +63,13 @@ def _bias16(c: _Ctx, g: Graph, op: Op) -> dict:
     return fields
 
 
+def _check_shift64(op: Op, acc32: object, shift: np.ndarray) -> None:
+    """TFLM's 64-bit rescale takes shifts below 8 (a right shift by 15 - shift): refuse larger ones."""
+    if not acc32 and int(np.max(shift)) >= 8:
+        raise _unsupported(op, f"requantization shift {int(np.max(shift))} is beyond the 64-bit rescale's 7: "
+                               "the output scale is far too small for the input and weight scales")
+
+
 def _conv(g: Graph, op: Op) -> Lowered:
     c = _Ctx(g, op)
     x, w, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -89,6 +96,7 @@ def _conv(g: Graph, op: Op) -> Lowered:
     fields["acc32"] = 0  # set by _bias16 below, in the struct's field order
     fields["filter"] = c.array("int8_t", "filter", w.data, 1)
     fields |= _bias16(c, g, op)
+    _check_shift64(op, fields["acc32"], shift)
     fields["mult"] = c.array("int32_t", "mult", mult, 4)
     fields["shift"] = c.array("int32_t", "shift", shift, 4)
     c.decls.append(_struct("ek_conv16_params", f"{c.p}_params", fields))
@@ -124,6 +132,7 @@ def _fc(g: Graph, op: Op) -> Lowered:
     fields["acc32"] = 0  # set by _bias16 below, in the struct's field order
     fields["weights"] = c.array("int8_t", "weights", w.data, 1)
     fields |= _bias16(c, g, op)
+    _check_shift64(op, fields["acc32"], shift)
     fields["mult"] = c.array("int32_t", "mult", mult, 4)
     fields["shift"] = c.array("int32_t", "shift", shift, 4)
     c.decls.append(_struct("ek_fc16_params", f"{c.p}_params", fields))

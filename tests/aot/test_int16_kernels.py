@@ -128,6 +128,11 @@ def test_refusals_name_the_op_and_the_reason(tmp_path):
     with pytest.raises(UnsupportedOpError, match=r"op \d+ FULLY_CONNECTED: an output channel's sum can reach 2,\d{3},\d{3},\d{3}, beyond int32"):
         generate(big, tmp_path / "a")
     generate(tfl, tmp_path / "ok")  # the trained weights stay far below it
+    tiny = convert(_fc(8, 4), [1, 8], int16x8=True)  # int64 bias: TFLM's 64-bit rescale allows shifts up to 7
+    fc8 = next(op for op in parse(tiny).ops if op.name == "FULLY_CONNECTED")
+    tiny = set_quant(tiny, fc8.outputs[0], scale=[float(parse(tiny).t(fc8.outputs[0]).s) * 2.0**-20])
+    with pytest.raises(UnsupportedOpError, match=r"FULLY_CONNECTED: requantization shift \d+ is beyond the 64-bit rescale's 7"):
+        generate(tiny, tmp_path / "c")
     odd = set_quant(tfl, fc.outputs[0], zero_point=[3])
     with pytest.raises(UnsupportedOpError, match=r"FULLY_CONNECTED: int16 tensor '.*' has zero point 3; TFLM requires 0"):
         generate(odd, tmp_path / "b")
