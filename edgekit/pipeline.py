@@ -134,9 +134,6 @@ def build(
     rec = _recipe(recipe, prune, fine_tune_epochs)
     quant = quant or rec.quant or "int8"
     cal = _check_quant(quant, calibration or rec.calibration, prof)
-    if codegen and quant == "int16x8":
-        raise InputError("--codegen: edgekit's C runtime has no int16x8 kernels yet",
-                         "drop --codegen (the TFLM project in tflm/ runs int16x8), or use --quant int8")
 
     with timer.stage("load"):
         from edgekit.custom_objects import load_custom_objects
@@ -246,6 +243,11 @@ def build(
             from edgekit.tflm_host import measure_arena
 
             arena = measure_arena(int8_tflite)
+            if data["quantization"]["scheme"] == "int16x8" and compressed.kind != "tflite":
+                from edgekit.convert import convert_quantized
+                from edgekit.quant_cost import int16_cost
+
+                data["quantization"]["cost"] = int16_cost(arena, convert_quantized(compressed, calib_ds, "int8")).to_dict()
         est = memory.estimate(info, prof, arena)
         data["memory"] = est.to_dict()
 

@@ -111,6 +111,10 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     q = d.get("quantization") or {}
     if q.get("scheme"):
         rows.insert(1, ("quantization", q["scheme"] + (f", {q['calibration']} ranges" if q.get("calibration") else "")))
+    if q.get("cost"):
+        c = q["cost"]
+        rows.append(("int16x8 cost", f"arena {_b(c['arena_bytes'])} vs {_b(c['int8_arena_bytes'])} for int8 of the same model "
+                     f"({c['arena_ratio']:.2f}x, {c['runtime']}); instructions: {c['instructions']}"))
     dbg = d.get("quant_debug") or {}
     if dbg.get("worst_layers"):
         rows.append(("worst int8 layers", ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in dbg["worst_layers"][:3]) + " (RMS error in quantization steps)"))

@@ -89,8 +89,8 @@ def check_op(g: Graph, op: Op) -> None:
         raise _bad(op, f"its options are {type(op.options).__name__.removesuffix('T')}, not {_OPTIONS[op.name].removesuffix('T')}")
     for i in (*op.inputs, *op.outputs):
         t = g.t(i) if i >= 0 else None
-        if t is not None and t.dtype == "int8" and t.scale.size == 0:
-            raise _bad(op, f"int8 tensor '{t.name}' has no quantization scale")
+        if t is not None and t.dtype in ("int8", "int16") and t.scale.size == 0:
+            raise _bad(op, f"{t.dtype} tensor '{t.name}' has no quantization scale")
     data = g.t(op.inputs[DATA_INPUT.get(op.name, 0)])
     if op.name not in ("ADD", "SUB", "MUL", "CONCATENATION") and data.data is not None:
         raise _bad(op, f"its data input '{data.name}' is a constant; the kernel reads it from the arena")
@@ -144,21 +144,28 @@ def _bias(g: Graph, op: Op, n: int) -> None:
 
 
 def _weighted_sums(g: Graph, op: Op, w: Tensor, axis: int, w_zp: int, bias_input: int = 2) -> None:
-    """Prove no output channel's accumulator (plus its bias) can leave int32, whatever the int8 input.
+    """Prove no output channel's accumulator (plus its bias) can leave its range, whatever the input.
 
-    Each term is (x - x_zp) * (w - w_zp) with |x - x_zp| <= 255, so channel c's
-    sum is at most 255 * sum|w - w_zp| over its weights, plus |bias_c|.
+    Each term is (x - x_zp) * (w - w_zp) with |x - x_zp| <= 255 for int8 inputs and
+    |x| <= 32768 for int16 ones, so channel c's sum is at most that times sum|w - w_zp|
+    over its weights, plus |bias_c|. The range is int32, except for int16 inputs with an
+    int64 bias (or none), where TFLM accumulates in int64 and its 64-bit rescale needs
+    |sum| < 2^47.
     """
     if w.data is None:
         return  # lowering refuses a non-constant filter
     n = w.shape[axis]
+    x16 = g.t(op.inputs[0]).dtype == "int16"
     mag = np.abs(np.moveaxis(w.data.astype(np.int64), axis, 0).reshape(n, -1)).sum(axis=1)
-    worst = 255 * (mag + abs(w_zp) * (w.size // max(n, 1)))
-    b = op.inputs[bias_input] if len(op.inputs) > bias_input else -1
-    if b >= 0 and g.t(b).data is not None:
-        worst = worst + np.abs(g.t(b).data.astype(np.int64).reshape(-1))
-    if int(worst.max()) > 2**31 - 1:
-        raise _bad(op, f"an output channel's sum can reach {int(worst.max()):,}, beyond int32: its accumulator would overflow")
+    worst = (32768 if x16 else 255) * (mag + abs(w_zp) * (w.size // max(n, 1)))
+    bias = g.t(op.inputs[bias_input]) if len(op.inputs) > bias_input and op.inputs[bias_input] >= 0 else None
+    if bias is not None and bias.data is not None:
+        worst = worst + np.abs(bias.data.astype(np.int64).reshape(-1))
+    # TFLM's accumulator has the bias's type; without a bias, the options' quantized_bias_type (INT32 = 2)
+    wide = x16 and (bias.dtype == "int64" if bias is not None else getattr(op.options, "quantizedBiasType", 0) != 2)
+    limit, what = (2**47 - 1, "the 48 bits TFLM's 64-bit rescale takes") if wide else (2**31 - 1, "int32")
+    if int(worst.max()) > limit:
+        raise _bad(op, f"an output channel's sum can reach {int(worst.max()):,}, beyond {what}: its accumulator would overflow")
 
 
 def _accumulation(op: Op, n: int) -> None:
@@ -242,6 +249,8 @@ def _softmax(g: Graph, op: Op) -> None:
     x, y = g.t(op.inputs[0]), g.t(op.outputs[0])
     if tuple(x.shape) != tuple(y.shape) or not y.shape or y.shape[-1] < 1:
         raise _bad(op, f"input {list(x.shape)} and output {list(y.shape)} must be the same shape, rank >= 1")
+    if x.dtype == "int16" and y.shape[-1] > 65536:
+        raise _bad(op, f"{y.shape[-1]} classes: the int16 kernel's sum of exps (each < 2^15) would leave int32")
 
 
 def _mean(g: Graph, op: Op) -> None:

@@ -120,7 +120,11 @@ def lower_op(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     if fn is None:
         raise _unsupported(op, "not supported by edgekit's AOT runtime")
     check_op(g, op)
+    from edgekit.aot.lower_int16 import is_int16_op, lower_int16  # it builds on this module's helpers
+
     try:
+        if is_int16_op(g, op):
+            return lower_int16(g, op)
         if op.name in _WEIGHTED:
             return fn(g, op, weight_bits)
         return fn(g, op)

@@ -1,4 +1,4 @@
-"""``edgekit codegen FILE.tflite --out DIR``: plain C99 for a full-int8 model, no interpreter."""
+"""``edgekit codegen FILE.tflite --out DIR``: plain C99 for a full-int8 or int16x8 model, no interpreter."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def command(model: Path, out: Path, prefix: str, io_in_arena: bool, host_check_n: int, seed: int, compare_tflm: bool,
             weight_bits: str, as_json: bool) -> None:
-    """Generate C for MODEL (a full-int8 .tflite): const weights, one arena, <prefix>_invoke().
+    """Generate C for MODEL (a full-int8 or int16x8 .tflite): const weights, one arena, <prefix>_invoke().
 
     Prints the planned arena, its lower bound (the most tensor bytes alive at
     once; overlapping a windowed op's output with its dying input can go below

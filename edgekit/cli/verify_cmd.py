@@ -75,7 +75,8 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
     section["verdict"] = verdict.to_dict()
     data["emulator"] = section
     if runtime == "tflm" and section.get("instructions_per_inference"):
-        device = f"emulator.instructions_per_inference: int8 on {section.get('machine')} (emulated; no float figure on the device)"
+        scheme = "int16x8" if (data.get("quantization") or {}).get("scheme") == "int16x8" else "int8"
+        device = f"emulator.instructions_per_inference: {scheme} on {section.get('machine')} (emulated; no float figure on the device)"
         data.setdefault("runtimes", {})["speedup.device"] = device
         data.setdefault("summary", {})["speedup_source"] = device
     _write_report(build_dir, data)

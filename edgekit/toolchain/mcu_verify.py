@@ -99,17 +99,17 @@ def _codegen(tflite: bytes | Path, out_dir: Path) -> Path:
 def run_on_emulator(
     tflite_or_codegen_dir: bytes | Path,
     target: TargetProfile,
-    inputs_int8: np.ndarray,
+    inputs: np.ndarray,
     work_dir: Path,
     *,
     timeout_s: float | None = None,
 ) -> tuple[np.ndarray, DeviceMeasurements]:
-    """Run ``inputs_int8`` (one row per inference) through the model on ``target``'s QEMU machine.
+    """Run ``inputs`` (one row per inference, in the model's input dtype) through the model on ``target``'s QEMU machine.
 
     ``tflite_or_codegen_dir`` is a ``.tflite`` (bytes or path; C code is
     generated into ``work_dir/codegen``) or a folder that already holds
     ``edgekit_model.h`` and its ``.c`` files. Returns the raw int8 outputs,
-    shape ``[N, EDGEKIT_OUTPUT_BYTES]``, and the device's measurements.
+    shape ``[N, EDGEKIT_OUTPUT_BYTES]`` (view them as the output's dtype), and the device's measurements.
     Raises BudgetError when the firmware does not fit the target, ToolchainError
     when a tool is missing or the firmware fails.
     """
@@ -122,7 +122,7 @@ def run_on_emulator(
         codegen_dir = _codegen(src if isinstance(src, bytes) else Path(src), work_dir / "codegen")
     header = codegen_dir / "edgekit_model.h"
     in_bytes, out_bytes = _header_define(header, "EDGEKIT_INPUT_BYTES"), _header_define(header, "EDGEKIT_OUTPUT_BYTES")
-    x = np.ascontiguousarray(inputs_int8, dtype=np.int8).reshape(len(inputs_int8), -1)
+    x = np.ascontiguousarray(inputs).reshape(len(inputs), -1).view(np.int8)  # raw bytes, whatever the dtype
     if x.shape[1] != in_bytes:
         raise InputError(f"inputs have {x.shape[1]} bytes per sample; the model takes {in_bytes}")
     image = build_firmware(codegen_dir, target, work_dir / "firmware")
@@ -168,9 +168,11 @@ def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
     return info.inputs[0], info.outputs[0]
 
 
-def generated_inputs(n: int, input_bytes: int, seed: int) -> np.ndarray:
-    """``n`` seeded uniform int8 inputs."""
-    return np.random.default_rng(seed).integers(-128, 128, size=(n, input_bytes), dtype=np.int8)
+def generated_inputs(n: int, input_bytes: int, seed: int, dtype: str = "int8") -> np.ndarray:
+    """``n`` seeded inputs uniform over ``dtype`` (int8 or int16), ``[n, input_bytes / itemsize]``."""
+    info = np.iinfo(np.dtype(dtype))
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=(n, input_bytes * 8 // info.bits),
+                                                dtype=info.dtype)
 
 
 def _target_from_report(d: dict[str, Any]) -> TargetProfile:
@@ -195,8 +197,8 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     ``model.tflite`` into ``build_dir/emulator/codegen``. Uses up to
     ``n_inputs`` samples of the build's eval data (.npz or .npy, brought into
     the model's input domain as the build did; labels give accuracy), else
-    ``n_inputs`` seeded generated int8 inputs. The tflite-micro reference runs
-    in a child process.
+    ``n_inputs`` seeded generated inputs. int8 and int16 (int16x8) I/O run; the
+    agreement counts output bytes. The tflite-micro reference runs in a child process.
     """
     from edgekit.data import load_data, take
     from edgekit.verify.inputs import to_input_domain
@@ -218,10 +220,10 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         check_files(build_dir, shipped)
     tflite = tflite_path.read_bytes()
     inp, out = io_quantization(tflite)
-    if inp.dtype != "int8" or out.dtype != "int8":
+    if inp.dtype not in ("int8", "int16") or out.dtype not in ("int8", "int16"):
         raise InputError(
-            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs int8 I/O",
-            "build with full-int8 quantization (the default for tflm targets)",
+            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs int8 or int16 I/O",
+            "build with --quant int8 (the default for tflm targets) or int16x8",
         )
     eval_path = (report.get("inputs") or {}).get("eval")
     labels, ds = None, None
@@ -230,14 +232,15 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         ds = take(load_data(eval_path, "eval"), n_inputs)
         source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
         x_q = to_input_domain(ds.x, inp, data_is_quantized=bool(report.get("data_is_quantized")),
-                              source_dtype=source_dtype, path=eval_path).reshape(len(ds), inp.nbytes)
+                              source_dtype=source_dtype, path=eval_path).reshape(len(ds), -1)
         labels, source = ds.y, "eval"
     else:
-        x_q = generated_inputs(n_inputs, inp.nbytes, seed)
+        x_q = generated_inputs(n_inputs, inp.nbytes, seed, inp.dtype)
         source = f"generated (seed {seed})"
     aot = build_dir / "aot"
     code = aot if (aot / "edgekit_model.h").is_file() else tflite
-    ours, device = run_on_emulator(code, target, x_q, build_dir / "emulator")
+    raw, device = run_on_emulator(code, target, x_q, build_dir / "emulator")
+    ours = raw.view(np.dtype(out.dtype))
     leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])}, [Leg("tflm", "tflm", "int8", "int8")])["tflm"]
     if not leg.ok:
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")

@@ -183,4 +183,6 @@ typedef struct {
 
 void ek_transpose_conv(const ek_transpose_conv_params *p, const int8_t *in, int8_t *out);
 
+#include "ek_int16.h" /* int16x8 kernels */
+
 #endif
