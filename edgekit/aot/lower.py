@@ -569,3 +569,9 @@ _LOWER = {
     "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
 }
+
+# SVDF, int16/int32 QUANTIZE and int8 -> int16 SOFTMAX: aot/lower_state.py (it uses the helpers above)
+from edgekit.aot import lower_state  # noqa: E402
+
+SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS}))
+_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER)}

@@ -101,8 +101,14 @@ def run_on_emulator(
     work_dir: Path,
     *,
     timeout_s: float | None = None,
+    calls_per_sequence: int | None = None,
 ) -> tuple[np.ndarray, DeviceMeasurements]:
     """Run ``inputs_int8`` (one row per inference) through the model on ``target``'s QEMU machine.
+
+    Rows are int8 values, or int16 / int32 / float32 arrays for a model with such an input
+    (passed as their bytes). A model with state is reset before each row, or with
+    ``calls_per_sequence=T`` before every T rows (sequences of calls, as
+    :func:`edgekit.tflm_host.run_tflm`).
 
     ``tflite_or_codegen_dir`` is a ``.tflite`` (bytes or path; C code is
     generated into ``work_dir/codegen``) or a folder that already holds
@@ -120,13 +126,21 @@ def run_on_emulator(
         codegen_dir = _codegen(src if isinstance(src, bytes) else Path(src), work_dir / "codegen")
     header = codegen_dir / "edgekit_model.h"
     in_bytes, out_bytes = _header_define(header, "EDGEKIT_INPUT_BYTES"), _header_define(header, "EDGEKIT_OUTPUT_BYTES")
-    x = np.ascontiguousarray(inputs_int8, dtype=np.int8).reshape(len(inputs_int8), -1)
+    x = np.asarray(inputs_int8)
+    wide = x.dtype in (np.int16, np.int32, np.float32)
+    x = np.ascontiguousarray(x if wide else x.astype(np.int8)).reshape(len(x), -1)
+    x = x.view(np.int8) if wide else x
     if x.shape[1] != in_bytes:
         raise InputError(f"inputs have {x.shape[1]} bytes per sample; the model takes {in_bytes}")
     image = build_firmware(codegen_dir, target, work_dir / "firmware")
     run_dir = work_dir / "run"
     run_dir.mkdir(exist_ok=True)
     x.tofile(run_dir / "input.bin")
+    (run_dir / "sequence.bin").unlink(missing_ok=True)
+    if calls_per_sequence:
+        if len(x) % calls_per_sequence:
+            raise InputError(f"{len(x)} inputs are not whole sequences of {calls_per_sequence} calls")
+        np.array([calls_per_sequence], dtype="<u4").tofile(run_dir / "sequence.bin")
     (run_dir / "output.bin").unlink(missing_ok=True)
     run = run_firmware(
         image.elf, target.emulator.machine, run_dir,
