@@ -51,11 +51,30 @@ def keras_converter(loaded: LoadedModel):
     model = loaded.model
     specs = [tf.TensorSpec([1, *t.shape[1:]], tf.as_dtype(t.dtype)) for t in model.inputs]
     fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    rnn = recurrent_layers(model)
+    if rnn and loaded.kind == "keras3":
+        raise ConversionError(
+            f"{loaded.path}: Keras 3 recurrent layer '{rnn[0]}' converts to a WHILE loop that TensorFlow's int8 "
+            "quantizer crashes on (TF 2.21)",
+            "build the model with tf_keras (Keras 2): its LSTM converts to one UNIDIRECTIONAL_SEQUENCE_LSTM op")
     # No trackable_obj: the converter then freezes the variables into constants.
     # With one (the saved-model path) a Keras 3 model keeps VAR_HANDLE and
-    # READ_VARIABLE ops, which break calibration.
+    # READ_VARIABLE ops, which break calibration. A tf_keras LSTM needs it: only the
+    # saved-model path fuses it into UNIDIRECTIONAL_SEQUENCE_LSTM (the frozen path
+    # keeps a WHILE loop, and its int8 quantization crashed the converter).
     with quiet():
-        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)])
+        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)], model if rnn else None)
+
+
+def recurrent_layers(model) -> list[str]:
+    """Names of the recurrent layers (LSTM, GRU, SimpleRNN, RNN wrappers) in a Keras model, outermost first."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM2D"):
+            found.append(layer.name)
+        elif getattr(layer, "layers", None):
+            found += recurrent_layers(layer)
+    return found
 
 
 def _run(converter, what: str, loaded: LoadedModel) -> bytes:

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError, ToolchainError, VerificationError
+from edgekit.sequences import calls_per_sequence, flatten_calls, last_calls
 from edgekit.targets import Emulator, TargetProfile, Toolchain, get_target
 from edgekit.tflite_model import TensorSpec, read_model
 from edgekit.toolchain.cross import FirmwareImage, build_firmware
 from edgekit.toolchain.qemu import run_firmware
 
 INSTRUCTION_COUNTER = "qemu-tcg-plugin (executed guest instructions, exact)"
+IO_IN, IO_OUT = ("int8", "int16"), ("int8", "int16", "int32")  # what the harness and generated C take
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class EmulatorResult:
     device: DeviceMeasurements | None = None
     code: str = ""  # which C ran: the build's aot/ as shipped, or generated from model.tflite
     shipped_hashes: str = ""
+    calls_per_sequence: int | None = None  # a model with state ran sequences of this many calls (reset between)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,9 +183,11 @@ def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
     return info.inputs[0], info.outputs[0]
 
 
-def generated_inputs(n: int, input_bytes: int, seed: int) -> np.ndarray:
-    """``n`` seeded uniform int8 inputs."""
-    return np.random.default_rng(seed).integers(-128, 128, size=(n, input_bytes), dtype=np.int8)
+def generated_inputs(n: int, input_bytes: int, seed: int, dtype: str = "int8") -> np.ndarray:
+    """``n`` seeded inputs uniform over ``dtype``'s range (int8 or int16), ``input_bytes`` bytes each."""
+    info = np.iinfo(dtype)
+    size = input_bytes // info.dtype.itemsize
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=(n, size), dtype=np.int64).astype(info.dtype)
 
 
 def _target_from_report(d: dict[str, Any]) -> TargetProfile:
@@ -230,30 +235,36 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         check_files(build_dir, shipped)
     tflite = tflite_path.read_bytes()
     inp, out = io_quantization(tflite)
-    if inp.dtype != "int8" or out.dtype != "int8":
+    if inp.dtype not in IO_IN or out.dtype not in IO_OUT:
         raise InputError(
-            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs int8 I/O",
+            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs "
+            f"{'/'.join(IO_IN)} input and {'/'.join(IO_OUT)} output",
             "build with full-int8 quantization (the default for tflm targets)",
         )
     eval_path = (report.get("inputs") or {}).get("eval")
-    labels = None
+    labels, calls = None, None
     if eval_path:
         ds = take(load_data(eval_path, "eval"), n_inputs)
+        calls = calls_per_sequence(ds.x.shape, inp.shape)  # [N, T, ...]: sequences of T calls
         source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
-        x_q = to_input_domain(ds.x, inp, data_is_quantized=bool(report.get("data_is_quantized")),
-                              source_dtype=source_dtype, path=eval_path).reshape(len(ds), inp.nbytes)
+        x_q = to_input_domain(flatten_calls(ds.x, calls), inp, data_is_quantized=bool(report.get("data_is_quantized")),
+                              source_dtype=source_dtype, path=eval_path).reshape(-1, *inp.shape[1:])
         labels, source = ds.y, "eval"
     else:
-        x_q = generated_inputs(n_inputs, inp.nbytes, seed)
+        x_q = generated_inputs(n_inputs, inp.nbytes, seed, inp.dtype)
+        calls = n_inputs  # a model with state: the generated inputs are one sequence
         source = f"generated (seed {seed})"
     aot = build_dir / "aot"
     code = aot if (aot / "edgekit_model.h").is_file() else tflite
-    ours, device = run_on_emulator(code, target, x_q, build_dir / "emulator")
-    leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])}, [Leg("tflm", "tflm", "int8", "int8")])["tflm"]
+    raw, device = run_on_emulator(code, target, x_q, build_dir / "emulator", calls_per_sequence=calls)
+    ours = raw.view(np.dtype(out.dtype)).reshape(len(x_q), -1)
+    leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])},
+                   [Leg("tflm", "tflm", "int8", "int8", calls)])["tflm"]
     if not leg.ok:
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
     ref = leg.outputs.reshape(ours.shape)
     agree = byte_agreement(ours, ref)
+    ours, ref = last_calls(ours, calls if eval_path else None), last_calls(ref, calls if eval_path else None)
     return EmulatorResult(
         machine=device.machine,
         runtime=device.runtime,
@@ -264,6 +275,7 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         stack_bytes=device.stack_bytes,
         instructions_per_inference=device.instructions_per_inference,
         n_inputs=len(x_q),
+        calls_per_sequence=calls,
         inputs=source,
         mismatched_inputs=agree.mismatched_inputs,
         tflm_accuracy=_top1(ref, labels),
