@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
-from edgekit.load import LoadedModel
+from edgekit.load import LoadedModel, recurrent_layers
 from edgekit.quiet import quiet
 
 SCHEMES = ("int8", "int16x8", "float16", "dynamic")
@@ -66,16 +66,6 @@ def keras_converter(loaded: LoadedModel):
         return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)], model if rnn else None)
 
 
-def recurrent_layers(model) -> list[str]:
-    """Names of the recurrent layers (LSTM, GRU, SimpleRNN, RNN wrappers) in a Keras model, outermost first."""
-    found = []
-    for layer in getattr(model, "layers", []):
-        if type(layer).__name__ in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM2D"):
-            found.append(layer.name)
-        elif getattr(layer, "layers", None):
-            found += recurrent_layers(layer)
-    return found
-
 
 def _run(converter, what: str, loaded: LoadedModel) -> bytes:
     try:
@@ -110,6 +100,10 @@ def int8_converter(loaded: LoadedModel, calib_x: np.ndarray, *, int8_io: bool = 
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = samples_of(calib_x)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if loaded.kind == "saved_model":
+        # state kept in tf.Variables between calls (a streaming model) becomes int8 resource variables;
+        # without this the converter keeps them float32 behind QUANTIZE/DEQUANTIZE
+        conv._experimental_variable_quantization = True
     if int8_io:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8

@@ -237,7 +237,10 @@ def build(
         data["task"]["metrics"] = data.pop("task_metrics", None)
         verify_x, failures = checked.inputs, list(checked.failures)
 
-    if compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
+    if "VAR_HANDLE" in info.ops:  # TF's QuantizationDebugger corrupted the heap on resource variables (TF 2.21)
+        data["quant_debug"] = {"skipped": "the model keeps state in resource variables, which TensorFlow's "
+                                          "QuantizationDebugger cannot run"}
+    elif compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
         with timer.stage("diagnose"):
             data["quant_debug"] = _diagnose(compressed, calib_ds, eval_ds, prof, data, quant == "auto")
 

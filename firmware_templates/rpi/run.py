@@ -146,8 +146,11 @@ def make_interpreter(model_path: str, reference: bool = False, runtime: str = "a
     return interpreter, name
 
 
-def _run(interpreter, x: np.ndarray) -> Tuple[np.ndarray, float, int]:
-    """Raw outputs, mean latency per call (ms) and calls per sample (T > 1: sequences, outputs [N, T, ...])."""
+def _run(interpreter, x: np.ndarray, renew=None) -> Tuple[np.ndarray, float, int]:
+    """Raw outputs, mean latency per call (ms) and calls per sample (T > 1: sequences, outputs [N, T, ...]).
+
+    ``renew()`` makes a new interpreter: resource variables (VAR_HANDLE), which
+    ``reset_all_variables`` leaves alone, start over only in a new one."""
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     scale, zero_point = inp["quantization"]
@@ -162,6 +165,8 @@ def _run(interpreter, x: np.ndarray) -> Tuple[np.ndarray, float, int]:
     elapsed = 0.0
     for i in range(len(flat)):
         if i % calls == 0:
+            if i and renew is not None and "VAR_HANDLE" in {op["op_name"] for op in interpreter._get_ops_details()}:
+                interpreter = renew()
             interpreter.reset_all_variables()
         interpreter.set_tensor(inp["index"], flat[i].reshape(shape))
         t0 = time.perf_counter()
@@ -177,7 +182,7 @@ def _run(interpreter, x: np.ndarray) -> Tuple[np.ndarray, float, int]:
 def run(model_path: str, x: np.ndarray, reference: bool = False, runtime: str = "auto", threads: int = 1) -> np.ndarray:
     """Raw outputs ``[N, ...]`` (the output tensor's dtype) of the model on ``x``, one sample at a time."""
     interpreter, _ = make_interpreter(model_path, reference, runtime, threads)
-    return _run(interpreter, x)[0]
+    return _run(interpreter, x, lambda: make_interpreter(model_path, reference, runtime, threads)[0])[0]
 
 
 def top1_accuracy(outputs: np.ndarray, labels: Optional[np.ndarray]) -> Optional[float]:
@@ -204,7 +209,8 @@ def main(argv: Optional[list] = None) -> int:
     try:
         x, y = load_inputs(args.inputs)
         interpreter, name = make_interpreter(args.model, args.reference_kernels, args.runtime, args.threads)
-        raw, latency_ms, calls = _run(interpreter, x)
+        raw, latency_ms, calls = _run(interpreter, x, lambda: make_interpreter(args.model, args.reference_kernels,
+                                                                              args.runtime, args.threads)[0])
     except RunnerError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
