@@ -5,8 +5,8 @@ against itself (indices in range, buffer sizes, quantization parameters). Here
 the graph is checked against what edgekit's C kernels assume:
 
 - :func:`check_dataflow`: every op writes one fresh, non-constant tensor;
-  every tensor it reads is a constant, the model input, a variable tensor
-  (an op's state, kept between calls) or an earlier op's output; the model output is written; no activation is empty (a zero-sized
+  every tensor it reads is a constant, the model input, an earlier op's
+  output or, at an op's state input (:data:`STATE_INPUTS`), a variable tensor; the model output is written; no activation is empty (a zero-sized
   input made the host check loop forever).
 - :func:`check_op`: each op's arity, ranks and output shape are what its
   inputs and options give (shape inference), accumulations cannot overflow
@@ -36,6 +36,8 @@ ARITY = {
     "RESHAPE": (1, 2), "SQUEEZE": (1, 1), "EXPAND_DIMS": (1, 2), "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (2, 3),
     "CONCATENATION": (1, 64), "SVDF": (5, 5),
 }
+# (op, input position) of the variable tensors an op keeps its state in
+STATE_INPUTS = {("SVDF", 4)}
 # the options table each op's lowering reads (ops not listed read none); required ones must be present
 _OPTIONS = {
     "CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT", "AVERAGE_POOL_2D": "Pool2DOptionsT",
@@ -55,15 +57,16 @@ def check_dataflow(g: Graph) -> None:
     """Raise UnsupportedOpError unless the ops form a straight-line program over distinct tensors (see module docstring)."""
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         return  # codegen refuses these itself, with its own message
-    available = {g.inputs[0]} | {t.index for t in g.tensors if t.data is not None or t.is_variable}
+    available = {g.inputs[0]} | {t.index for t in g.tensors if t.data is not None}
+    variables = {t.index for t in g.tensors if t.is_variable}
     for op in g.ops:
         if len(op.outputs) != 1:
             raise _bad(op, f"{len(op.outputs)} outputs; the runtime's ops have exactly one")
         y = op.outputs[0]
-        if y in available:
-            raise _bad(op, f"writes tensor {y}, which is a constant, the model input or already written")
-        for i in op.inputs:
-            if i >= 0 and i not in available:
+        if y in available or y in variables:
+            raise _bad(op, f"writes tensor {y}, which is a constant, a variable, the model input or already written")
+        for k, i in enumerate(op.inputs):
+            if i >= 0 and i not in available and not (i in variables and (op.name, k) in STATE_INPUTS):
                 raise _bad(op, f"reads tensor {i} before any op writes it")
         available.add(y)
     if g.outputs[0] not in available or g.outputs[0] == g.inputs[0]:

@@ -23,6 +23,7 @@ import numpy as np
 from edgekit.aot import quant
 from edgekit.aot.graph import Graph, Op
 from edgekit.aot.lower import Lowered, _Ctx, _need_int8, _struct, _unsupported
+from edgekit.errors import UnsupportedOpError
 
 OPS = ("SVDF",)
 # Stateful ops edgekit's runtime does not run: the op and why, for the one-line refusal.
@@ -64,22 +65,14 @@ def reset_code(g: Graph, layout: StateLayout, base: str) -> list[str]:
         t = g.t(idx)
         ctype = _CTYPE.get(t.dtype)
         if ctype is None:
-            raise _unsupported_state(t.name, t.dtype)
+            raise UnsupportedOpError(f"state tensor '{t.name}' is {t.dtype}", "edgekit's runtime keeps int8/int16/int32 state only")
         lines.append(f"{{ {ctype} *s = ({ctype} *)(void *)({base} + {off}); "
                      f"for (int32_t i = 0; i < {t.size}; i++) s[i] = {t.zp}; }}")
     return lines
 
 
-def _unsupported_state(name: str, dtype: str):
-    from edgekit.errors import UnsupportedOpError
-
-    return UnsupportedOpError(f"state tensor '{name}' is {dtype}", "edgekit's runtime keeps int8/int16/int32 state only")
-
-
 def refuse(g: Graph) -> None:
     """Raise UnsupportedOpError naming the first op of :data:`REFUSED` in ``g``."""
-    from edgekit.errors import UnsupportedOpError
-
     for op in g.ops:
         if op.name in REFUSED:
             raise UnsupportedOpError(f"op {op.index} {op.name}: {REFUSED[op.name]}", TFLM_HINT)
@@ -94,14 +87,17 @@ def _svdf(g: Graph, op: Op) -> Lowered:
         raise _unsupported(op, f"time weights {wt.dtype} and state {st.dtype}; the runtime runs the int16 state only")
     if wf.data is None or wt.data is None:
         raise _unsupported(op, "the weights are not constants")
+    _need_scales(op, x, wf, wt, st, y)
     if wf.scale.size != 1 or wt.scale.size != 1:
         raise _unsupported(op, "per-channel SVDF weights")
     rank = int(op.options.rank)
     batches, input_size = x.shape
     filters, memory = wt.shape
-    # TFLM's PrepareSvdf: float32 products and quotient, then widened to double
-    e1 = np.float32(np.float32(x.s) * np.float32(wf.s)) / np.float32(st.s)
-    e2 = np.float32(np.float32(st.s) * np.float32(wt.s)) / np.float32(y.s)
+    # TFLM's PrepareSvdf: float32 products and quotient, then widened to double (an overflow to inf is refused
+    # by quantize_multiplier)
+    with np.errstate(all="ignore"):
+        e1 = np.float32(np.float32(x.s) * np.float32(wf.s)) / np.float32(st.s)
+        e2 = np.float32(np.float32(st.s) * np.float32(wt.s)) / np.float32(y.s)
     m1, s1 = quant.quantize_multiplier(float(np.float32(e1)))
     m2, s2 = quant.quantize_multiplier(float(np.float32(e2)))
     bias = "0"
@@ -131,6 +127,7 @@ def _quantize(g: Graph, op: Op) -> Lowered | None:
         return None
     if y.dtype not in ("int8", "int32"):
         raise _unsupported(op, f"int16 -> {y.dtype}")
+    _need_scales(op, x, y)
     c = _Ctx(g, op)
     m, s = quant.quantize_multiplier(float(x.s) / float(y.s))
     if y.dtype == "int32":
@@ -162,6 +159,12 @@ def _softmax(g: Graph, op: Op) -> Lowered | None:
     c.decls.append(_struct("ek_softmax_params", f"{c.p}_params", fields))
     call = f"ek_softmax_s16(&{c.p}_params, {{t{x.index}}}, (int16_t *)(void *){{t{y.index}}});"
     return Lowered(op.name, "ek_softmax.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
+
+
+def _need_scales(op: Op, *tensors) -> None:
+    for t in tensors:
+        if t.scale.size == 0 or not float(t.s) > 0:
+            raise _unsupported(op, f"tensor '{t.name}' has no positive quantization scale")
 
 
 def lowerings(base: dict[str, Callable]) -> dict[str, Callable]:

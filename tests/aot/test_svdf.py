@@ -16,7 +16,7 @@ from conftest import require_tools, shared_model
 
 from edgekit.aot.codegen import generate
 from edgekit.aot.hostcheck import generated_inputs, host_check
-from edgekit.errors import UnsupportedOpError
+from edgekit.errors import InputError, UnsupportedOpError
 
 KWS = "tflm/keyword_scrambled.tflite"
 T = 10  # calls per sequence
@@ -110,3 +110,30 @@ def test_keyword_scrambled_on_qemu_bit_exact_over_sequences(shared_models, tmp_p
         assert dev.instructions_per_inference and dev.instructions_per_inference > 10_000
         assert dev.flash_bytes < 100_000 and dev.ram_bytes < 64 * 1024
     assert len({tuple(r) for r in ours}) >= 5  # the live variant's outputs move
+
+
+@pytest.mark.shared_models
+def test_inconsistent_svdf_is_refused_in_one_line(shared_models, tmp_path):
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as s
+
+    tfl = shared_model(shared_models, KWS).read_bytes()
+
+    def mutated(edit) -> bytes:
+        m = s.ModelT.InitFromPackedBuf(tfl, 0)
+        edit(m.subgraphs[0].tensors)
+        fb = flatbuffers.Builder(1024)
+        fb.Finish(m.Pack(fb), file_identifier=b"TFL3")
+        return bytes(fb.Output())
+
+    def not_variable(ts):
+        ts[4].isVariable = False  # the first SVDF's state
+
+    def no_scale(ts):
+        ts[4].quantization.scale, ts[4].quantization.zeroPoint = None, None
+
+    for edit, err, needle in ((not_variable, InputError, "read before any operator writes it"),  # the model verifier
+                              (no_scale, UnsupportedOpError, "no positive quantization scale")):
+        with pytest.raises(err, match=needle) as e:
+            generate(mutated(edit), tmp_path / edit.__name__)
+        assert "\n" not in e.value.one_line()
