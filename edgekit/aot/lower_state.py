@@ -1,6 +1,6 @@
 """Lower the stateful and mixed-width ops of TFLM's keyword models to edgekit's C runtime.
 
-- SVDF (int8 input and output, int16 state): :func:`ek_svdf` in ``ek_svdf.c``. Its
+- SVDF (int8 input and output, int16 or int8 state): ``ek_svdf`` / ``ek_svdf_s8`` in ``ek_svdf.c``. Its
   activation state is a *variable tensor*: it keeps its values between calls, so
   it lives in the arena's state area (see :func:`state_layout`), which the
   planner never reuses and ``<prefix>_reset`` fills with the state's zero point.
@@ -83,8 +83,8 @@ def _svdf(g: Graph, op: Op) -> Lowered:
     x, wf, wt, st = (g.t(op.inputs[k]) for k in (0, 1, 2, 4))
     y = g.t(op.outputs[0])
     _need_int8(op, x, wf, y)
-    if wt.dtype != "int16" or st.dtype != "int16":
-        raise _unsupported(op, f"time weights {wt.dtype} and state {st.dtype}; the runtime runs the int16 state only")
+    if wt.dtype != st.dtype or wt.dtype not in ("int8", "int16"):
+        raise _unsupported(op, f"time weights {wt.dtype} and state {st.dtype}; the runtime runs an int16 or int8 state")
     if wf.data is None or wt.data is None:
         raise _unsupported(op, "the weights are not constants")
     _need_scales(op, x, wf, wt, st, y)
@@ -110,12 +110,16 @@ def _svdf(g: Graph, op: Op) -> Lowered:
         "batches": batches, "input_size": input_size, "filters": filters, "units": filters // rank, "rank": rank,
         "memory": memory, "in_zp": x.zp, "state_zp": st.zp, "out_zp": y.zp, "m1": m1, "s1": s1, "m2": m2, "s2": s2,
         "weights_feature": c.array("int8_t", "weights_feature", wf.data, 1),
-        "weights_time": c.array("int16_t", "weights_time", wt.data, 2),
         "bias": bias,
     }
+    if wt.dtype == "int16":
+        fields["weights_time"] = c.array("int16_t", "weights_time", wt.data, 2)
+        kern, state = "ek_svdf", f"(int16_t *)(void *){{t{st.index}}}"
+    else:
+        fields["weights_time_s8"] = c.array("int8_t", "weights_time", wt.data, 1)
+        kern, state = "ek_svdf_s8", f"{{t{st.index}}}"
     c.decls.append(_struct("ek_svdf_params", f"{c.p}_params", fields))
-    call = (f"ek_svdf(&{c.p}_params, {{t{x.index}}}, (int16_t *)(void *){{t{st.index}}}, {{t{y.index}}}, "
-            f"(int32_t *)(void *){{scratch}});")
+    call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {state}, {{t{y.index}}}, (int32_t *)(void *){{scratch}});"
     return Lowered(op.name, "ek_svdf.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes,
                    scratch_bytes=4 * filters)
 

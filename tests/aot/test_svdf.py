@@ -3,7 +3,7 @@ in edgekit's C runtime: bit-exact with the tflite-micro interpreter over sequenc
 state carried in the arena's state area between calls, zeroed by edgekit_reset), under ASan/UBSan.
 
 TFLM's keyword_scrambled has scrambled weights: its huge int32 biases saturate every layer, so its
-output is [0.5, 0.5] for every input. The variant with every bias divided by 2^16 (``_live_variant``)
+output is [0.5, 0.5] for every input. The variant with every bias divided by 2^18 (``_live_variant``)
 keeps the same ops, shapes and scales but lets the layers and the state move, so its outputs
 differ from call to call and from a fresh state.
 """
@@ -31,7 +31,7 @@ def _live_variant(tflite: bytes) -> bytes:
         b = m.buffers[t.buffer]
         if t.type == s.TensorType.INT32 and b.data is not None and len(b.data):
             d = np.frombuffer(bytes(np.asarray(b.data, np.uint8)), np.int32)
-            b.data = (d // 65536).astype(np.int32).view(np.uint8)
+            b.data = (d // 2**18).astype(np.int32).view(np.uint8)
     fb = flatbuffers.Builder(1024)
     fb.Finish(m.Pack(fb), file_identifier=b"TFL3")
     return bytes(fb.Output())
@@ -59,10 +59,20 @@ def test_keyword_scrambled_bit_exact_over_sequences(shared_models, tmp_path):
     assert "#define EDGEKIT_OUTPUT_IS_INT32 1" in h and "int edgekit_reset(const edgekit_context *ctx);" in h
 
 
-@pytest.mark.shared_models
-def test_svdf_state_carries_across_calls_bit_exact(shared_models, tmp_path):
+@pytest.fixture(params=["int16 state", "int8 state"])
+def svdf_model(request) -> tuple[str, bytes]:
+    """keyword_scrambled (int16 SVDF state, ../shared/models) or keyword_scrambled_8bit (int8 state, zero point -50,
+    read from the TFLM source tree)."""
+    if request.param == "int16 state":
+        return request.param, shared_model(request.getfixturevalue("shared_models"), KWS).read_bytes()
+    src = request.getfixturevalue("tflm_src")
+    return request.param, (src / "tensorflow/lite/micro/models/keyword_scrambled_8bit.tflite").read_bytes()
+
+
+def test_svdf_state_carries_across_calls_bit_exact(svdf_model, tmp_path):
     require_tools("gcc")
-    tfl = _live_variant(shared_model(shared_models, KWS).read_bytes())
+    which, original = svdf_model
+    tfl = _live_variant(original)
     x = _inputs(3 * T, seed=1)
     seq = host_check(tfl, x, tmp_path / "seq", calls_per_sequence=T)
     fresh = host_check(tfl, x, tmp_path / "fresh")  # reset before every call
@@ -70,6 +80,7 @@ def test_svdf_state_carries_across_calls_bit_exact(shared_models, tmp_path):
     assert fresh.bit_exact_fraction == 1.0, fresh.to_dict()
     out = seq.outputs.reshape(len(x), -1)
     assert len({tuple(r) for r in out}) >= 5  # the outputs move with the input and the state
+    assert seq.codegen.state_bytes == (10_240 if which == "int16 state" else 5_120)
     differs = (out != fresh.outputs.reshape(len(x), -1)).any(axis=1).reshape(3, T)
     assert not differs[:, 0].any()  # a sequence's first call starts from the reset state
     assert differs[:, 1:].sum() >= 5  # later calls see the state the earlier ones left
@@ -91,16 +102,15 @@ def test_lstm_and_resource_variables_are_refused_by_name(tmp_path):
 
 
 @pytest.mark.emulator
-@pytest.mark.shared_models
-def test_keyword_scrambled_on_qemu_bit_exact_over_sequences(shared_models, tmp_path):
+def test_keyword_scrambled_on_qemu_bit_exact_over_sequences(svdf_model, tmp_path):
     """The bare-metal harness on mps2-an386: int16 inputs and int32 outputs as bytes, the state reset
-    before every sequence of T calls (sequence.bin); both the original and the live variant."""
+    before every sequence of T calls (sequence.bin); the original model and its live variant."""
     require_tools("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-nm", "qemu-system-arm")
     from edgekit.targets import get_target
     from edgekit.tflm_host import run_tflm
     from edgekit.toolchain.mcu_verify import run_on_emulator
 
-    original = shared_model(shared_models, KWS).read_bytes()
+    _, original = svdf_model
     x = _inputs(3 * T, seed=2)
     for name, tfl in (("original", original), ("live", _live_variant(original))):
         raw, dev = run_on_emulator(tfl, get_target("cortex-m4"), x, tmp_path / name, calls_per_sequence=T)

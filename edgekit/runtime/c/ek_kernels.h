@@ -146,7 +146,7 @@ void ek_dequantize_f32(int32_t count, float scale, int32_t zp, const int8_t *in,
 /* RESHAPE and friends when the planner could not alias the buffers. */
 void ek_copy(int32_t bytes, const void *in, void *out);
 
-/* SVDF with an int16 state (ek_svdf.c). weights_feature [filters, input_size] int8, weights_time
+/* SVDF with an int16 state (ek_svdf) or an int8 one (ek_svdf_s8), in ek_svdf.c. weights_feature [filters, input_size] int8, weights_time
  * [filters, memory] int16, bias [units] (may be 0), filters = units * rank. `state` is
  * [batches, filters * memory] in the arena's state area, kept between calls; `scratch` holds
  * `filters` int32 values, 4-byte aligned. */
@@ -155,11 +155,13 @@ typedef struct {
     int32_t in_zp, state_zp, out_zp;
     int32_t m1, s1, m2, s2; /* feature -> state and time sum -> output multipliers */
     const int8_t *weights_feature;
-    const int16_t *weights_time;
+    const int16_t *weights_time;   /* ek_svdf: int16 weights_time and state */
+    const int8_t *weights_time_s8; /* ek_svdf_s8: int8 weights_time and state */
     const int32_t *bias;
 } ek_svdf_params;
 
 void ek_svdf(const ek_svdf_params *p, const int8_t *in, int16_t *state, int8_t *out, int32_t *scratch);
+void ek_svdf_s8(const ek_svdf_params *p, const int8_t *in, int8_t *state, int8_t *out, int32_t *scratch);
 
 /* QUANTIZE between integer widths (ek_requant.c). */
 typedef struct {
