@@ -6,7 +6,9 @@ interpreter (both in child processes, :mod:`edgekit.verify.isolated`) on the
 eval data brought into the model's input domain (:mod:`edgekit.verify.inputs`),
 and, for a recipe, plain post-training int8 of the input model as the baseline
 the recipe must beat. :func:`verdict_for` and :func:`warnings_for` judge the
-finished report data.
+finished report data. Eval data of sequences (``[N, T, *input]``,
+:mod:`edgekit.sequences`) runs as N sequences of T calls on every leg; the
+metrics score each sequence's last call.
 """
 
 from __future__ import annotations
