@@ -113,15 +113,18 @@ def _labels(y: np.ndarray, p: Path, role: str, task: str) -> np.ndarray:
 
 def check_against_input(ds: Dataset, input_shape: Sequence[int | None], role: str = "data") -> None:
     """Refuse data whose per-sample shape does not match the model's input shape (batch axis excluded)."""
+    from edgekit.sequences import calls_per_sequence
+
     want = tuple(int(d) if d is not None else None for d in input_shape[1:])
     got = tuple(ds.x.shape[1:])
     ok = len(want) == len(got) and all(w is None or w == g for w, g in zip(want, got))
+    ok = ok or calls_per_sequence(ds.x.shape, input_shape) is not None  # [N, T, ...]: N sequences of T calls
     if not ok:
         shown = "x".join("?" if w is None else str(w) for w in want) or "scalar"
         raise InputError(
             f"{ds.path}: {role} samples have shape {'x'.join(map(str, got)) or 'scalar'}, "
             f"but the model expects {shown}",
-            "x must be [N, *model input shape without the batch axis]",
+            "x must be [N, *model input shape without the batch axis], or [N, T, *that shape] for sequences of calls",
         )
 
 

@@ -183,6 +183,7 @@ def emit_tflm_project(
         "sha256": hashlib.sha256(tflite).hexdigest(), "prefix": prefix, "array": f"g_{prefix}_data",
         "guard": f"EDGEKIT_{prefix.upper()}_DATA_H_", "header": header, "source": source,
         "tensors": tensors, "ops": ops, "methods": methods, "arena": arena, "arena_size": arena_size,
+        "resource_variables": sum(o.op == "VAR_HANDLE" for o in info.operators),
         "target": target, "tflm_arch": tflm_arch(target), "cpu_flags": _cpu_flags(target), "lib_name": lib_name,
         "sample": {"ctype": _CTYPES[info.inputs[0].dtype], "count": int(sample.size), "dtype": info.inputs[0].dtype,
                    "body": _c_values(sample), "source": "given" if sample_input is not None else "every value at the zero point, i.e. float 0.0"},

@@ -76,6 +76,10 @@ def _load_data(path: str | Path | None, role: str, loaded: LoadedModel, task: st
         return None
     ds = load_data(path, role, task)
     check_against_input(ds, loaded.input_shape, role)
+    if role == "calib":  # calibration needs representative calls, not sequences
+        from edgekit.sequences import flatten_dataset
+
+        ds = flatten_dataset(ds, loaded.input_shape)
     return ds
 
 
@@ -148,7 +152,9 @@ def build(
         eval_ds = _load_data(eval, "eval", loaded, chosen.name)
         train_ds = _load_data(train, "train", loaded, chosen.name)
         if calib_ds is None and eval_ds is not None:
-            calib_ds = eval_ds
+            from edgekit.sequences import flatten_dataset
+
+            calib_ds = flatten_dataset(eval_ds, loaded.input_shape)
         if data_is_quantized and loaded.kind != "tflite":
             raise InputError(f"{model_path}: --data-is-quantized needs a .tflite with an integer input; "
                              f"a {loaded.kind} model takes real values", "drop --data-is-quantized")
@@ -228,7 +234,10 @@ def build(
         data["task"]["metrics"] = data.pop("task_metrics", None)
         verify_x, failures = checked.inputs, list(checked.failures)
 
-    if compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
+    if "VAR_HANDLE" in info.ops:  # TF's QuantizationDebugger corrupted the heap on resource variables (TF 2.21)
+        data["quant_debug"] = {"skipped": "the model keeps state in resource variables, which TensorFlow's "
+                                          "QuantizationDebugger cannot run"}
+    elif compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
         with timer.stage("diagnose"):
             data["quant_debug"] = _diagnose(compressed, calib_ds, eval_ds, prof, data, quant == "auto")
 

@@ -61,14 +61,17 @@ def _interpreter(tflite: bytes, arena: int):
                                  "run `edgekit inspect MODEL.tflite` to see which ops TFLM lacks") from None
 
 
-def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
+def run_tflm(tflite: bytes, x: np.ndarray, calls_per_sequence: int | None = None) -> np.ndarray:
     """Raw outputs of the TFLM interpreter for ``x`` (one row per invoke, in the model's input dtype).
 
     Each row of ``x`` holds one whole input tensor in any shape of the same size
     (``[N, *input shape without batch]`` for the usual batch-1 model, or flat
-    bytes). Each row is one ``invoke()``, and the interpreter is reset between
-    rows so stateful models start fresh. Returns ``[N, *output shape]`` in the
-    output dtype, without the batch axis when the model's batch is 1.
+    bytes). Each row is one ``invoke()``. The interpreter is reset (its variable
+    tensors and resource variables back to their initial values) between rows, so
+    stateful models start fresh, or with ``calls_per_sequence=T`` only every T
+    rows: rows ``k*T .. k*T+T-1`` are one sequence of calls whose state carries
+    from call to call. Returns ``[N, *output shape]`` in the output dtype,
+    without the batch axis when the model's batch is 1.
     """
     ip = _interpreter(tflite, _host_arena(tflite))
     inp = ip.get_input_details(0)
@@ -80,12 +83,16 @@ def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
     if x.dtype != np.dtype(inp["dtype"]):
         raise VerificationError(f"run_tflm: input dtype {x.dtype} differs from the model's {np.dtype(inp['dtype'])}",
                                 "quantize the inputs first (edgekit.verify.inputs.quantize)")
+    if calls_per_sequence is not None and (calls_per_sequence < 1 or len(x) % calls_per_sequence):
+        raise VerificationError(f"run_tflm: {len(x)} rows are not whole sequences of {calls_per_sequence} calls")
+    every = calls_per_sequence or 1
     results = []
-    for sample in x:
+    for k, sample in enumerate(x):
         ip.set_input(sample.reshape(in_shape), 0)
         ip.invoke()
         results.append(np.array(ip.get_output(0)).reshape(row_shape))
-        ip.reset()
+        if (k + 1) % every == 0:
+            ip.reset()
     if not results:
         return np.zeros((0, *row_shape), dtype=np.dtype(out["dtype"]))
     return np.stack(results)

@@ -5,8 +5,8 @@ against itself (indices in range, buffer sizes, quantization parameters). Here
 the graph is checked against what edgekit's C kernels assume:
 
 - :func:`check_dataflow`: every op writes one fresh, non-constant tensor;
-  every tensor it reads is a constant, the model input or an earlier op's
-  output; the model output is written; no activation is empty (a zero-sized
+  every tensor it reads is a constant, the model input, an earlier op's
+  output or, at an op's state input (:data:`STATE_INPUTS`), a variable tensor; the model output is written; no activation is empty (a zero-sized
   input made the host check loop forever).
 - :func:`check_op`: each op's arity, ranks and output shape are what its
   inputs and options give (shape inference), accumulations cannot overflow
@@ -34,15 +34,18 @@ ARITY = {
     "AVERAGE_POOL_2D": (1, 1), "MAX_POOL_2D": (1, 1), "ADD": (2, 2), "SUB": (2, 2), "MUL": (2, 2),
     "LOGISTIC": (1, 1), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1), "RELU": (1, 1), "RELU6": (1, 1), "SOFTMAX": (1, 1),
     "RESHAPE": (1, 2), "SQUEEZE": (1, 1), "EXPAND_DIMS": (1, 2), "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (2, 3),
-    "CONCATENATION": (1, 64),
+    "CONCATENATION": (1, 64), "SVDF": (5, 5),
 }
+# (op, input position) of the variable tensors an op keeps its state in
+STATE_INPUTS = {("SVDF", 4)}
 # the options table each op's lowering reads (ops not listed read none); required ones must be present
 _OPTIONS = {
     "CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT", "AVERAGE_POOL_2D": "Pool2DOptionsT",
     "MAX_POOL_2D": "Pool2DOptionsT", "CONCATENATION": "ConcatenationOptionsT", "FULLY_CONNECTED": "FullyConnectedOptionsT",
     "ADD": "AddOptionsT", "SUB": "SubOptionsT", "MUL": "MulOptionsT", "SOFTMAX": "SoftmaxOptionsT",
+    "SVDF": "SVDFOptionsT",
 }
-_NEEDS_OPTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION")
+_NEEDS_OPTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION", "SVDF")
 MULTI_OUTPUT = ("SPLIT", "SPLIT_V")  # ops with one output tensor per part
 DATA_INPUT = {"TRANSPOSE_CONV": 2, "SPLIT": 1}  # the input the kernel reads from the arena, when not the first
 
@@ -57,15 +60,16 @@ def check_dataflow(g: Graph) -> None:
     if len(g.inputs) != 1 or len(g.outputs) != 1:
         return  # codegen refuses these itself, with its own message
     available = {g.inputs[0]} | {t.index for t in g.tensors if t.data is not None}
+    variables = {t.index for t in g.tensors if t.is_variable}
     for op in g.ops:
         if len(op.outputs) != 1 and not (op.name in MULTI_OUTPUT and op.outputs):
             raise _bad(op, f"{len(op.outputs)} outputs; the runtime's ops other than {', '.join(MULTI_OUTPUT)} have exactly one")
-        for i in op.inputs:
-            if i >= 0 and i not in available:
+        for k, i in enumerate(op.inputs):
+            if i >= 0 and i not in available and not (i in variables and (op.name, k) in STATE_INPUTS):
                 raise _bad(op, f"reads tensor {i} before any op writes it")
         for y in op.outputs:
-            if y in available:
-                raise _bad(op, f"writes tensor {y}, which is a constant, the model input or already written")
+            if y in available or y in variables:
+                raise _bad(op, f"writes tensor {y}, which is a constant, a variable, the model input or already written")
             available.add(y)
     if g.outputs[0] not in available or g.outputs[0] == g.inputs[0]:
         raise UnsupportedOpError(f"model output tensor {g.outputs[0]} is never written by an op",
@@ -302,12 +306,42 @@ def _concat(g: Graph, op: Op) -> None:
         raise _bad(op, f"inputs add up to {total} along axis {axis}, the output has {y.shape[axis]}")
 
 
+def _svdf(g: Graph, op: Op) -> None:
+    """SVDF (ek_svdf.c): shapes as TFLM's PrepareSvdf checks them, the state a variable tensor, and the
+    feature dot products within int32 (the time sums may wrap, as TFLM's do; the kernel wraps them too)."""
+    x, wf, wt, st = (g.t(op.inputs[k]) for k in (0, 1, 2, 4))
+    y = g.t(op.outputs[0])
+    for t in (x, wf, wt, st, y):
+        _rank(op, t, 2)
+    rank = int(op.options.rank)
+    batches, input_size = x.shape
+    filters, memory = wt.shape
+    _positive(op, rank=rank, batches=batches, input_size=input_size, filters=filters, memory=memory)
+    if filters % rank:
+        raise _bad(op, f"{filters} filters are not a multiple of rank {rank}")
+    units = filters // rank
+    if tuple(wf.shape) != (filters, input_size):
+        raise _bad(op, f"feature weights {list(wf.shape)}, expected {[filters, input_size]}")
+    if tuple(st.shape) != (batches, memory * filters) or not st.is_variable:
+        raise _bad(op, f"state '{st.name}' {list(st.shape)} must be a variable tensor of shape {[batches, memory * filters]}")
+    if tuple(y.shape) != (batches, units):
+        raise _bad(op, f"output {list(y.shape)}, expected {[batches, units]}")
+    if op.inputs[3] >= 0:
+        b = g.t(op.inputs[3])
+        if b.data is None or b.data.size != units:
+            raise _bad(op, f"bias '{b.name}' must be a constant with {units} values")
+    if wf.data is not None and wt.data is not None:
+        worst = 255 * np.abs(wf.data.astype(np.int64)).sum(axis=1)
+        if int(worst.max()) > 2**31 - 1:
+            raise _bad(op, f"a feature sum can reach {int(worst.max()):,}, beyond int32: its accumulator would overflow")
+
+
 _CHECKS = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
     "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "SUB": _binary, "MUL": _binary,
     "LOGISTIC": _unary, "QUANTIZE": _unary, "DEQUANTIZE": _unary, "RELU": _unary, "RELU6": _unary,
     "RESHAPE": _unary, "SQUEEZE": _unary, "EXPAND_DIMS": _unary, "SOFTMAX": _softmax,
-    "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
+    "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat, "SVDF": _svdf,
 }
 
 

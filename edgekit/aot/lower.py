@@ -286,9 +286,9 @@ def _fold_input_zp(c: _Ctx, g: Graph, op: Op, bias: int, wsum: np.ndarray, in_zp
     offset. ``wsum`` is each output channel's weight sum. Unchanged when the folded bias would leave int32."""
     if in_zp == 0:
         return in_zp, bias
-    b = np.zeros(len(wsum), np.int64) if bias < 0 else np.asarray(g.t(bias).data, np.int64).reshape(-1)
     if bias >= 0 and (g.t(bias).data is None or g.t(bias).dtype != "int32"):
-        return in_zp, bias
+        return in_zp, bias  # _bias refuses it
+    b = np.zeros(len(wsum), np.int64) if bias < 0 else np.asarray(g.t(bias).data, np.int64).reshape(-1)
     folded = b - np.int64(in_zp) * wsum.astype(np.int64)
     if folded.min() < -(2**31) or folded.max() >= 2**31:
         return in_zp, bias
@@ -586,3 +586,9 @@ def _register_extra() -> None:
 
 
 _register_extra()
+
+# SVDF, int16/int32 QUANTIZE and int8 -> int16 SOFTMAX: aot/lower_state.py (it uses the helpers above)
+from edgekit.aot import lower_state  # noqa: E402
+
+SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS}))
+_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER)}

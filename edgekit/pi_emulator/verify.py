@@ -35,6 +35,7 @@ import numpy as np
 from edgekit.errors import InputError, VerificationError
 from edgekit.pi_emulator.root import QEMU_INSTALL_HINT, check_cpu, ensure_root, host_site, require_tool
 from edgekit.pi_emulator.run import QEMU_USER, RunnerResult, run_runner
+from edgekit.sequences import calls_per_sequence, flatten_calls
 
 # leg name -> (runtime the runner imports, reference kernels?)
 LEG_KERNELS = {"litert": ("litert", False), "litert-ref": ("litert", True), "tflite_runtime": ("tflite_runtime", True)}
@@ -196,6 +197,7 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     tflite = model.read_bytes()
     spec = read_model(tflite).inputs[0]
     x_q = x if x.dtype == np.dtype(spec.dtype) else quantize(x, spec)  # as the runner does: codes pass, values are quantized
+    calls = calls_per_sequence(x_q.shape, spec.shape)  # [N, T, ...]: sequences of T calls, as run.py runs them
     root = ensure_root(legs=tuple(dict.fromkeys(LEG_KERNELS[leg][0] for leg in legs)), cpus=(cpu,))
     host_cache: dict[str, np.ndarray] = {}
 
@@ -204,7 +206,8 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
             if label == "tflite_runtime-ref":
                 host_cache[label] = _host_tflite_runtime(runner, model, inputs, work)
             else:
-                host_cache[label] = run_litert(tflite, x_q, reference=label == "litert-ref")
+                o = run_litert(tflite, flatten_calls(x_q, calls), reference=label == "litert-ref", calls_per_sequence=calls)
+                host_cache[label] = o if calls is None else o.reshape(len(x_q), calls, *o.shape[1:])
         return host_cache[label]
 
     results: list[LegResult] = []
@@ -227,7 +230,7 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         results.append(LegResult(
             leg=leg, runtime=emulated.runtime, runtime_version=emulated.runtime_version, kernels=emulated.kernels,
             reference=f"{label} (x86-64 host)", bit_exact=exact, max_abs_diff=diff, mismatched_inputs=mismatched,
-            accuracy=emulated.accuracy, host_accuracy=metrics.accuracy(expected, y),
+            accuracy=emulated.accuracy, host_accuracy=metrics.accuracy(expected if calls is None else expected[:, -1], y),
             emulated_latency_ms=emulated.mean_latency_ms, wall_seconds=round(emulated.wall_seconds, 3), extra=extra,
         ))
     equal_bytes = sum(r.bit_exact * n for r, n in zip(results, compared_bytes))

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError, ToolchainError, VerificationError
+from edgekit.sequences import calls_per_sequence, flatten_calls, last_calls
 from edgekit.targets import Emulator, TargetProfile, Toolchain, get_target
 from edgekit.tflite_model import TensorSpec, read_model
 from edgekit.toolchain.cross import FirmwareImage, build_firmware
 from edgekit.toolchain.qemu import run_firmware
 
 INSTRUCTION_COUNTER = "qemu-tcg-plugin (executed guest instructions, exact)"
+IO_IN, IO_OUT = ("int8", "int16"), ("int8", "int16", "int32")  # what the harness and generated C take
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class EmulatorResult:
     shipped_hashes: str = ""
     task: str = "classification"  # the build's task (report.json task.name)
     task_metrics: dict[str, Any] | None = None  # the task's metrics on the emulator's outputs (eval data only)
+    calls_per_sequence: int | None = None  # a model with state ran sequences of this many calls (reset between)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,8 +106,14 @@ def run_on_emulator(
     work_dir: Path,
     *,
     timeout_s: float | None = None,
+    calls_per_sequence: int | None = None,
 ) -> tuple[np.ndarray, DeviceMeasurements]:
     """Run ``inputs`` (one row per inference, in the model's input dtype) through the model on ``target``'s QEMU machine.
+
+    Rows are int8 values, or int16 / int32 / float32 arrays for a model with such an input
+    (passed as their bytes). A model with state is reset before each row, or with
+    ``calls_per_sequence=T`` before every T rows (sequences of calls, as
+    :func:`edgekit.tflm_host.run_tflm`).
 
     ``tflite_or_codegen_dir`` is a ``.tflite`` (bytes or path; C code is
     generated into ``work_dir/codegen``) or a folder that already holds
@@ -122,13 +131,21 @@ def run_on_emulator(
         codegen_dir = _codegen(src if isinstance(src, bytes) else Path(src), work_dir / "codegen")
     header = codegen_dir / "edgekit_model.h"
     in_bytes, out_bytes = _header_define(header, "EDGEKIT_INPUT_BYTES"), _header_define(header, "EDGEKIT_OUTPUT_BYTES")
-    x = np.ascontiguousarray(inputs).reshape(len(inputs), -1).view(np.int8)  # raw bytes, whatever the dtype
+    x = np.asarray(inputs)
+    wide = x.dtype in (np.int16, np.int32, np.float32)  # passed as their bytes; anything else holds int8 values
+    x = np.ascontiguousarray(x if wide else x.astype(np.int8)).reshape(len(x), -1)
+    x = x.view(np.int8) if wide else x
     if x.shape[1] != in_bytes:
         raise InputError(f"inputs have {x.shape[1]} bytes per sample; the model takes {in_bytes}")
     image = build_firmware(codegen_dir, target, work_dir / "firmware")
     run_dir = work_dir / "run"
     run_dir.mkdir(exist_ok=True)
     x.tofile(run_dir / "input.bin")
+    (run_dir / "sequence.bin").unlink(missing_ok=True)
+    if calls_per_sequence:
+        if len(x) % calls_per_sequence:
+            raise InputError(f"{len(x)} inputs are not whole sequences of {calls_per_sequence} calls")
+        np.array([calls_per_sequence], dtype="<u4").tofile(run_dir / "sequence.bin")
     (run_dir / "output.bin").unlink(missing_ok=True)
     run = run_firmware(
         image.elf, target.emulator.machine, run_dir,
@@ -169,10 +186,10 @@ def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
 
 
 def generated_inputs(n: int, input_bytes: int, seed: int, dtype: str = "int8") -> np.ndarray:
-    """``n`` seeded inputs uniform over ``dtype`` (int8 or int16), ``[n, input_bytes / itemsize]``."""
-    info = np.iinfo(np.dtype(dtype))
-    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=(n, input_bytes * 8 // info.bits),
-                                                dtype=info.dtype)
+    """``n`` seeded inputs uniform over ``dtype``'s range (int8 or int16), ``input_bytes`` bytes each."""
+    info = np.iinfo(dtype)
+    size = input_bytes // info.dtype.itemsize
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=(n, size), dtype=np.int64).astype(info.dtype)
 
 
 def _target_from_report(d: dict[str, Any]) -> TargetProfile:
@@ -220,38 +237,43 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         check_files(build_dir, shipped)
     tflite = tflite_path.read_bytes()
     inp, out = io_quantization(tflite)
-    if inp.dtype not in ("int8", "int16") or out.dtype not in ("int8", "int16"):
+    if inp.dtype not in IO_IN or out.dtype not in IO_OUT:
         raise InputError(
-            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs int8 or int16 I/O",
+            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs "
+            f"{'/'.join(IO_IN)} input and {'/'.join(IO_OUT)} output",
             "build with --quant int8 (the default for tflm targets) or int16x8",
         )
     eval_path = (report.get("inputs") or {}).get("eval")
-    labels, ds = None, None
+    labels, calls, ds = None, None, None
     task = (report.get("task") or {}).get("name") or "classification"
     if eval_path:
         ds = take(load_data(eval_path, "eval"), n_inputs)
+        calls = calls_per_sequence(ds.x.shape, inp.shape)  # [N, T, ...]: sequences of T calls
         source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
-        x_q = to_input_domain(ds.x, inp, data_is_quantized=bool(report.get("data_is_quantized")),
-                              source_dtype=source_dtype, path=eval_path).reshape(len(ds), -1)
+        x_q = to_input_domain(flatten_calls(ds.x, calls), inp, data_is_quantized=bool(report.get("data_is_quantized")),
+                              source_dtype=source_dtype, path=eval_path).reshape(-1, *inp.shape[1:])
         labels, source = ds.y, "eval"
     else:
         x_q = generated_inputs(n_inputs, inp.nbytes, seed, inp.dtype)
+        calls = n_inputs  # a model with state: the generated inputs are one sequence
         source = f"generated (seed {seed})"
     aot = build_dir / "aot"
     code = aot if (aot / "edgekit_model.h").is_file() else tflite
-    raw, device = run_on_emulator(code, target, x_q, build_dir / "emulator")
-    ours = raw.view(np.dtype(out.dtype))
-    leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])}, [Leg("tflm", "tflm", "int8", "int8")])["tflm"]
+    raw, device = run_on_emulator(code, target, x_q, build_dir / "emulator", calls_per_sequence=calls)
+    ours = raw.view(np.dtype(out.dtype)).reshape(len(x_q), -1)
+    leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])},
+                   [Leg("tflm", "tflm", "int8", "int8", calls)])["tflm"]
     if not leg.ok:
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
     ref = leg.outputs.reshape(ours.shape)
     agree = byte_agreement(ours, ref)
+    ours, ref = last_calls(ours, calls if eval_path else None), last_calls(ref, calls if eval_path else None)
     task_metrics = None
     if ds is not None:
         from edgekit.verify.metrics import task_metrics as metrics_of
         from edgekit.verify.runtimes import dequantize
 
-        x_real = dequantize(x_q, inp) if report.get("data_is_quantized") else ds.x.astype(np.float32)
+        x_real = dequantize(x_q, inp).reshape(ds.x.shape) if report.get("data_is_quantized") else ds.x.astype(np.float32)
         task_metrics = metrics_of(task, dequantize(ours, out).reshape(len(ours), *out.shape[1:]), x_real, labels)
     top1 = task == "classification"  # top-1 of an autoencoder's or a regressor's outputs means nothing
     return EmulatorResult(
@@ -264,6 +286,7 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         stack_bytes=device.stack_bytes,
         instructions_per_inference=device.instructions_per_inference,
         n_inputs=len(x_q),
+        calls_per_sequence=calls,
         inputs=source,
         mismatched_inputs=agree.mismatched_inputs,
         tflm_accuracy=_top1(ref, labels) if top1 else None,

@@ -6,18 +6,21 @@ interpreter (both in child processes, :mod:`edgekit.verify.isolated`) on the
 eval data brought into the model's input domain (:mod:`edgekit.verify.inputs`),
 and, for a recipe, plain post-training int8 of the input model as the baseline
 the recipe must beat. :func:`verdict_for` and :func:`warnings_for` judge the
-finished report data.
+finished report data. Eval data of sequences (``[N, T, *input]``,
+:mod:`edgekit.sequences`) runs as N sequences of T calls on every leg; the
+metrics score each sequence's last call.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from edgekit.data import Dataset, take
 from edgekit.errors import UnsupportedOpError, VerificationError
+from edgekit.sequences import calls_per_sequence, flatten_calls, last_calls
 from edgekit.verify.gates import Gates, Verdict
 
 
@@ -60,31 +63,38 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
         dtype = np.dtype(info.inputs[0].dtype)
         x_model = rng.integers(-128, 128, size=shape).astype(dtype) if np.issubdtype(dtype, np.integer) else rng.random(shape, dtype=np.float32)
         y, source = None, "generated (seed 0)"
-    else:
+    calls = None  # sequences of calls (edgekit.sequences): every leg resets the state between sequences only
+    if ds is not None:
         ds = take(ds, max_eval)
+        calls = calls_per_sequence(ds.x.shape, info.inputs[0].shape)
         source_dtype = info.inputs[0].dtype if loaded.kind == "tflite" else "float32"
-        x_model = to_input_domain(ds.x, info.inputs[0], data_is_quantized=data_is_quantized, source_dtype=source_dtype, path=ds.path)
+        x_model = to_input_domain(flatten_calls(ds.x, calls), info.inputs[0], data_is_quantized=data_is_quantized,
+                                  source_dtype=source_dtype, path=ds.path)
         y, source = ds.y, str(ds.path)
     out["verified_on"] = {"source": source, "samples": int(len(x_model)), "labels": y is not None}
+    if calls:
+        out["verified_on"] |= {"sequences": int(len(ds)), "calls_per_sequence": calls,
+                               "scored_on": "each sequence's last call; bit-exactness on every call"}
 
     from edgekit.tflm_compat import check_tflm
 
     models: dict[str, bytes] = {"int8": int8_tflite}
     inputs: dict[str, np.ndarray] = {"int8": x_model}
-    legs = [Leg("int8_tflite", "litert", "int8", "int8"), Leg("int8_tflite_ref", "litert-ref", "int8", "int8")]
+    legs = [Leg("int8_tflite", "litert", "int8", "int8", calls),
+            Leg("int8_tflite_ref", "litert-ref", "int8", "int8", calls)]
     run_tflm = not check_tflm(info, allow_float=True)
     if run_tflm:
-        legs.append(Leg("int8_tflm", "tflm", "int8", "int8"))
+        legs.append(Leg("int8_tflm", "tflm", "int8", "int8", calls))
     legs.append(Leg("latency_int8", "latency", "int8"))
     if float_tflite is not None:
         models["float"] = float_tflite
         legs.append(Leg("latency_float", "latency", "float"))
         if not loaded.is_keras and ds is not None:
-            inputs["float"] = ds.x.astype(np.float32)
-            legs.append(Leg("float", "litert", "float", "float"))
+            inputs["float"] = flatten_calls(ds.x, calls).astype(np.float32)
+            legs.append(Leg("float", "litert", "float", "float", calls))
     if ptq_tflite is not None:
         models["ptq"] = ptq_tflite
-        legs.append(Leg("ptq_int8", "tflm" if prof.is_mcu and run_tflm else "litert", "ptq", "int8"))
+        legs.append(Leg("ptq_int8", "tflm" if prof.is_mcu and run_tflm else "litert", "ptq", "int8", calls))
     res = run_legs(models, inputs, legs)
 
     outs: dict[str, np.ndarray] = {}
@@ -121,6 +131,10 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
         if "int8_tflm" in outs and "int8_tflite_ref" in outs:
             out["agreement"]["tflm_vs_tflite_bit_exact"] = metrics.bit_exact_fraction(outs["int8_tflm"], outs["int8_tflite_ref"])
             out["agreement"]["tflm_vs_tflite_max_lsb"] = metrics.max_abs_diff(outs["int8_tflm"], outs["int8_tflite_ref"])
+    if calls:  # the metrics score each sequence's last call
+        outs = {k: last_calls(o, calls) for k, o in outs.items()}
+        res = {k: (replace(r, outputs=last_calls(r.outputs, calls)) if r.outputs is not None else r) for k, r in res.items()}
+        ds = replace(ds, x=ds.x[:, -1])
     task = ds.task if ds is not None else "classification"
     if ds is not None:
         out["task_metrics"] = _task_metrics(task, outs, info, x_model, ds, data_is_quantized)

@@ -47,14 +47,27 @@ def _litert(tflite: bytes, reference: bool):
     return ip
 
 
-def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
-    """Raw outputs of LiteRT; ``x`` is already in the model's input dtype, one row per sample."""
+def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False, calls_per_sequence: int | None = None) -> np.ndarray:
+    """Raw outputs of LiteRT; ``x`` is already in the model's input dtype, one row per sample.
+
+    The model's state is reset before every row, or with ``calls_per_sequence=T``
+    before every T rows (sequences of calls, as :func:`edgekit.tflm_host.run_tflm`):
+    variable tensors (an LSTM's state, which TFLite keeps from one invoke to the
+    next) by ``reset_all_variables``; resource variables (VAR_HANDLE), which that
+    leaves alone, by a new interpreter.
+    """
     ip = _litert(tflite, reference)
+    fresh = "VAR_HANDLE" in {op["op_name"] for op in ip._get_ops_details()}
     inp = ip.get_input_details()[0]
     out = ip.get_output_details()[0]
     shape = tuple(inp["shape"])
+    every = calls_per_sequence or 1
     results = []
     for i in range(len(x)):
+        if i % every == 0:
+            if fresh and i:
+                ip = _litert(tflite, reference)
+            ip.reset_all_variables()
         ip.set_tensor(inp["index"], x[i].reshape(shape))
         ip.invoke()
         results.append(ip.get_tensor(out["index"])[0].copy())

@@ -30,11 +30,11 @@ def _run_leg(folder: Path, leg: dict) -> dict:
     if leg["kind"] == "tflm":
         from edgekit.tflm_host import run_tflm
 
-        out = run_tflm(model, x)
+        out = run_tflm(model, x, leg.get("calls_per_sequence"))
     else:
         from edgekit.verify.runtimes import run_litert
 
-        out = run_litert(model, x, reference=leg["kind"] == "litert-ref")
+        out = run_litert(model, x, reference=leg["kind"] == "litert-ref", calls_per_sequence=leg.get("calls_per_sequence"))
     np.save(folder / f"out_{leg['name']}.npy", out, allow_pickle=False)
     return {}
 

@@ -11,7 +11,11 @@ numpy<2); it does not import edgekit. Python 3.9+.
 
 INPUTS is a .npy of inputs ``[N, ...]`` or a .npz with ``x`` (and optional
 integer labels ``y``, which turn on top-1 accuracy). Each sample runs on its
-own (batch 1), through the model's first input and first output.
+own (batch 1), through the model's first input and first output, after a reset
+of the model's variables (an LSTM's state). A sample holding T whole inputs
+(``x`` of shape ``[N, T, *input shape]``, for a model that keeps state between
+calls) is a sequence of T calls: reset before the first, outputs ``[N, T, ...]``,
+accuracy on each sequence's last call.
 
 Input semantics (the same as edgekit's host verification):
 - inputs already of the model's input dtype (e.g. int8) pass through untouched;
@@ -142,29 +146,43 @@ def make_interpreter(model_path: str, reference: bool = False, runtime: str = "a
     return interpreter, name
 
 
-def _run(interpreter, x: np.ndarray) -> Tuple[np.ndarray, float]:
+def _run(interpreter, x: np.ndarray, renew=None) -> Tuple[np.ndarray, float, int]:
+    """Raw outputs, mean latency per call (ms) and calls per sample (T > 1: sequences, outputs [N, T, ...]).
+
+    ``renew()`` makes a new interpreter: resource variables (VAR_HANDLE), which
+    ``reset_all_variables`` leaves alone, start over only in a new one."""
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
     scale, zero_point = inp["quantization"]
     xq = quantize(x, scale, zero_point, inp["dtype"])
     shape = tuple(int(d) for d in inp["shape"])
-    if int(np.prod(xq.shape[1:])) != int(np.prod(shape[1:])):
+    per_call, per_row = int(np.prod(shape[1:])), int(np.prod(xq.shape[1:]))
+    calls = per_row // per_call if per_call and per_row % per_call == 0 else 0
+    if calls < 1 or (calls > 1 and tuple(xq.shape[2:]) != shape[1:]):
         raise RunnerError(f"each input has shape {tuple(xq.shape[1:])} but the model takes {shape[1:]}")
+    flat = xq.reshape(len(xq) * calls, *shape[1:])
     results = []
     elapsed = 0.0
-    for i in range(len(xq)):
-        interpreter.set_tensor(inp["index"], xq[i].reshape(shape))
+    for i in range(len(flat)):
+        if i % calls == 0:
+            if i and renew is not None and "VAR_HANDLE" in {op["op_name"] for op in interpreter._get_ops_details()}:
+                interpreter = renew()
+            interpreter.reset_all_variables()
+        interpreter.set_tensor(inp["index"], flat[i].reshape(shape))
         t0 = time.perf_counter()
         interpreter.invoke()
         elapsed += time.perf_counter() - t0
         results.append(interpreter.get_tensor(out["index"])[0].copy())
-    return np.stack(results), elapsed * 1000.0 / len(xq)
+    raw = np.stack(results)
+    if calls > 1:
+        raw = raw.reshape(len(xq), calls, *raw.shape[1:])
+    return raw, elapsed * 1000.0 / len(flat), calls
 
 
 def run(model_path: str, x: np.ndarray, reference: bool = False, runtime: str = "auto", threads: int = 1) -> np.ndarray:
     """Raw outputs ``[N, ...]`` (the output tensor's dtype) of the model on ``x``, one sample at a time."""
     interpreter, _ = make_interpreter(model_path, reference, runtime, threads)
-    return _run(interpreter, x)[0]
+    return _run(interpreter, x, lambda: make_interpreter(model_path, reference, runtime, threads)[0])[0]
 
 
 def top1_accuracy(outputs: np.ndarray, labels: Optional[np.ndarray]) -> Optional[float]:
@@ -191,11 +209,12 @@ def main(argv: Optional[list] = None) -> int:
     try:
         x, y = load_inputs(args.inputs)
         interpreter, name = make_interpreter(args.model, args.reference_kernels, args.runtime, args.threads)
-        raw, latency_ms = _run(interpreter, x)
+        raw, latency_ms, calls = _run(interpreter, x, lambda: make_interpreter(args.model, args.reference_kernels,
+                                                                              args.runtime, args.threads)[0])
     except RunnerError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
-    accuracy = top1_accuracy(raw, y)
+    accuracy = top1_accuracy(raw[:, -1] if calls > 1 else raw, y)
     if args.output:
         if args.raw:
             saved = raw

@@ -185,4 +185,31 @@ void ek_transpose_conv(const ek_transpose_conv_params *p, const int8_t *in, int8
 
 #include "ek_int16.h" /* int16x8 kernels */
 
+/* SVDF with an int16 state (ek_svdf) or an int8 one (ek_svdf_s8), in ek_svdf.c. weights_feature [filters, input_size] int8, weights_time
+ * [filters, memory] int16, bias [units] (may be 0), filters = units * rank. `state` is
+ * [batches, filters * memory] in the arena's state area, kept between calls; `scratch` holds
+ * `filters` int32 values, 4-byte aligned. */
+typedef struct {
+    int32_t batches, input_size, filters, units, rank, memory;
+    int32_t in_zp, state_zp, out_zp;
+    int32_t m1, s1, m2, s2; /* feature -> state and time sum -> output multipliers */
+    const int8_t *weights_feature;
+    const int16_t *weights_time;   /* ek_svdf: int16 weights_time and state */
+    const int8_t *weights_time_s8; /* ek_svdf_s8: int8 weights_time and state */
+    const int32_t *bias;
+} ek_svdf_params;
+
+void ek_svdf(const ek_svdf_params *p, const int8_t *in, int16_t *state, int8_t *out, int32_t *scratch);
+void ek_svdf_s8(const ek_svdf_params *p, const int8_t *in, int8_t *state, int8_t *out, int32_t *scratch);
+
+/* QUANTIZE int16 -> int32 (ek_requant.c). */
+typedef struct {
+    int32_t in_zp, out_zp, m, shift;
+} ek_requant_params;
+
+void ek_requant_s16_s32(int32_t count, const ek_requant_params *p, const int16_t *in, int32_t *out);
+
+/* SOFTMAX int8 -> int16 (output scale 1/65536, zero point -32768), same parameters as ek_softmax. */
+void ek_softmax_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out);
+
 #endif
