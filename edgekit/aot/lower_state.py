@@ -160,7 +160,7 @@ def _softmax(g: Graph, op: Op) -> Lowered | None:
     fields = {"rows": y.size // depth, "depth": depth, "diff_min": diff_min,
               "exp_table": c.array("int32_t", "exp", table, 4)}
     c.decls.append(_struct("ek_softmax_params", f"{c.p}_params", fields))
-    call = f"ek_softmax_s16(&{c.p}_params, {{t{x.index}}}, (int16_t *)(void *){{t{y.index}}});"
+    call = f"ek_softmax_s8_s16(&{c.p}_params, {{t{x.index}}}, (int16_t *)(void *){{t{y.index}}});"
     return Lowered(op.name, "ek_softmax.c", c.decls, call, (x.index,), y.index, const_bytes=c.const_bytes)
 
 

@@ -210,6 +210,6 @@ typedef struct {
 void ek_requant_s16_s32(int32_t count, const ek_requant_params *p, const int16_t *in, int32_t *out);
 
 /* SOFTMAX int8 -> int16 (output scale 1/65536, zero point -32768), same parameters as ek_softmax. */
-void ek_softmax_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out);
+void ek_softmax_s8_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out);
 
 #endif

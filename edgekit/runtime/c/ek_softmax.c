@@ -55,4 +55,4 @@ static void softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out8, 
 
 void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out) { softmax(p, in, out, 0); }
 
-void ek_softmax_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out) { softmax(p, in, 0, out); }
+void ek_softmax_s8_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out) { softmax(p, in, 0, out); }
