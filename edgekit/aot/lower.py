@@ -573,5 +573,7 @@ _LOWER = {
 # SVDF, int16/int32 QUANTIZE and int8 -> int16 SOFTMAX: aot/lower_state.py (it uses the helpers above)
 from edgekit.aot import lower_state  # noqa: E402
 
-SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS}))
-_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER)}
+from edgekit.aot import lower_lstm  # noqa: E402  UNIDIRECTIONAL_SEQUENCE_LSTM
+
+SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS, *lower_lstm.OPS}))
+_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER), **lower_lstm.lowerings()}

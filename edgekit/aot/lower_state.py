@@ -9,7 +9,7 @@
   TFLM's ``keyword_scrambled.tflite``.
 
 Ops that keep state in ways the runtime does not implement
-(UNIDIRECTIONAL_SEQUENCE_LSTM, resource variables) are refused by name, see
+(resource variables) are refused by name, see
 :data:`REFUSED`. Registered from :mod:`edgekit.aot.lower`.
 """
 
@@ -27,7 +27,6 @@ from edgekit.aot.lower import Lowered, _Ctx, _need_int8, _struct, _unsupported
 OPS = ("SVDF",)
 # Stateful ops edgekit's runtime does not run: the op and why, for the one-line refusal.
 REFUSED = {
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "a recurrent LSTM",
     "VAR_HANDLE": "a resource variable (state kept between calls)",
     "READ_VARIABLE": "a resource variable (state kept between calls)",
     "ASSIGN_VARIABLE": "a resource variable (state kept between calls)",
