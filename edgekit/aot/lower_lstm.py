@@ -40,8 +40,8 @@ def sigmoid_table() -> np.ndarray:
     """The 256-entry table of sigmoid(k/24) in 0.16 behind TFLM's int16 LOGISTIC and TANH.
 
     Each entry is raised by half the gap at the midpoint between the curve and the chord to the next
-    entry, so linear interpolation errs both ways; the last entry is 0xFFFF. Derived, and checked
-    value by value against TFLM's table (tests/aot/test_lstm.py checks it through bit-exact runs).
+    entry, so linear interpolation errs both ways; the last entry is 0xFFFF. Derived here, not copied;
+    tests/aot/test_lstm.py compares it with TFLM's table value by value.
     """
     k = np.arange(256, dtype=np.float64)
     h = 1.0 / 24

@@ -1,6 +1,6 @@
 /* edgekit runtime: UNIDIRECTIONAL_SEQUENCE_LSTM, int8 input/output/hidden state, int8 weights, int32 biases,
  * int16 cell state and gates (TFLM's integer LSTM, learned from micro/kernels/lstm_eval.h and the
- * reference integer FULLY_CONNECTED, MUL, LOGISTIC and TANH it calls; docs/int8-arithmetic.md "LSTM").
+ * reference integer FULLY_CONNECTED, MUL, LOGISTIC and TANH it calls; docs/int8-arithmetic.md, UNIDIRECTIONAL_SEQUENCE_LSTM).
  *
  * One time step, per batch row:
  *   gate = act(sat16(rq(bias_in + sum w_in * x, m_in)) + sat16(rq(bias_rec + sum w_rec * h, m_rec)))
