@@ -35,6 +35,7 @@ ARITY = {
     "LOGISTIC": (1, 1), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1), "RELU": (1, 1), "RELU6": (1, 1), "SOFTMAX": (1, 1),
     "RESHAPE": (1, 2), "SQUEEZE": (1, 1), "EXPAND_DIMS": (1, 2), "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (2, 3),
     "CONCATENATION": (1, 64), "SVDF": (5, 5), "UNIDIRECTIONAL_SEQUENCE_LSTM": (1, 24),
+    "READ_VARIABLE": (1, 1), "ASSIGN_VARIABLE": (1, 1),
 }
 # the options table each op's lowering reads (ops not listed read none); required ones must be present
 _OPTIONS = {
@@ -65,7 +66,7 @@ def check_dataflow(g: Graph) -> None:
         if len(op.outputs) != 1:
             raise _bad(op, f"{len(op.outputs)} outputs; the runtime's ops have exactly one")
         y = op.outputs[0]
-        if y in available:
+        if y in available and not (op.name == "ASSIGN_VARIABLE" and g.t(y).is_variable):  # lower_vars.resolve
             raise _bad(op, f"writes tensor {y}, which is a constant, the model input or already written")
         for i in op.inputs:
             if i >= 0 and i not in available:

@@ -574,6 +574,7 @@ _LOWER = {
 from edgekit.aot import lower_state  # noqa: E402
 
 from edgekit.aot import lower_lstm  # noqa: E402  UNIDIRECTIONAL_SEQUENCE_LSTM
+from edgekit.aot import lower_vars  # noqa: E402  resource variables
 
-SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS, *lower_lstm.OPS}))
-_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER), **lower_lstm.lowerings()}
+SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS, *lower_lstm.OPS, *lower_vars.OPS}))
+_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER), **lower_lstm.lowerings(), **lower_vars.lowerings()}

@@ -75,7 +75,7 @@ def test_svdf_state_carries_across_calls_bit_exact(shared_models, tmp_path):
     assert differs[:, 1:].sum() >= 5  # later calls see the state the earlier ones left
 
 
-def test_resource_variables_are_refused_by_name(tmp_path):
+def test_read_variable_without_its_var_handle_is_refused_by_name(tmp_path):
     from aot_models import retype_only_op, convert
 
     import tensorflow as tf

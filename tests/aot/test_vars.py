@@ -1,0 +1,91 @@
+"""Resource variables (VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE, CALL_ONCE) in edgekit's C runtime:
+bit-exact with the tflite-micro interpreter over sequences of calls, under ASan/UBSan.
+
+The model is a streaming classifier of the kind tests/conformance builds: a tf.Module whose state
+``s = 0.7 s + x W`` lives in a tf.Variable updated on every call of one 4-feature frame, softmax(s V + b)
+out. Seeded and untrained; the converter gives a float32 variable read and written around an int8
+QUANTIZE ... DEQUANTIZE, and a CALL_ONCE init subgraph that assigns zeros.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import require_tools
+
+from edgekit.aot.codegen import generate
+from edgekit.aot.graph import parse
+from edgekit.aot.hostcheck import host_check
+from edgekit.errors import UnsupportedOpError
+
+CALLS = 6  # calls per sequence
+
+
+def _stream_tflite(folder, init: float = 0.0) -> bytes:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(1)
+
+    class Stream(tf.Module):
+        def __init__(self):
+            self.w = tf.Variable(rng.normal(scale=0.5, size=(4, 8)).astype(np.float32))
+            self.v = tf.Variable(rng.normal(scale=0.5, size=(8, 3)).astype(np.float32))
+            self.state = tf.Variable(tf.fill([1, 8], init), trainable=False)
+
+        @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+        def __call__(self, frame):
+            s = 0.7 * self.state + tf.matmul(frame, self.w)
+            self.state.assign(s)
+            return tf.nn.softmax(tf.matmul(s, self.v))
+
+    m = Stream()
+    tf.saved_model.save(m, str(folder), signatures=m.__call__)
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(folder))
+
+    def rep():
+        for _ in range(40):
+            yield [rng.normal(size=(1, 4)).astype(np.float32)]
+
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return bytes(conv.convert())
+
+
+@pytest.fixture(scope="module")
+def stream(tmp_path_factory) -> bytes:
+    return _stream_tflite(tmp_path_factory.mktemp("stream") / "saved")
+
+
+def test_streaming_variables_bit_exact_over_sequences(stream, tmp_path):
+    require_tools("gcc")
+    g = parse(stream)
+    assert {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"} <= {op.name for op in g.ops}
+    assert len(g.extra["subgraphs"]) == 1  # the init subgraph
+    x = np.random.default_rng(2).integers(-128, 128, size=(3 * CALLS, 1, 4)).astype(np.int8)
+    seq = host_check(stream, x, tmp_path / "seq", calls_per_sequence=CALLS)
+    fresh = host_check(stream, x, tmp_path / "fresh")  # reset before every call
+    assert seq.bit_exact_fraction == 1.0, seq.to_dict()
+    assert fresh.bit_exact_fraction == 1.0, fresh.to_dict()
+    # VAR_HANDLE and CALL_ONCE leave no code; the variable is 8 float32 values in the state area
+    assert seq.codegen.ops.count("READ_VARIABLE") == 1 and seq.codegen.ops.count("ASSIGN_VARIABLE") == 1
+    assert "VAR_HANDLE" not in seq.codegen.ops and "CALL_ONCE" not in seq.codegen.ops
+    assert seq.codegen.state_bytes == 32
+    out = seq.outputs.reshape(len(x), -1)
+    assert len({tuple(r) for r in out}) >= len(x) - 2  # the outputs move from call to call
+    differs = (out != fresh.outputs.reshape(len(x), -1)).any(axis=1).reshape(3, CALLS)
+    assert not differs[:, 0].any()  # every sequence starts from the reset state, in TFLM and here
+    assert differs[:, 1:].sum() >= 3 * (CALLS - 1) - 2  # and the state carries within a sequence
+    c = (tmp_path / "seq" / "code" / "edgekit_model.c").read_text()
+    assert c.count("ek_copy(32,") == 2  # read and assign: 8 float32 values each
+
+
+def test_variable_starting_off_the_reset_value_is_refused(tmp_path):
+    """TFLM runs CALL_ONCE once and its Reset() zeroes the variable: with a non-zero init its first sequence
+    would start elsewhere than the later ones, and edgekit refuses rather than pick one."""
+    tfl = _stream_tflite(tmp_path / "saved", init=0.5)
+    with pytest.raises(UnsupportedOpError, match="CALL_ONCE.*reset value") as e:
+        generate(tfl, tmp_path / "c")
+    assert "\n" not in e.value.one_line() and "variable" in e.value.one_line()
