@@ -89,3 +89,18 @@ def test_variable_starting_off_the_reset_value_is_refused(tmp_path):
     with pytest.raises(UnsupportedOpError, match="CALL_ONCE.*reset value") as e:
         generate(tfl, tmp_path / "c")
     assert "\n" not in e.value.one_line() and "variable" in e.value.one_line()
+
+
+@pytest.mark.emulator
+def test_streaming_variables_on_qemu_bit_exact_over_sequences(stream, tmp_path):
+    """The bare-metal harness on mps2-an386 resets the state before every sequence (sequence.bin)."""
+    require_tools("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-nm", "qemu-system-arm")
+    from edgekit.targets import get_target
+    from edgekit.tflm_host import run_tflm
+    from edgekit.toolchain.mcu_verify import run_on_emulator
+
+    x = np.random.default_rng(3).integers(-128, 128, size=(3 * CALLS, 1, 4)).astype(np.int8)
+    raw, dev = run_on_emulator(stream, get_target("cortex-m4"), x, tmp_path / "qemu", calls_per_sequence=CALLS)
+    ref = run_tflm(stream, x, calls_per_sequence=CALLS).reshape(len(x), -1)
+    assert (raw.reshape(len(x), -1) == ref).all(), np.argwhere(raw.reshape(len(x), -1) != ref)[:3]
+    assert dev.instructions_per_inference and dev.instructions_per_inference > 100
