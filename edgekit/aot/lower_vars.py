@@ -39,6 +39,17 @@ class Variable:
     init: Tensor | None
 
 
+_ARITY = {"VAR_HANDLE": (0, 1), "READ_VARIABLE": (1, 1), "ASSIGN_VARIABLE": (2, 0), "CALL_ONCE": (0, 0)}
+
+
+def _check_arity(op: Op) -> None:
+    n_in, n_out = _ARITY[op.name]
+    if len(op.inputs) != n_in or len(op.outputs) != n_out or min((*op.inputs, *op.outputs), default=0) < 0:
+        raise _unsupported(op, f"{len(op.inputs)} inputs and {len(op.outputs)} outputs, expected {n_in} and {n_out}")
+    if op.name == "CALL_ONCE" and not hasattr(op.options, "initSubgraphIndex"):
+        raise _unsupported(op, "its options are missing")
+
+
 def _key(op: Op) -> tuple[str, str]:
     o = op.options
 
@@ -61,6 +72,8 @@ def _initial_values(g: Graph) -> dict[tuple[str, str], tuple[Tensor, Op]]:
         sub = subs[k - 1]
         handles = {}
         for o in sub.ops:
+            if o.name in _ARITY:
+                _check_arity(o)
             if o.name == "VAR_HANDLE":
                 handles[o.outputs[0]] = _key(o)
             elif o.name == "ASSIGN_VARIABLE" and o.inputs[0] in handles and sub.is_const(o.inputs[1]):
@@ -81,6 +94,9 @@ def resolve(g: Graph) -> None:
     (see the module docstring); a graph without them is left alone. Raises UnsupportedOpError naming the op."""
     if not any(op.name in RESOURCE_OPS for op in g.ops):
         return
+    for op in g.ops:
+        if op.name in RESOURCE_OPS:
+            _check_arity(op)
     inits = _initial_values(g)
     handle_of: dict[int, tuple[str, str]] = {}
     for op in g.ops:
@@ -121,8 +137,9 @@ def _new_variable(g: Graph, op: Op, key: tuple[str, str], value: Tensor, init: t
                                    f"as {value.dtype} {list(value.shape)}")
         default = _reset_value(init)
         if (init.data.reshape(-1).view(np.uint8) != np.uint8(default & 0xFF)).any():
-            raise _unsupported(call_once, f"variable '{key[1]}' starts from a value other than TFLM's reset value; TFLM's "
-                                   "Reset() does not run CALL_ONCE again, so later sequences would start elsewhere")
+            raise _unsupported(call_once, f"variable '{key[1]}' starts from a value other than TFLM's reset value; "
+                                          "TFLM's Reset() does not run CALL_ONCE again, so later sequences would "
+                                          "start elsewhere")
     t = Tensor(len(g.tensors), key[1] or f"variable{len(g.tensors)}", value.shape, value.dtype, value.scale,
                value.zero_point, value.quantized_dimension, None, True)
     if t.dtype == "int8" and t.zp != _reset_value(t):

@@ -120,3 +120,24 @@ def test_streaming_variables_on_qemu_bit_exact_over_sequences(streams, tmp_path)
     ref = run_tflm(stream, x, calls_per_sequence=CALLS).reshape(len(x), -1)
     assert (raw.reshape(len(x), -1) == ref).all(), np.argwhere(raw.reshape(len(x), -1) != ref)[:3]
     assert dev.instructions_per_inference and dev.instructions_per_inference > 100
+
+
+def test_malformed_resource_ops_refused_in_one_line(streams):
+    """A mutated model (the fuzz tier's kind): wrong arity or missing CALL_ONCE options, refused naming the op."""
+    def two_outputs(op):
+        op.outputs.append(op.inputs[0])
+
+    def one_input(op):
+        op.inputs.pop()
+
+    def no_options(op):
+        op.options = None
+
+    for name, edit, needle in (("READ_VARIABLE", two_outputs, "op 3 READ_VARIABLE: 1 inputs and 2 outputs"),
+                               ("ASSIGN_VARIABLE", one_input, "op 6 ASSIGN_VARIABLE: 1 inputs"),
+                               ("CALL_ONCE", no_options, "op 0 CALL_ONCE: its options are missing")):
+        g = parse(streams["int8"])
+        edit(next(op for op in g.ops if op.name == name))
+        with pytest.raises(UnsupportedOpError, match=needle) as e:
+            lower(g)
+        assert "\n" not in e.value.one_line()
