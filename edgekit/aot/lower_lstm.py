@@ -106,6 +106,8 @@ def _lstm(g: Graph, op: Op) -> Lowered:
     _need_int8(op, x, h, y, *(g.t(op.inputs[k]) for k in range(1, 9)))
     if cs.dtype != "int16":
         raise _unsupported(op, f"cell state '{cs.name}' is {cs.dtype}; the runtime runs the int16 cell state only")
+    if cs.scale.size == 0 or not float(cs.s) > 0 or not math.isfinite(float(cs.s)):
+        raise _unsupported(op, f"cell state '{cs.name}' has no positive quantization scale")
     for k in range(1, 9):
         w = g.t(op.inputs[k])
         if w.data is None or w.scale.size != 1:
@@ -129,6 +131,8 @@ def _lstm(g: Graph, op: Op) -> Lowered:
     if float(o.cellClip) > 0:  # static_cast<int16_t> of the clamped double quotient: truncation
         clip = int(min(max(float(np.float32(o.cellClip)) / float(cs.s), -32768.0), 32767.0))
     tanh_mult, tanh_shift = _tanh_scaling(float(cs.s))
+    if 32768 * tanh_mult >= 2**31:  # the kernel's x * mult in int32
+        raise _unsupported(op, f"cell state scale {float(cs.s):g} is too coarse for the int16 tanh (x * {tanh_mult})")
     fm, fs = _mul(ACT_OUT_SCALE, cs.s, cs.s)
     im, is_ = _mul(ACT_OUT_SCALE, ACT_OUT_SCALE, cs.s)
     hm, hs = _mul(ACT_OUT_SCALE, ACT_OUT_SCALE, h.s)

@@ -178,3 +178,12 @@ def test_lstm_build_codegen_verifies_on_qemu_bit_exact(tmp_path, capsys):
     assert emu["runtime"] == "edgekit-qemu:mps2-an386" and emu["n_inputs"] == 24
     assert emu["outputs_bit_exact"] == 1.0
     assert emu["instructions_per_inference"] > 10_000 and 0 < emu["ram_bytes"] < 4096
+
+
+@pytest.mark.parametrize("scale, needle", [(0.0, "no positive quantization scale"), (2.0**10, "too coarse")])
+def test_cell_state_scale_the_kernel_cannot_run_refused(models, scale, needle):
+    g, op = _lstm_op(models["batch_major"])
+    c = g.t(op.inputs[19])
+    g.tensors[c.index] = dataclasses.replace(c, scale=np.array([scale], np.float32))
+    with pytest.raises(UnsupportedOpError, match=f"op 0 UNIDIRECTIONAL_SEQUENCE_LSTM: cell state .*{needle}"):
+        lower_op(g, op)
