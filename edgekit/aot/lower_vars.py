@@ -27,8 +27,8 @@ import numpy as np
 from edgekit.aot.graph import Graph, Op, Tensor
 from edgekit.aot.lower import Lowered, _unsupported
 
-OPS = ("READ_VARIABLE", "ASSIGN_VARIABLE")
 RESOURCE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE")
+OPS = RESOURCE_OPS  # the runtime's op set; VAR_HANDLE and CALL_ONCE never reach lower_op (resolve removes them)
 
 
 @dataclass(frozen=True)
