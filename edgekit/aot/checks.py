@@ -34,20 +34,26 @@ ARITY = {
     "AVERAGE_POOL_2D": (1, 1), "MAX_POOL_2D": (1, 1), "ADD": (2, 2), "SUB": (2, 2), "MUL": (2, 2),
     "LOGISTIC": (1, 1), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1), "RELU": (1, 1), "RELU6": (1, 1), "SOFTMAX": (1, 1),
     "RESHAPE": (1, 2), "SQUEEZE": (1, 1), "EXPAND_DIMS": (1, 2), "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (2, 3),
-    "CONCATENATION": (1, 64), "SVDF": (5, 5),
+    "CONCATENATION": (1, 64), "SVDF": (5, 5), "UNIDIRECTIONAL_SEQUENCE_LSTM": (1, 24),
+    "READ_VARIABLE": (1, 1), "ASSIGN_VARIABLE": (1, 1),
 }
 # (op, input position) of the variable tensors an op keeps its state in
-STATE_INPUTS = {("SVDF", 4)}
+STATE_INPUTS = {("SVDF", 4), ("UNIDIRECTIONAL_SEQUENCE_LSTM", 18), ("UNIDIRECTIONAL_SEQUENCE_LSTM", 19), ("READ_VARIABLE", 0)}
 # the options table each op's lowering reads (ops not listed read none); required ones must be present
 _OPTIONS = {
     "CONV_2D": "Conv2DOptionsT", "DEPTHWISE_CONV_2D": "DepthwiseConv2DOptionsT", "AVERAGE_POOL_2D": "Pool2DOptionsT",
     "MAX_POOL_2D": "Pool2DOptionsT", "CONCATENATION": "ConcatenationOptionsT", "FULLY_CONNECTED": "FullyConnectedOptionsT",
     "ADD": "AddOptionsT", "SUB": "SubOptionsT", "MUL": "MulOptionsT", "SOFTMAX": "SoftmaxOptionsT",
-    "SVDF": "SVDFOptionsT",
+    "SVDF": "SVDFOptionsT", "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTMOptionsT",
 }
-_NEEDS_OPTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION", "SVDF")
+# TFLite's LSTM input slots (lstm_shared.h): per gate its input and recurrent weights and its bias, in the order
+# ek_lstm takes the gates; the hidden (output) state and the cell state
+LSTM_GATES = {"forget": (2, 6, 13), "input": (1, 5, 12), "cell": (3, 7, 14), "output": (4, 8, 15)}
+LSTM_HIDDEN, LSTM_CELL = 18, 19
 MULTI_OUTPUT = ("SPLIT", "SPLIT_V")  # ops with one output tensor per part
 DATA_INPUT = {"TRANSPOSE_CONV": 2, "SPLIT": 1}  # the input the kernel reads from the arena, when not the first
+_NEEDS_OPTIONS = ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION", "SVDF",
+                  "UNIDIRECTIONAL_SEQUENCE_LSTM")
 
 
 def _bad(op: Op, why: str) -> UnsupportedOpError:
@@ -68,7 +74,7 @@ def check_dataflow(g: Graph) -> None:
             if i >= 0 and i not in available and not (i in variables and (op.name, k) in STATE_INPUTS):
                 raise _bad(op, f"reads tensor {i} before any op writes it")
         for y in op.outputs:
-            if y in available or y in variables:
+            if (y in available or y in variables) and not (op.name == "ASSIGN_VARIABLE" and y in variables):  # lower_vars.resolve
                 raise _bad(op, f"writes tensor {y}, which is a constant, a variable, the model input or already written")
             available.add(y)
     if g.outputs[0] not in available or g.outputs[0] == g.inputs[0]:
@@ -336,12 +342,59 @@ def _svdf(g: Graph, op: Op) -> None:
             raise _bad(op, f"a feature sum can reach {int(worst.max()):,}, beyond int32: its accumulator would overflow")
 
 
+def _lstm(g: Graph, op: Op) -> None:
+    """UNIDIRECTIONAL_SEQUENCE_LSTM (ek_lstm.c): shapes as TFLM's ValidateTensorSize checks them, both states
+    variable tensors of batches x units, and every fully connected sum within int32, both as TFLM computes it
+    (sum of w * (v - zp), then the bias) and as the kernel does (zero point folded into the bias)."""
+    if len(op.inputs) != 24:
+        raise _bad(op, f"{len(op.inputs)} inputs, TFLM's LSTM takes 24")
+    missing = [k for k in (0, *(k for ks in LSTM_GATES.values() for k in ks), LSTM_HIDDEN, LSTM_CELL)
+               if op.inputs[k] < 0 and k != 1]  # 1 (input gate weights) absent: CIFG, refused by name when lowered
+    if missing:
+        raise _bad(op, f"required inputs {missing} are missing")
+    x, h, c = g.t(op.inputs[0]), g.t(op.inputs[LSTM_HIDDEN]), g.t(op.inputs[LSTM_CELL])
+    y = g.t(op.outputs[0])
+    for t in (x, y):
+        _rank(op, t, 3)
+    time_major = bool(op.options.timeMajor)
+    steps, batches = (x.shape[0], x.shape[1]) if time_major else (x.shape[1], x.shape[0])
+    input_size = x.shape[2]
+    units = y.shape[2]
+    _positive(op, steps=steps, batches=batches, input_size=input_size, units=units)
+    if tuple(y.shape[:2]) != tuple(x.shape[:2]):
+        raise _bad(op, f"output {list(y.shape)} does not match input {list(x.shape)} in time and batch")
+    for st in (h, c):
+        if st.size != batches * units or not st.is_variable:
+            raise _bad(op, f"state '{st.name}' {list(st.shape)} must be a variable tensor of {batches} x {units} values")
+    if c.zp != 0:
+        raise _bad(op, f"cell state '{c.name}' has zero point {c.zp}; TFLM's integer LSTM assumes 0")
+    for w_in, w_rec, b in LSTM_GATES.values():
+        if op.inputs[w_in] < 0:
+            continue  # CIFG: lowering refuses it by name
+        wi, wr, bt = g.t(op.inputs[w_in]), g.t(op.inputs[w_rec]), g.t(op.inputs[b])
+        if tuple(wi.shape) != (units, input_size) or tuple(wr.shape) != (units, units):
+            raise _bad(op, f"weights '{wi.name}' {list(wi.shape)} / '{wr.name}' {list(wr.shape)}, expected "
+                           f"{[units, input_size]} / {[units, units]}")
+        if bt.shape != (units,) or (bt.data is not None and bt.data.size != units):
+            raise _bad(op, f"bias '{bt.name}' {list(bt.shape)}, expected {[units]}")
+        for w, v, bias in ((wi, x, bt), (wr, h, None)):
+            if w.data is None or (bias is not None and bias.data is None):
+                continue  # lowering refuses non-constant weights and biases
+            a = np.abs(w.data.astype(np.int64)).sum(axis=1)
+            bb = np.zeros(units, np.int64) if bias is None else np.abs(bias.data.astype(np.int64).reshape(-1))
+            folded = bb + abs(v.zp) * a
+            worst = max(int((bb + 255 * a).max()), int((folded + 128 * a).max()))
+            if worst > 2**31 - 1:
+                raise _bad(op, f"a gate sum over '{w.name}' can reach {worst:,}, beyond int32")
+
+
 _CHECKS = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
     "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "SUB": _binary, "MUL": _binary,
     "LOGISTIC": _unary, "QUANTIZE": _unary, "DEQUANTIZE": _unary, "RELU": _unary, "RELU6": _unary,
     "RESHAPE": _unary, "SQUEEZE": _unary, "EXPAND_DIMS": _unary, "SOFTMAX": _softmax,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat, "SVDF": _svdf,
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": _lstm,
 }
 
 

@@ -20,6 +20,7 @@ from edgekit.aot.fold import fold_constants
 from edgekit.aot.graph import Graph, parse
 from edgekit.aot.lower import SUPPORTED_OPS, Lowered, lower_op
 from edgekit.aot.lower_state import StateLayout, refuse, reset_code, state_layout
+from edgekit.aot.lower_vars import resolve as resolve_variables
 from edgekit.aot.planner import MemoryPlan, Step, plan_memory
 from edgekit.errors import InputError, UnsupportedOpError
 from edgekit.escape import safe_text
@@ -254,6 +255,7 @@ def lower(g: Graph, weight_bits: int | None = None, *, io_in_arena: bool = False
     Call :func:`edgekit.aot.fold.fold_constants` on ``g`` first when it may hold shape arithmetic.
     ``weight_bits``: see :func:`generate`.
     """
+    resolve_variables(g)
     refuse(g)
     bad = sorted({op.name for op in g.ops if op.name not in SUPPORTED_OPS})
     if bad:
@@ -321,7 +323,7 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
         code = code.replace("{scratch}", f"(arena + {scratch_at})" if lw.scratch_bytes else "0")
         if lw.alias_of is not None and plan.location(lw.alias_of) == plan.location(lw.write):
             code = "/* aliased by the memory plan: nothing to do */"
-        trace = f"EK_TRACE({op.index}, {_pointer(g, plan, y.index)}, {y.nbytes});"
+        trace = f"EK_TRACE({op.index}, {_pointer(g, plan, y.index, state, state_at)}, {y.nbytes});"
         calls.append({"comment": f"{op.index}: {op.name} -> {safe_text(y.name, 80)} {list(y.shape)}", "code": code,
                       "trace": trace})
     decls = [d for lw in lowered for d in lw.decls]

@@ -117,14 +117,22 @@ def parse(tflite: bytes | Path | str) -> Graph:
                                   int(m.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode)), "?")
                     for o in m.subgraphs[0].operators or []}
         named = sorted(main_ops & set(MULTI_SUBGRAPH_OPS))
-        raise UnsupportedOpError(
-            f"{where}: {len(m.subgraphs)} subgraphs"
-            + (f" (ops {', '.join(named)})" if named else "")
-            + "; edgekit's AOT runtime runs single-subgraph models only",
-            "control flow (WHILE/IF) and resource variables (CALL_ONCE, VAR_HANDLE, READ_VARIABLE, ASSIGN_VARIABLE) "
-            "are not supported; use the TFLM runtime (edgekit build --target cortex-m4 without --codegen)",
-        )
-    g = m.subgraphs[0]
+        if not named or set(named) & {"IF", "WHILE"}:
+            raise UnsupportedOpError(
+                f"{where}: {len(m.subgraphs)} subgraphs"
+                + (f" (ops {', '.join(named)})" if named else "")
+                + "; edgekit's AOT runtime runs single-subgraph models only",
+                "control flow (WHILE/IF) is not supported; use the TFLM runtime (edgekit build --target cortex-m4 "
+                "without --codegen)",
+            )
+    main = _subgraph(m, buf, 0, names)
+    # resource variables: CALL_ONCE's init subgraphs, resolved by edgekit.aot.lower_vars
+    main.extra["subgraphs"] = [_subgraph(m, buf, k, names) for k in range(1, len(m.subgraphs))]
+    return main
+
+
+def _subgraph(m: Any, buf: bytes, index: int, names: dict[int, str]) -> Graph:
+    g = m.subgraphs[index]
     tensors: list[Tensor] = []
     for i, t in enumerate(g.tensors or []):
         q = t.quantization

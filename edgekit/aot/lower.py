@@ -590,5 +590,8 @@ _register_extra()
 # SVDF, int16/int32 QUANTIZE and int8 -> int16 SOFTMAX: aot/lower_state.py (it uses the helpers above)
 from edgekit.aot import lower_state  # noqa: E402
 
-SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS}))
-_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER)}
+from edgekit.aot import lower_lstm  # noqa: E402  UNIDIRECTIONAL_SEQUENCE_LSTM
+from edgekit.aot import lower_vars  # noqa: E402  resource variables
+
+SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS, *lower_lstm.OPS, *lower_vars.OPS}))
+_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER), **lower_lstm.lowerings(), **lower_vars.lowerings()}

@@ -8,9 +8,9 @@
   int8 -> int16 (``ek_softmax.c``): the int16 input and int32 output around
   TFLM's ``keyword_scrambled.tflite``.
 
-Ops that keep state in ways the runtime does not implement
-(UNIDIRECTIONAL_SEQUENCE_LSTM, resource variables) are refused by name, see
-:data:`REFUSED`. Registered from :mod:`edgekit.aot.lower`.
+Ops that keep state in ways the runtime does not implement would be refused
+by name, see :data:`REFUSED` (none today: resource variables are resolved by
+:mod:`edgekit.aot.lower_vars`). Registered from :mod:`edgekit.aot.lower`.
 """
 
 from __future__ import annotations
@@ -27,15 +27,9 @@ from edgekit.errors import UnsupportedOpError
 
 OPS = ("SVDF",)
 # Stateful ops edgekit's runtime does not run: the op and why, for the one-line refusal.
-REFUSED = {
-    "UNIDIRECTIONAL_SEQUENCE_LSTM": "a recurrent LSTM",
-    "VAR_HANDLE": "a resource variable (state kept between calls)",
-    "READ_VARIABLE": "a resource variable (state kept between calls)",
-    "ASSIGN_VARIABLE": "a resource variable (state kept between calls)",
-    "CALL_ONCE": "resource-variable initialisation",
-}
+REFUSED: dict[str, str] = {}
 TFLM_HINT = "edgekit's own C runtime does not implement it; use the TFLM runtime (edgekit build --target cortex-m4 without --codegen)"
-_CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t"}
+_CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}
 
 
 @dataclass(frozen=True)
@@ -47,8 +41,8 @@ class StateLayout:
 
 
 def state_layout(g: Graph) -> StateLayout:
-    """Place every variable tensor the ops read, 4-byte aligned, in tensor order."""
-    used = {i for op in g.ops for i in op.inputs if i >= 0}
+    """Place every variable tensor the ops read or write, 4-byte aligned, in tensor order."""
+    used = {i for op in g.ops for i in (*op.inputs, *op.outputs) if i >= 0}  # ASSIGN_VARIABLE writes one
     offsets, at = {}, 0
     for t in g.tensors:
         if t.is_variable and t.index in used:

@@ -212,4 +212,28 @@ void ek_requant_s16_s32(int32_t count, const ek_requant_params *p, const int16_t
 /* SOFTMAX int8 -> int16 (output scale 1/65536, zero point -32768), same parameters as ek_softmax. */
 void ek_softmax_s8_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out);
 
+/* UNIDIRECTIONAL_SEQUENCE_LSTM (ek_lstm.c). One gate's two fully connected parts: w_in [units, input_size]
+ * and w_rec [units, units] int8, biases with the input and hidden zero points folded in, each part
+ * requantized to int16 at scale 2^-12. */
+typedef struct {
+    int32_t m_in, s_in, m_rec, s_rec;
+    const int8_t *w_in, *w_rec;
+    const int32_t *bias_in, *bias_rec;
+} ek_lstm_gate_params;
+
+/* Batch-major: outer = batches, rows = 1; time-major: outer = 1, rows = batches. `hidden` [batches, units]
+ * int8 and `cell` [batches, units] int16 live in the state area; `scratch` holds 3 * units int16. */
+typedef struct {
+    int32_t outer, steps, rows, input_size, units;
+    int32_t cell_tanh;  /* the cell gate's activation: 1 tanh, 0 sigmoid */
+    int32_t cell_clip;  /* 0: no clipping */
+    int32_t tanh_mult, tanh_shift; /* the cell state's tanh input scaling */
+    int32_t forget_m, forget_s, input_m, input_s, hidden_m, hidden_s, hidden_zp;
+    ek_lstm_gate_params gates[4]; /* forget, input, cell, output */
+    const uint16_t *sigmoid_table; /* 256 entries: sigmoid(k / 24) in 0.16 */
+} ek_lstm_params;
+
+void ek_lstm(const ek_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t *cell, int8_t *out,
+             int16_t *scratch);
+
 #endif
