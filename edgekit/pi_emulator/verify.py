@@ -243,7 +243,9 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
 
         out = read_model(tflite).outputs[0]
         x_real = dequantize(x_q, spec) if report.get("data_is_quantized") else np.asarray(x, np.float32)
-        real = dequantize(np.asarray(first_outputs), out).reshape(len(x), *out.shape[1:])
+        o = np.asarray(first_outputs)
+        o = o if calls is None else o.reshape(len(x), calls, -1)[:, -1]  # a sequence is judged on its last call
+        real = dequantize(o, out).reshape(len(x), *out.shape[1:])
         task_metrics = metrics.task_metrics(task, real, x_real, y)
     return EmulatorResult(
         machine=machine,
