@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgekit.errors import BudgetError, EdgekitError, InputError, VerificationError
+from edgekit.fmt import fmt_int, fmt_num, fmt_pct
 from edgekit.recipe import Recipe
 
 DEFAULT_RECIPES = ("none", "prune50", "structured50", "lowrank50")
@@ -120,8 +121,8 @@ class Comparison:
         rows = []
         for r in self.rows:
             rows.append([
-                r.recipe, _int(r.flash_bytes), _int(r.arena_bytes), _int(r.int8_tflite_bytes), _num(r.int8_latency_ms, 4),
-                _int(r.instructions_per_inference), _pct(r.accuracy_deployed), _num(r.compression_ratio, 2), _num(r.speedup, 2),
+                r.recipe, fmt_int(r.flash_bytes), fmt_int(r.arena_bytes), fmt_int(r.int8_tflite_bytes), fmt_num(r.int8_latency_ms, 4),
+                fmt_int(r.instructions_per_inference), fmt_pct(r.accuracy_deployed), fmt_num(r.compression_ratio, 2), fmt_num(r.speedup, 2),
                 _pts(r.accuracy_lost), r.error or ("" if r.fits in (None, True) else "over budget"),
             ])
         return head, rows
@@ -158,18 +159,6 @@ class Comparison:
         (folder / "compare.json").write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         (folder / "compare.md").write_text(self.to_markdown())
         (folder / "compare.html").write_text(self.to_html())
-
-
-def _int(v: Any) -> str:
-    return "n/a" if v is None else f"{int(v):,}"
-
-
-def _num(v: Any, digits: int) -> str:
-    return "n/a" if v is None else f"{float(v):.{digits}f}"
-
-
-def _pct(v: Any) -> str:
-    return "n/a" if v is None else f"{100 * float(v):.2f} %"
 
 
 def _pts(v: Any) -> str:
@@ -231,7 +220,7 @@ def _labels(recipes: list[Recipe]) -> list[str]:
     return out
 
 
-def _run_emulator(build_dir: Path, data: dict[str, Any], n_inputs: int, seed: int, progress: Callable[[str], None]) -> dict[str, Any]:
+def run_emulator(build_dir: Path, data: dict[str, Any], n_inputs: int, seed: int, progress: Callable[[str], None]) -> dict[str, Any]:
     """Run the build on its QEMU machine and store the ``emulator`` section in its report, as ``edgekit verify --emulator`` does."""
     from edgekit.outdir import record_writes
     from edgekit.report import Report
@@ -309,7 +298,7 @@ def compare(
                            progress=tagged if progress else None, gates=gates, task=task)
             data = report.data
             if emulator:
-                data = _run_emulator(sub, data, emulator_inputs, seed, tagged)
+                data = run_emulator(sub, data, emulator_inputs, seed, tagged)
         except InputError:
             raise  # the inputs are shared: every other recipe would fail the same way
         except EdgekitError as exc:

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgekit.data import Dataset, take
 from edgekit.errors import ConversionError, InputError
-from edgekit.load import LoadedModel
+from edgekit.load import LoadedModel, recurrent_layers
 from edgekit.quiet import quiet
 
 SCHEMES = ("int8", "int16x8", "float16", "dynamic")
@@ -54,11 +54,20 @@ def keras_converter(loaded: LoadedModel):
         return _multi_io_converter(model)
     specs = [tf.TensorSpec([1, *t.shape[1:]], tf.as_dtype(t.dtype)) for t in model.inputs]
     fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    rnn = recurrent_layers(model)
+    if rnn and loaded.kind == "keras3":
+        raise ConversionError(
+            f"{loaded.path}: Keras 3 recurrent layer '{rnn[0]}' converts to a WHILE loop that TensorFlow's int8 "
+            "quantizer crashes on (TF 2.21)",
+            "build the model with tf_keras (Keras 2): its LSTM converts to one UNIDIRECTIONAL_SEQUENCE_LSTM op")
     # No trackable_obj: the converter then freezes the variables into constants.
     # With one (the saved-model path) a Keras 3 model keeps VAR_HANDLE and
-    # READ_VARIABLE ops, which break calibration.
+    # READ_VARIABLE ops, which break calibration. A tf_keras LSTM needs it: only the
+    # saved-model path fuses it into UNIDIRECTIONAL_SEQUENCE_LSTM (the frozen path
+    # keeps a WHILE loop, and its int8 quantization crashed the converter).
     with quiet():
-        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)])
+        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)], model if rnn else None)
+
 
 
 def _multi_io_converter(model):
@@ -169,6 +178,10 @@ def int8_converter(loaded: LoadedModel, calib_x: np.ndarray, *, int8_io: bool = 
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = samples_of(calib_x)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if loaded.kind == "saved_model":
+        # state kept in tf.Variables between calls (a streaming model) becomes int8 resource variables;
+        # without this the converter keeps them float32 behind QUANTIZE/DEQUANTIZE
+        conv._experimental_variable_quantization = True
     if int8_io:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8

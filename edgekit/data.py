@@ -247,12 +247,22 @@ def check_against_input(ds: Dataset, input_shape: Sequence[int | None], role: st
     """Refuse data whose per-sample shape does not match the model's input shape (batch axis excluded).
 
     ``input_shapes`` (with ``input_names``) check each array of a several-input model.
+    Data of a one-input model may also be ``[N, T, *input shape]``: N sequences of T calls
+    (:mod:`edgekit.sequences`); sequences are refused for models with several inputs or outputs.
     """
+    from edgekit.sequences import calls_per_sequence
+
     shapes = list(input_shapes) if len(input_shapes) > 1 else [input_shape]
     for i, (x, shape) in enumerate(zip(ds.xs, shapes)):
         want = tuple(int(d) if d is not None else None for d in shape[1:])
         got = tuple(x.shape[1:])
         ok = len(want) == len(got) and all(w is None or w == g for w, g in zip(want, got))
+        if not ok and calls_per_sequence(x.shape, shape) is not None:  # [N, T, ...]: N sequences of T calls
+            if not ds.multi_io:
+                continue
+            raise InputError(f"{ds.path}: {role} holds sequences of calls [N, T, ...], which edgekit runs only for "
+                             f"models with one input and one output; this model has {len(ds.xs)} input(s) and "
+                             f"{len(ds.tasks)} output(s)", "give one call per row: [N, *input shape]")
         if not ok:
             shown = "x".join("?" if w is None else str(w) for w in want) or "scalar"
             if len(shapes) > 1:
@@ -263,7 +273,7 @@ def check_against_input(ds: Dataset, input_shape: Sequence[int | None], role: st
             raise InputError(
                 f"{ds.path}: {role} samples have shape {'x'.join(map(str, got)) or 'scalar'}, "
                 f"but the model expects {shown}",
-                "x must be [N, *model input shape without the batch axis]",
+                "x must be [N, *model input shape without the batch axis], or [N, T, *that shape] for sequences of calls",
             )
 
 

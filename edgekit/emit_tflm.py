@@ -194,6 +194,7 @@ def emit_tflm_project(
         "sha256": hashlib.sha256(tflite).hexdigest(), "prefix": prefix, "array": f"g_{prefix}_data",
         "guard": f"EDGEKIT_{prefix.upper()}_DATA_H_", "header": header, "source": source,
         "tensors": tensors, "ops": ops, "methods": methods, "arena": arena, "arena_size": arena_size,
+        "resource_variables": sum(o.op == "VAR_HANDLE" for o in info.operators),
         "target": target, "tflm_arch": tflm_arch(target), "cpu_flags": _cpu_flags(target), "lib_name": lib_name,
         "sample": sample_ctx[0], "expected": expected_ctx[0], "samples": sample_ctx, "expecteds": expected_ctx,
     }

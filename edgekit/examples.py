@@ -67,3 +67,24 @@ def write_digits_example(folder: Path, flavor: str = "keras3") -> dict[str, Path
     paths["model"] = folder / ("model.keras" if flavor == "keras3" else "model.h5")
     model.save(paths["model"])
     return paths
+
+
+OUTLIER_CHANNELS = (0, 3)
+OUTLIER_FACTOR = 400.0
+
+
+def add_outlier_channels(model, channels=OUTLIER_CHANNELS, factor=OUTLIER_FACTOR) -> None:
+    """Scale ``channels`` of the first conv's output by ``factor`` and undo it in the second conv (in place).
+
+    The float model computes exactly what it did (ReLU is positively homogeneous), but the first
+    conv's output range is set by two channels: full int8 with min-max ranges leaves the other
+    channels a handful of levels (the model of tests/quant and bench/bench_int16.py)."""
+    c1, c2 = model.layers[0], model.layers[1]
+    k1, b1 = c1.get_weights()
+    k2, b2 = c2.get_weights()
+    ch = list(channels)
+    k1[..., ch] *= factor
+    b1[ch] *= factor
+    k2[:, :, ch, :] /= factor
+    c1.set_weights([k1, b1])
+    c2.set_weights([k2, b2])

@@ -217,3 +217,14 @@ def _saved_model_input_shape(path: Path) -> tuple[int | None, ...]:
     if len(specs) != 1:
         raise InputError(f"{path}: edgekit handles models with one input tensor; this one has {len(specs)}")
     return tuple(None if d is None else int(d) for d in specs[0].shape)
+
+
+def recurrent_layers(model) -> list[str]:
+    """Names of the recurrent layers (LSTM, GRU, SimpleRNN, RNN wrappers) in a Keras model, outermost first."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        if type(layer).__name__ in ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM2D"):
+            found.append(layer.name)
+        elif getattr(layer, "layers", None):
+            found += recurrent_layers(layer)
+    return found

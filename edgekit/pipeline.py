@@ -76,6 +76,10 @@ def _load_data(path: str | Path | None, role: str, loaded: LoadedModel, task: st
         return None
     ds = load_data(path, role, task, loaded.input_names, loaded.output_names)
     check_against_input(ds, loaded.input_shape, role, loaded.input_shapes, loaded.input_names)
+    if role == "calib":  # calibration needs representative calls, not sequences
+        from edgekit.sequences import flatten_dataset
+
+        ds = flatten_dataset(ds, loaded.input_shape)
     return ds
 
 
@@ -134,9 +138,6 @@ def build(
     rec = _recipe(recipe, prune, fine_tune_epochs)
     quant = quant or rec.quant or "int8"
     cal = _check_quant(quant, calibration or rec.calibration, prof)
-    if codegen and quant == "int16x8":
-        raise InputError("--codegen: edgekit's C runtime has no int16x8 kernels yet",
-                         "drop --codegen (the TFLM project in tflm/ runs int16x8), or use --quant int8")
 
     with timer.stage("load"):
         from edgekit.custom_objects import load_custom_objects
@@ -153,7 +154,9 @@ def build(
         eval_ds = _load_data(eval, "eval", loaded, task_names)
         train_ds = _load_data(train, "train", loaded, task_names)
         if calib_ds is None and eval_ds is not None:
-            calib_ds = eval_ds
+            from edgekit.sequences import flatten_dataset
+
+            calib_ds = flatten_dataset(eval_ds, loaded.input_shape)
         if data_is_quantized and loaded.kind != "tflite":
             raise InputError(f"{model_path}: --data-is-quantized needs a .tflite with an integer input; "
                              f"a {loaded.kind} model takes real values", "drop --data-is-quantized")
@@ -239,7 +242,10 @@ def build(
             section["metrics"] = measured["metrics"]
         verify_x, failures = checked.inputs, list(checked.failures)
 
-    if compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None and not calib_ds.multi_io:
+    if "VAR_HANDLE" in info.ops:  # TF's QuantizationDebugger corrupted the heap on resource variables (TF 2.21)
+        data["quant_debug"] = {"skipped": "the model keeps state in resource variables, which TensorFlow's "
+                                          "QuantizationDebugger cannot run"}
+    elif compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None and not calib_ds.multi_io:
         with timer.stage("diagnose"):
             data["quant_debug"] = _diagnose(compressed, calib_ds, eval_ds, prof, data, quant == "auto")
 
@@ -254,6 +260,11 @@ def build(
             from edgekit.tflm_host import measure_arena
 
             arena = measure_arena(int8_tflite)
+            if data["quantization"]["scheme"] == "int16x8" and compressed.kind != "tflite":
+                from edgekit.convert import convert_quantized
+                from edgekit.quant_cost import int16_cost
+
+                data["quantization"]["cost"] = int16_cost(arena, convert_quantized(compressed, calib_ds, "int8")).to_dict()
         est = memory.estimate(info, prof, arena)
         data["memory"] = est.to_dict()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekit.escape import safe_text
+from edgekit.fmt import fmt_pct
 
 SCHEMA_VERSION = 1
 
@@ -55,9 +56,6 @@ def _jsonable(o: Any) -> Any:
         return o.item()
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
 
-
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.2f} %"
 
 
 def _b(v: int | None) -> str:
@@ -106,15 +104,15 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"))
     if not (d.get("task") or {}).get("outputs"):  # several outputs: their accuracies are in the per-output task rows
         rows += [
-            ("accuracy float (keras)", _pct(acc.get("float"))),
-            ("accuracy int8 (litert-default)", _pct(acc.get("int8_tflite"))),
-            ("accuracy int8 (litert-ref)", _pct(acc.get("int8_tflite_ref"))),
-            ("accuracy int8 (tflm-host)", _pct(acc.get("int8_tflm"))),
+            ("accuracy float (keras)", fmt_pct(acc.get("float"))),
+            ("accuracy int8 (litert-default)", fmt_pct(acc.get("int8_tflite"))),
+            ("accuracy int8 (litert-ref)", fmt_pct(acc.get("int8_tflite_ref"))),
+            ("accuracy int8 (tflm-host)", fmt_pct(acc.get("int8_tflm"))),
             ("accuracy lost", "n/a" if d.get("summary", {}).get("accuracy_lost") is None else f"{100 * d['summary']['accuracy_lost']:.2f} points"),
         ]
     rows += [
-        ("top-1 agreement int8 vs float", _pct(agree.get("int8_vs_float_top1"))),
-        ("TFLM vs LiteRT-ref bit-exact", _pct(agree.get("tflm_vs_tflite_bit_exact"))),
+        ("top-1 agreement int8 vs float", fmt_pct(agree.get("int8_vs_float_top1"))),
+        ("TFLM vs LiteRT-ref bit-exact", fmt_pct(agree.get("tflm_vs_tflite_bit_exact"))),
         ("arena (measured)", _b(mem.get("arena_bytes"))),
         ("flash needed / budget", f"{_b(mem.get('flash_bytes'))} / {_b(d['target'].get('flash_bytes'))}"),
         ("RAM needed / budget", f"{_b(mem.get('ram_bytes'))} / {_b(d['target'].get('ram_bytes'))}"),
@@ -124,6 +122,10 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     q = d.get("quantization") or {}
     if q.get("scheme"):
         rows.insert(1, ("quantization", q["scheme"] + (f", {q['calibration']} ranges" if q.get("calibration") else "")))
+    if q.get("cost"):
+        c = q["cost"]
+        rows.append(("int16x8 cost", f"arena {_b(c['arena_bytes'])} vs {_b(c['int8_arena_bytes'])} for int8 of the same model "
+                     f"({c['arena_ratio']:.2f}x, {c['runtime']}); instructions: {c['instructions']}"))
     dbg = d.get("quant_debug") or {}
     if dbg.get("worst_layers"):
         rows.append(("worst int8 layers", ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in dbg["worst_layers"][:3]) + " (RMS error in quantization steps)"))
@@ -140,7 +142,7 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
         rows.append(("warning", line))
     emu = d.get("emulator")
     if emu:
-        rows.append(("emulator", f"{emu.get('machine')}: bit-exact {_pct(emu.get('outputs_bit_exact'))}, accuracy {_pct(emu.get('accuracy'))}"))
+        rows.append(("emulator", f"{emu.get('machine')}: bit-exact {fmt_pct(emu.get('outputs_bit_exact'))}, accuracy {fmt_pct(emu.get('accuracy'))}"))
         for key, label in (("flash_bytes", "emulator flash"), ("ram_bytes", "emulator RAM"), ("stack_bytes", "emulator stack")):
             if emu.get(key) is not None:
                 rows.append((label, _b(emu[key])))

@@ -61,24 +61,27 @@ def _interpreter(tflite: bytes, arena: int):
                                  "run `edgekit inspect MODEL.tflite` to see which ops TFLM lacks") from None
 
 
-def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
+def run_tflm(tflite: bytes, x: np.ndarray, calls_per_sequence: int | None = None) -> np.ndarray:
     """Raw outputs of the TFLM interpreter for a one-output model; see :func:`run_tflm_io`."""
-    outs = run_tflm_io(tflite, (x,))
+    outs = run_tflm_io(tflite, (x,), calls_per_sequence)
     if len(outs) != 1:
         raise VerificationError(f"run_tflm: the model has {len(outs)} outputs; use run_tflm_io")
     return outs[0]
 
 
-def run_tflm_io(tflite: bytes, xs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+def run_tflm_io(tflite: bytes, xs: tuple[np.ndarray, ...], calls_per_sequence: int | None = None) -> tuple[np.ndarray, ...]:
     """Raw outputs of the TFLM interpreter, one array per model output, for ``xs`` (one array per input).
 
     Each array of ``xs`` has one row per invoke, in that input's dtype.
 
     Each row of ``x`` holds one whole input tensor in any shape of the same size
     (``[N, *input shape without batch]`` for the usual batch-1 model, or flat
-    bytes). Each row is one ``invoke()``, and the interpreter is reset between
-    rows so stateful models start fresh. Returns ``[N, *output shape]`` in the
-    output dtype, without the batch axis when the model's batch is 1.
+    bytes). Each row is one ``invoke()``. The interpreter is reset (its variable
+    tensors and resource variables back to their initial values) between rows, so
+    stateful models start fresh, or with ``calls_per_sequence=T`` only every T
+    rows: rows ``k*T .. k*T+T-1`` are one sequence of calls whose state carries
+    from call to call. Returns ``[N, *output shape]`` in the output dtype,
+    without the batch axis when the model's batch is 1.
     """
     from edgekit.tflite_model import read_model
 
@@ -97,14 +100,19 @@ def run_tflm_io(tflite: bytes, xs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, 
         if x.dtype != np.dtype(inp["dtype"]):
             raise VerificationError(f"run_tflm: input dtype {x.dtype} differs from the model's {np.dtype(inp['dtype'])}",
                                     "quantize the inputs first (edgekit.verify.inputs.quantize)")
+    n_rows = len(xs[0])
+    if calls_per_sequence is not None and (calls_per_sequence < 1 or n_rows % calls_per_sequence):
+        raise VerificationError(f"run_tflm: {n_rows} rows are not whole sequences of {calls_per_sequence} calls")
+    every = calls_per_sequence or 1
     results: list[list[np.ndarray]] = [[] for _ in outs]
-    for n in range(len(xs[0])):
+    for n in range(n_rows):
         for i, (x, inp) in enumerate(zip(xs, ins)):
             ip.set_input(x[n].reshape(tuple(int(d) for d in inp["shape"])), i)
         ip.invoke()
         for j, r in enumerate(results):
             r.append(np.array(ip.get_output(j)).reshape(row_shapes[j]))
-        ip.reset()
+        if (n + 1) % every == 0:
+            ip.reset()
     return tuple(np.stack(r) if r else np.zeros((0, *shape), dtype=np.dtype(out["dtype"]))
                  for r, shape, out in zip(results, row_shapes, outs))
 

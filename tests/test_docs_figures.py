@@ -26,6 +26,18 @@ def test_readme_aot_vs_tflm_table_is_the_committed_benchmark_output():
     assert result["machine"]["host"] and result["machine"]["emulator"]
 
 
+def test_readme_per_core_table_is_the_committed_benchmark_output():
+    mod = _bench_module("bench_aot_vs_tflm")
+    results = [json.loads((REPO / "bench" / "results" / name).read_text()) for _, name in mod.CORES]
+    assert mod.cores_table(results) in (REPO / "README.md").read_text(), \
+        "regenerate with: python bench/bench_aot_vs_tflm.py --markdown-cores"
+    assert [r["target"] for r in results] == [t for t, _ in mod.CORES]
+    assert all(row["outputs_bit_exact"] == 1.0 for r in results for row in r["rows"])
+    # Helium on the M55 must pay for itself on every model, against the same kernels' SMLAD path on the M4
+    m4, m55 = ({row["model"]: row["instructions_per_inference"] for row in r["rows"]} for r in (results[0], results[2]))
+    assert all(m55[m] < 0.8 * m4[m] for m in m4), (m4, m55)
+
+
 def _points(x: float) -> str:
     return f"{100 * x:+.2f}"
 
@@ -140,3 +152,14 @@ def test_readme_reliability_figures_are_the_committed_fuzz_summary():
     assert inproc["cases"] >= 100_000
     for entry in inproc["entry_points"]:  # the claim: no traceback, native crash or hang in any entry point
         assert set(inproc["outcomes"][entry]) <= {"ok", "clean"}, inproc["outcomes"][entry]
+
+
+def test_int16_doc_is_the_committed_benchmark_output():
+    result = json.loads((REPO / "bench" / "results" / "bench_int16.json").read_text())
+    table = _bench_module("bench_int16").markdown_table(result)
+    assert table in (REPO / "docs" / "quantization.md").read_text(), "regenerate with: python bench/bench_int16.py --markdown"
+    int8, int16 = result["rows"]["int8"], result["rows"]["int16x8"]
+    assert int8["outputs_bit_exact"] == int16["outputs_bit_exact"] == 1.0
+    assert int8["input_dtype"] == "int8" and int16["input_dtype"] == "int16"
+    assert int16["accuracy"] > int8["accuracy"] and int16["arena_bytes"] <= 2 * int8["arena_bytes"]
+    assert result["machine"]["emulator"] and result["machine"]["host"]

@@ -130,6 +130,8 @@ def test_makefile_builds_tflm_and_the_project_for_the_target_cpu(digits_project,
     assert compile_main.startswith("arm-none-eabi-g++ ") and "-mcpu=cortex-m4 -mfpu=fpv4-sp-d16 -mfloat-abi=hard" in compile_main
     # the library's defines for its BUILD_TYPE: release_with_logs keeps MicroPrintf, which main.cc calls
     assert " -DNDEBUG " in compile_main and "TF_LITE_STRIP_ERROR_STRINGS" not in compile_main
+    # cortex_m_generic prints only through the DebugLog callback main.cc registers under this define
+    assert " -DEDGEKIT_TFLM_CORTEX_M_GENERIC " in compile_main
     assert f"-I{fake} " in compile_main and "flatbuffers/include" in compile_main
     assert " -c model_data.cc " in cmds and f" {gendir}lib/libtensorflow-microlite.a " in cmds
     release = run(f"TFLM_DIR={fake}", "BUILD_TYPE=release", "TARGET_TOOLCHAIN_ROOT=/usr/bin/").stdout
@@ -141,8 +143,10 @@ def test_makefile_builds_tflm_and_the_project_for_the_target_cpu(digits_project,
     host = run(f"TFLM_ROOT={fake}", "TARGET_TOOLCHAIN_ROOT=/usr/bin/", "host", "run").stdout
     assert "TARGET=linux TARGET_ARCH=x86_64" in host and "\ng++ " in host and "mcpu" not in host
     assert "TOOLCHAIN=gcc" not in host
+    assert "EDGEKIT_TFLM_CORTEX_M_GENERIC" not in host  # linux's DebugLog prints by itself
     qemu = run(f"TFLM_DIR={fake}", "qemu", "run-qemu").stdout
     assert "TARGET=cortex_m_qemu TARGET_ARCH=cortex-m4 BUILD_TYPE=release_with_logs OPTIMIZED_KERNEL_DIR=cmsis_nn" in qemu
+    assert "EDGEKIT_TFLM_CORTEX_M_GENERIC" not in qemu
     assert "-mcpu=cortex-m4 -mfloat-abi=soft" in qemu and "--specs=rdimon.specs" in qemu and "-cpu cortex-m4 build/" in qemu
     missing = run()
     assert missing.returncode != 0 and "set TFLM_DIR" in missing.stderr

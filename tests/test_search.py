@@ -264,3 +264,34 @@ def test_failed_trial_is_recorded_and_the_search_goes_on(digits_dir, setup, tmp_
     assert "no layer named 'nope'" in failed[0]["figures"]["error"] and failed[0]["figures"]["exit_code"] == 2
     assert len([t for t in trials if t["status"] == "ok"]) == 2  # the other trials still ran
     assert "no layer named 'nope'" in (out / "search.md").read_text()
+
+
+def test_default_space_searches_int16x8_for_microcontrollers_only(tmp_path):
+    import optuna
+
+    from edgekit.errors import InputError
+    from edgekit.search import SearchSpace
+
+    space = SearchSpace.load()
+    assert space.quant is not None and space.quant.choices == ("int8", "int16x8")
+    assert space.baseline_params()["quant"] == "int8"
+
+    def quants(mcu: bool) -> list:
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+        out = []
+        for _ in range(20):
+            trial = study.ask()
+            out.append(space.recipe(trial, source=f"trial-{trial.number}", mcu=mcu).quant)
+            study.tell(trial, 0.0)
+        return out
+
+    mcu = quants(True)
+    assert set(mcu) == {None, "int16x8"}  # int8 is the recipe default: no quant key
+    assert set(quants(False)) == {None}
+    bad = tmp_path / "space.toml"
+    bad.write_text('quant = { choices = ["int8", "float16"] }\n[[stage]]\nname = "prune"\n')
+    with pytest.raises(InputError, match=f"{bad}: quant .*: a search space takes int8 or int16x8"):
+        SearchSpace.load(bad)
+    bad.write_text('quant = { choices = ["int16x8"] }\n[[stage]]\nname = "prune"\n')
+    with pytest.raises(InputError, match="lack int8"):
+        SearchSpace.load(bad)

@@ -184,3 +184,27 @@ def test_autoencoder_for_rpi4_is_judged_on_litert(tmp_path, capsys, task_models)
     gate = rep["verdict"]["gates"][0]
     assert gate["gate"] == "max-metric-drop" and gate["passed"] and "anomaly auc" in gate["detail"]
     assert rep["task"]["metrics"]["int8_tflite"]["auc"] > 0.93
+
+
+def test_binary_for_rpi4_structured50_on_the_emulated_pi(tmp_path, capsys, task_models):
+    """The binary kind of the conformance tier on the Linux side: structured pruning with the compiled loss, the emulated Pi."""
+    from conftest import require_tools
+
+    require_tools("qemu-aarch64-static", "apt-get", "dpkg-deb")
+    d, out = task_models, tmp_path / "pi"
+    rc = main(["build", str(d / "binary.keras"), "-t", "rpi4", "--eval", str(d / "binary_eval.npz"),
+               "--train", str(d / "binary_train.npz"), "--recipe", "structured50", "-o", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["task"]["name"] == "binary"
+    det = rep["compression"][0]["details"]
+    assert det["params_after"] < 0.6 * det["params_before"], det
+    assert det["fine_tune"]["loss_function"] == "binary_crossentropy (the model's compiled loss)"
+    lite = rep["task"]["metrics"]["int8_tflite"]
+    assert lite["accuracy"] > 0.85 and lite["auc"] > 0.93, lite  # half the hidden units, int8, on LiteRT
+    rc = main(["verify", str(out), "--emulator", "--json"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    emu = json.loads((out / "report.json").read_text())["emulator"]
+    assert emu["machine"] == "qemu-aarch64:cortex-a72" and emu["outputs_bit_exact"] == 1.0, emu

@@ -1,6 +1,6 @@
 """edgekit's ahead-of-time C runtime: parse a .tflite, plan memory, generate C, check it on the host.
 
-- :func:`generate` writes plain C99 for a full-int8 model (``edgekit_model.h/.c`` and
+- :func:`generate` writes plain C99 for a full-int8 or int16x8 model (``edgekit_model.h/.c`` and
   the runtime kernels it needs) and returns a :class:`CodegenResult` (arena, its
   lower bound, const bytes, the memory plan);
 - :func:`host_check` compiles that C with the host gcc, runs N inputs and compares

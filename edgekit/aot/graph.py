@@ -33,6 +33,7 @@ class Tensor:
     zero_point: np.ndarray  # int64, empty when not quantized
     quantized_dimension: int = 0
     data: np.ndarray | None = None  # constant contents, shaped
+    is_variable: bool = False  # state an op keeps between calls (SVDF's activation state)
 
     @property
     def nbytes(self) -> int:
@@ -55,6 +56,8 @@ class Tensor:
         return np.float32(self.scale[0]) if self.scale.size else np.float32(0.0)
 
 
+# ops that bring more subgraphs with them: named when parse refuses such a model
+MULTI_SUBGRAPH_OPS = ("ASSIGN_VARIABLE", "CALL_ONCE", "IF", "READ_VARIABLE", "VAR_HANDLE", "WHILE")
 _ITEMSIZE = {"float32": 4, "int32": 4, "int64": 8, "int16": 2, "float16": 2}
 
 
@@ -108,13 +111,28 @@ def parse(tflite: bytes | Path | str) -> Graph:
     buf = read_bytes(tflite)
     where = tflite if not isinstance(tflite, (bytes, bytearray)) else "model"
     m = check_tflite(buf, str(where))
-    if len(m.subgraphs) > 1:
-        raise UnsupportedOpError(
-            f"{where}: {len(m.subgraphs)} subgraphs; edgekit's AOT runtime runs single-subgraph models only",
-            "control flow (WHILE/IF) is not supported; use the TFLM runtime",
-        )
     names = _op_names()
-    g = m.subgraphs[0]
+    if len(m.subgraphs) > 1:
+        main_ops = {names.get(max(int(m.operatorCodes[o.opcodeIndex].builtinCode),
+                                  int(m.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode)), "?")
+                    for o in m.subgraphs[0].operators or []}
+        named = sorted(main_ops & set(MULTI_SUBGRAPH_OPS))
+        if not named or set(named) & {"IF", "WHILE"}:
+            raise UnsupportedOpError(
+                f"{where}: {len(m.subgraphs)} subgraphs"
+                + (f" (ops {', '.join(named)})" if named else "")
+                + "; edgekit's AOT runtime runs single-subgraph models only",
+                "control flow (WHILE/IF) is not supported; use the TFLM runtime (edgekit build --target cortex-m4 "
+                "without --codegen)",
+            )
+    main = _subgraph(m, buf, 0, names)
+    # resource variables: CALL_ONCE's init subgraphs, resolved by edgekit.aot.lower_vars
+    main.extra["subgraphs"] = [_subgraph(m, buf, k, names) for k in range(1, len(m.subgraphs))]
+    return main
+
+
+def _subgraph(m: Any, buf: bytes, index: int, names: dict[int, str]) -> Graph:
+    g = m.subgraphs[index]
     tensors: list[Tensor] = []
     for i, t in enumerate(g.tensors or []):
         q = t.quantization
@@ -133,7 +151,7 @@ def parse(tflite: bytes | Path | str) -> Graph:
                 data = np.frombuffer(raw, dtype=_DTYPES[t.type]).copy().reshape(shape)
         name = t.name.decode("utf-8", "replace") if isinstance(t.name, bytes) else str(t.name or f"t{i}")
         qd = int(q.quantizedDimension) if q is not None else 0
-        tensors.append(Tensor(i, name, shape, dtype, scale, zp, qd, data))
+        tensors.append(Tensor(i, name, shape, dtype, scale, zp, qd, data, bool(t.isVariable)))
     ops: list[Op] = []
     for k, o in enumerate(g.operators or []):
         code = m.operatorCodes[o.opcodeIndex]

@@ -43,6 +43,7 @@ class Lowered:
     const_bytes: int = 0
     scratch_bytes: int = 0  # arena scratch the kernel uses during the call (packed weights, im2col); call has {scratch}
     packed_tensor: str | None = None  # name of the weight tensor stored as 4-bit indices
+    also_writes: tuple[int, ...] = ()  # further outputs of an op with several (SPLIT)
 
 
 def _c_array(ctype: str, name: str, values: np.ndarray, per_line: int = 24) -> str:
@@ -119,7 +120,11 @@ def lower_op(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     if fn is None:
         raise _unsupported(op, "not supported by edgekit's AOT runtime")
     check_op(g, op)
+    from edgekit.aot.lower_int16 import is_int16_op, lower_int16  # it builds on this module's helpers
+
     try:
+        if is_int16_op(g, op):
+            return lower_int16(g, op)
         if op.name in _WEIGHTED:
             return fn(g, op, weight_bits)
         return fn(g, op)
@@ -228,15 +233,15 @@ def _conv(g: Graph, op: Op, weight_bits: int | None = None) -> Lowered:
     else:
         fields["filter"] = "0"
         scratch = kh * kw * out_c if depthwise else min(4, out_c) * kh * kw * fic
-    if im2col:
-        scratch = 2 * kh * kw * in_c
+    if im2col or pointwise:  # two pixels' inputs, widened to int16 on Arm DSP cores (ek_simd.h: x16)
+        scratch = 4 * (((kh * kw * in_c) + 1) & ~1)
     fields |= _requant_fields(c, g, op, bias, mult, shift, packed)
     if grouped:
         fields["bias_folded"] = fields["bias"] if folded is None else c.array("int32_t", "bias_folded", folded, 4)
     c.decls.append(_struct("ek_conv_params", f"{c.p}_params", fields))
     kern = ("ek_depthwise_conv2d_c4" if grouped else "ek_depthwise_conv2d") if depthwise else \
         "ek_conv2d_1x1" if pointwise else "ek_conv2d_im2col" if im2col else "ek_conv2d"
-    args = ", {scratch}" if kern in ("ek_conv2d", "ek_depthwise_conv2d", "ek_conv2d_im2col") else ""
+    args = ", {scratch}" if kern in ("ek_conv2d", "ek_depthwise_conv2d", "ek_conv2d_im2col", "ek_conv2d_1x1") else ""
     call = f"{kern}(&{c.p}_params, {{t{x.index}}}, {{t{y.index}}}{args});"
     # a packed CONV_2D writes its output channel block by channel block, not in address order
     ov = None if packed is not None and not depthwise else _overlap(fields, x, y, block=2 if pointwise or im2col else 1)
@@ -281,9 +286,9 @@ def _fold_input_zp(c: _Ctx, g: Graph, op: Op, bias: int, wsum: np.ndarray, in_zp
     offset. ``wsum`` is each output channel's weight sum. Unchanged when the folded bias would leave int32."""
     if in_zp == 0:
         return in_zp, bias
-    b = np.zeros(len(wsum), np.int64) if bias < 0 else np.asarray(g.t(bias).data, np.int64).reshape(-1)
     if bias >= 0 and (g.t(bias).data is None or g.t(bias).dtype != "int32"):
-        return in_zp, bias
+        return in_zp, bias  # _bias refuses it
+    b = np.zeros(len(wsum), np.int64) if bias < 0 else np.asarray(g.t(bias).data, np.int64).reshape(-1)
     folded = b - np.int64(in_zp) * wsum.astype(np.int64)
     if folded.min() < -(2**31) or folded.max() >= 2**31:
         return in_zp, bias
@@ -569,3 +574,24 @@ _LOWER = {
     "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
 }
+
+
+def _register_extra() -> None:
+    """Add the ops lowered in :mod:`edgekit.aot.lower_extra` (decoder, activation and shape ops)."""
+    global SUPPORTED_OPS
+    from edgekit.aot import lower_extra
+
+    _LOWER.update(lower_extra.LOWER)
+    SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_extra.LOWER}))
+
+
+_register_extra()
+
+# SVDF, int16/int32 QUANTIZE and int8 -> int16 SOFTMAX: aot/lower_state.py (it uses the helpers above)
+from edgekit.aot import lower_state  # noqa: E402
+
+from edgekit.aot import lower_lstm  # noqa: E402  UNIDIRECTIONAL_SEQUENCE_LSTM
+from edgekit.aot import lower_vars  # noqa: E402  resource variables
+
+SUPPORTED_OPS = tuple(sorted({*SUPPORTED_OPS, *lower_state.OPS, *lower_lstm.OPS, *lower_vars.OPS}))
+_LOWER = {**_LOWER, **lower_state.lowerings(_LOWER), **lower_lstm.lowerings(), **lower_vars.lowerings()}

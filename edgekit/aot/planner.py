@@ -3,7 +3,7 @@
 The plan is data (buffers with sizes, lifetimes and offsets); the generated C,
 the report and the linker script all read it.
 
-- A *step* is one op: the tensors it reads and the tensor it writes.
+- A *step* is one op: the tensors it reads and the tensor it writes (SPLIT writes several).
 - Tensors whose data is identical (RESHAPE and friends) share one buffer.
 - An elementwise op may write over an input that dies at that op (in place),
   unless that input is the caller's read-only input buffer.
@@ -38,6 +38,7 @@ class Step:
     alias_of: int | None = None  # the output is this input, byte for byte (RESHAPE)
     inplace: tuple[int, ...] = ()  # inputs the output may overwrite (same byte size)
     overlap: tuple[int, int] | None = None  # (input, D): output may start D bytes before that input
+    also_writes: tuple[int, ...] = ()  # further outputs of the op (SPLIT): fresh buffers, no reuse tricks
 
 
 @dataclass(frozen=True)
@@ -107,8 +108,9 @@ def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int | Seq
     for t in ins:
         first[t] = -1
     for i, s in enumerate(steps):
-        first[s.write] = min(first[s.write], i)
-        last[s.write] = max(last[s.write], i)
+        for w in (s.write, *s.also_writes):
+            first[w] = min(first[w], i)
+            last[w] = max(last[w], i)
         for r in s.reads:
             if r in sizes:
                 last[r] = max(last[r], i)

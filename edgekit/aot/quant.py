@@ -73,20 +73,22 @@ def mbqm(x: int, m: int, shift: int) -> int:
     return rdbp(srdhm(_wrap32(x << left), m), right)
 
 
-def activation_range(act: int, s_out: float, zp_out: int) -> tuple[int, int]:
-    """[act_min, act_max] for a fused activation (§1.5); ``act`` is the ActivationFunctionType value."""
+def activation_range(act: int, s_out: float, zp_out: int, qmin: int = -128, qmax: int = 127) -> tuple[int, int]:
+    """[act_min, act_max] for a fused activation (§1.5); ``act`` is the ActivationFunctionType value.
+
+    ``qmin``/``qmax``: the output type's range (int8 by default, -32768/32767 for int16)."""
     s = np.float32(s_out)
 
     def qz(f: float) -> int:
         return zp_out + int(round_away(float(np.float32(f) / s)))
 
     if act == 1:  # RELU
-        return max(-128, zp_out), 127
+        return max(qmin, zp_out), qmax
     if act == 3:  # RELU6
-        return max(-128, zp_out), min(127, qz(6.0))
+        return max(qmin, zp_out), min(qmax, qz(6.0))
     if act == 2:  # RELU_N1_TO_1
-        return max(-128, qz(-1.0)), min(127, qz(1.0))
-    return -128, 127
+        return max(qmin, qz(-1.0)), min(qmax, qz(1.0))
+    return qmin, qmax
 
 
 def conv_out_size(n: int, k: int, stride: int, dil: int, same: bool) -> int:

@@ -1,4 +1,4 @@
-"""``edgekit codegen FILE.tflite --out DIR``: plain C99 for a full-int8 model, no interpreter."""
+"""``edgekit codegen FILE.tflite --out DIR``: plain C99 for a full-int8 or int16x8 model, no interpreter."""
 
 from __future__ import annotations
 
@@ -19,14 +19,17 @@ import click
 @click.option("--host-check", "host_check_n", type=click.IntRange(min=0), default=0, show_default=True,
               help="Also compile with the host gcc and compare N seeded generated inputs with the tflite-micro interpreter.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --host-check inputs.")
+@click.option("--calls-per-sequence", type=click.IntRange(min=1), default=None,
+              help="A model with state (SVDF): run the --host-check inputs as sequences of this many calls, the state "
+                   "reset between sequences, on both sides [default: all N inputs as one sequence].")
 @click.option("--compare-tflm", is_flag=True, help="Also measure the arena the tflite-micro interpreter allocates for MODEL.")
 @click.option("--weight-bits", type=click.Choice(["auto", "4", "8"]), default="auto", show_default=True,
               help="Weight storage: 4-bit indices + per-channel tables for clustered layers (auto: where it saves bytes; "
                    "4: every layer with at most 16 values per channel), or plain int8 (8).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def command(model: Path, out: Path, prefix: str, io_in_arena: bool, host_check_n: int, seed: int, compare_tflm: bool,
-            weight_bits: str, as_json: bool) -> None:
-    """Generate C for MODEL (a full-int8 .tflite): const weights, one arena, <prefix>_invoke().
+def command(model: Path, out: Path, prefix: str, io_in_arena: bool, host_check_n: int, seed: int,
+            calls_per_sequence: int | None, compare_tflm: bool, weight_bits: str, as_json: bool) -> None:
+    """Generate C for MODEL (a full-int8 or int16x8 .tflite): const weights, one arena, <prefix>_invoke().
 
     Prints the planned arena, its lower bound (the most tensor bytes alive at
     once; overlapping a windowed op's output with its dying input can go below
@@ -48,9 +51,19 @@ def command(model: Path, out: Path, prefix: str, io_in_arena: bool, host_check_n
 
         from edgekit.aot.hostcheck import generated_inputs, host_check
 
+        seq = None
+        if res.state_bytes:
+            seq = calls_per_sequence or host_check_n
+            if host_check_n % seq:
+                from edgekit.errors import InputError
+
+                raise InputError(f"--host-check {host_check_n} is not a whole number of sequences of {seq} calls",
+                                 "pick N a multiple of --calls-per-sequence")
         with tempfile.TemporaryDirectory(prefix="edgekit-hostcheck-") as tmp:
-            check = host_check(model, generated_inputs(model, host_check_n, seed), Path(tmp), weight_bits=bits)
-        d["host_check"] = {k: v for k, v in check.to_dict().items() if k != "codegen"} | {"seed": seed}
+            check = host_check(model, generated_inputs(model, host_check_n, seed), Path(tmp), weight_bits=bits,
+                               calls_per_sequence=seq)
+        d["host_check"] = {k: v for k, v in check.to_dict().items() if k != "codegen"} | {"seed": seed,
+                                                                                         "calls_per_sequence": seq}
     tflm = None
     if compare_tflm:
         from edgekit.aot.graph import read_bytes
@@ -93,6 +106,8 @@ def _table(res, out: Path, check, tflm: int | None) -> None:
     if res.packed_weight_tensors:
         table.add_row("4-bit packed weight tensors", f"{len(res.packed_weight_tensors)} (decode scratch {res.weight_scratch_bytes:,} B)")
     table.add_row("input / output", f"{res.input_bytes:,} B / {res.output_bytes:,} B")
+    if res.state_bytes:
+        table.add_row("state kept between calls (in the arena)", f"{res.state_bytes:,} B")
     if check is not None:
         table.add_row("host vs tflite-micro", f"{check.bit_exact_fraction:.2%} bytes equal on {check.n_inputs} inputs")
     table.add_row("files", ", ".join(res.files))

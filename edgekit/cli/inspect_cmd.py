@@ -33,6 +33,7 @@ def inspect_tflite(path: Path, target: str | None = None) -> dict[str, Any]:
                        "edgekit emits float models only with --allow-float") if floats else "",
         "missing_ops": sorted({p.split(" ", 1)[0] for p in blocking if "has no kernel" in p}),
     }
+    d["aot"] = aot_support(info.ops)
     if target is not None:
         from edgekit.memory import estimate
         from edgekit.targets import get_target
@@ -45,6 +46,15 @@ def inspect_tflite(path: Path, target: str | None = None) -> dict[str, Any]:
             arena = measure_arena(path.read_bytes())
         d["memory"] = estimate(info, prof, arena).to_dict()
     return d
+
+
+def aot_support(ops: tuple[str, ...]) -> dict[str, Any]:
+    """Whether edgekit's own C runtime (``codegen``) has every op; shape arithmetic it folds counts as supported."""
+    from edgekit.aot.fold import FOLDABLE
+    from edgekit.aot.lower import SUPPORTED_OPS
+
+    missing = sorted(set(ops) - set(SUPPORTED_OPS) - set(FOLDABLE))
+    return {"ops_supported": not missing, "missing_ops": missing}
 
 
 def _b(n: int | None) -> str:
@@ -93,6 +103,8 @@ def command(model: Path, target: str | None, as_json: bool) -> None:
     if tflm["runnable"] and tflm["float_ops"]:
         verdict = f"yes, but {tflm['float_ops']} float op(s): emit needs --allow-float"
     rows.append(("TFLM can run it", verdict))
+    aot = d["aot"]
+    rows.append(("edgekit C runtime ops", "all supported" if aot["ops_supported"] else "missing " + ", ".join(aot["missing_ops"])))
     if "memory" in d:
         m = d["memory"]
         rows.append((f"flash on {m['target']}", f"{_b(m['flash_bytes'])} of {_b(m['flash_budget_bytes'])}"))

@@ -75,7 +75,8 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
     section["verdict"] = verdict.to_dict()
     data["emulator"] = section
     if runtime == "tflm" and section.get("instructions_per_inference"):
-        device = f"emulator.instructions_per_inference: int8 on {section.get('machine')} (emulated; no float figure on the device)"
+        scheme = "int16x8" if (data.get("quantization") or {}).get("scheme") == "int16x8" else "int8"
+        device = f"emulator.instructions_per_inference: {scheme} on {section.get('machine')} (emulated; no float figure on the device)"
         data.setdefault("runtimes", {})["speedup.device"] = device
         data.setdefault("summary", {})["speedup_source"] = device
     _write_report(build_dir, data)
@@ -87,6 +88,9 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
         click.echo(json.dumps(section, indent=2, sort_keys=True, default=str))
         return
     click.echo(f"emulator {section.get('machine')}: outputs bit-exact {section.get('outputs_bit_exact')}, accuracy {section.get('accuracy')}")
+    if section.get("task_metrics") and section.get("task", "classification") != "classification":
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in section["task_metrics"].items() if v is not None)
+        click.echo(f"  {section['task']} metrics: {shown}")
     for key in ("flash_bytes", "ram_bytes", "stack_bytes", "instructions_per_inference", "emulated_latency_ms"):
         if section.get(key) is not None:
             click.echo(f"  {key:<28} {section[key]}")

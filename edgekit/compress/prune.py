@@ -27,7 +27,7 @@ from edgekit.compress.base import PRUNABLE, StageConfig, kernel_of, layer_sparsi
 from edgekit.compress.finetune import copy_model, fine_tune, keras_of, steps_per_epoch
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError
-from edgekit.load import LoadedModel
+from edgekit.load import LoadedModel, recurrent_layers
 
 NAME = "prune"
 
@@ -88,6 +88,9 @@ def polynomial_sparsity(step: int, target: float, end_step: int, power: int = 3)
     """tfmot's PolynomialDecay from 0 to ``target`` at ``end_step``."""
     p = min(1.0, step / end_step)
     return target * (1.0 - (1.0 - p) ** power)
+
+
+RECURRENT_SKIP = "recurrent layer: left dense (edgekit prunes Conv2D, DepthwiseConv2D and Dense kernels)"
 
 
 def eligible(layer, cfg: Config) -> str | None:
@@ -211,6 +214,7 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
     train = require_labels(train, NAME)
     model = loaded.model
     skipped = {lyr.name: why for lyr in model.layers if (why := eligible(lyr, cfg)) is not None and kernel_of(lyr) is not None}
+    skipped_recurrent = {name: RECURRENT_SKIP for name in recurrent_layers(model)}
     missing = [n for n in cfg.layers if n not in {lyr.name for lyr in model.layers}]
     if missing:
         from edgekit.errors import InputError
@@ -231,7 +235,7 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         "target_sparsity": cfg.target,
         "achieved_sparsity": round(zeros / total_w, 6) if total_w else 0.0,
         "per_layer": per_layer,
-        "skipped": skipped,
+        "skipped": skipped | skipped_recurrent,
         **info,
     }
     return same_kind(loaded, pruned), details

@@ -36,7 +36,7 @@ from edgekit.compress.base import StageConfig, count_params, require_labels, sam
 from edgekit.compress.finetune import fine_tune
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
-from edgekit.load import LoadedModel
+from edgekit.load import LoadedModel, recurrent_layers
 
 NAME = "structured"
 
@@ -417,6 +417,10 @@ def apply(loaded: LoadedModel, cfg: Config, train: Dataset | None, seed: int) ->
         "params_after": count_params(rebuilt),
         "per_layer": per_layer,
     }
+    rnn = recurrent_layers(model)
+    if rnn:  # analyse() keeps their inputs and outputs whole; say so
+        details["skipped"] = {name: "recurrent layer: its units and its input channels are kept (removing them would "
+                                    "reshape its gates)" for name in rnn}
     if cfg.epochs > 0:
         details["fine_tune"] = fine_tune(rebuilt, train, epochs=cfg.epochs, learning_rate=cfg.learning_rate,
                                          batch_size=cfg.batch_size, seed=seed, stage=NAME, loss=loaded.loss)

@@ -35,6 +35,7 @@ import numpy as np
 from edgekit.errors import InputError, VerificationError
 from edgekit.pi_emulator.root import QEMU_INSTALL_HINT, check_cpu, ensure_root, host_site, require_tool
 from edgekit.pi_emulator.run import QEMU_USER, RunnerResult, run_runner
+from edgekit.sequences import calls_per_sequence, flatten_calls
 
 # leg name -> (runtime the runner imports, reference kernels?)
 LEG_KERNELS = {"litert": ("litert", False), "litert-ref": ("litert", True), "tflite_runtime": ("tflite_runtime", True)}
@@ -80,6 +81,9 @@ class EmulatorResult:
     emulated: bool = True
     latency_note: str = LATENCY_NOTE
     qemu: str = ""
+    task: str = "classification"  # the build's task (report.json task.name)
+    task_metrics: dict[str, Any] | None = None  # the task's metrics on the first leg's outputs (eval data only)
+    task_outputs: list[dict[str, Any]] | None = None  # several outputs: per output its name, index, task and metrics
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -215,8 +219,12 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     _save_inputs(inputs, xs, ys)
 
     tflite = model.read_bytes()
+    specs = read_model(tflite).inputs
+    spec = specs[0]
     # as the runner does: codes pass, values are quantized
-    x_q = tuple(x if x.dtype == np.dtype(spec.dtype) else quantize(x, spec) for x, spec in zip(xs, read_model(tflite).inputs))
+    x_q = tuple(x if x.dtype == np.dtype(sp.dtype) else quantize(x, sp) for x, sp in zip(xs, specs))
+    # [N, T, ...]: sequences of T calls, as run.py runs them (one input and one output only: data.py refuses them otherwise)
+    calls = calls_per_sequence(x_q[0].shape, spec.shape) if len(xs) == len(ys) == 1 else None
     root = ensure_root(legs=tuple(dict.fromkeys(LEG_KERNELS[leg][0] for leg in legs)), cpus=(cpu,))
     host_cache: dict[str, tuple[np.ndarray, ...]] = {}
 
@@ -225,16 +233,20 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
             if label == "tflite_runtime-ref":
                 host_cache[label] = _host_tflite_runtime(runner, model, inputs, work)
             else:
-                host_cache[label] = run_litert_io(tflite, x_q, reference=label == "litert-ref")
+                o = run_litert_io(tflite, tuple(flatten_calls(x, calls) for x in x_q), reference=label == "litert-ref",
+                                  calls_per_sequence=calls)
+                host_cache[label] = o if calls is None else tuple(a.reshape(len(x_q[0]), calls, *a.shape[1:]) for a in o)
         return host_cache[label]
 
     results: list[LegResult] = []
     compared_bytes: list[int] = []
+    first_outputs: tuple[np.ndarray, ...] | None = None
     for leg in legs:
         runtime, reference = LEG_KERNELS[leg]
         emulated: RunnerResult = run_runner(runner, model, inputs, cpu=cpu, leg=runtime, reference=reference, root=root, work=work)
         label = f"{runtime}-{'ref' if reference else 'default'}"
         expected = host(label)
+        first_outputs = emulated.outputs if first_outputs is None else first_outputs
         agree = metrics.byte_agreement(metrics.join_outputs(emulated.outputs), metrics.join_outputs(expected))
         exact, diff, mismatched = agree.bit_exact, agree.max_abs_diff, agree.mismatched_inputs
         compared_bytes.append(int(sum(e.nbytes for e in expected)))
@@ -246,12 +258,31 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         results.append(LegResult(
             leg=leg, runtime=emulated.runtime, runtime_version=emulated.runtime_version, kernels=emulated.kernels,
             reference=f"{label} (x86-64 host)", bit_exact=exact, max_abs_diff=diff, mismatched_inputs=mismatched,
-            accuracy=emulated.accuracy, host_accuracy=metrics.accuracy(expected[0], ys[0]) if len(expected) == 1 else None,
+            accuracy=emulated.accuracy,
+            host_accuracy=metrics.accuracy(expected[0] if calls is None else expected[0][:, -1], ys[0]) if len(expected) == 1 else None,
             emulated_latency_ms=emulated.mean_latency_ms, wall_seconds=round(emulated.wall_seconds, 3), extra=extra,
         ))
     equal_bytes = sum(r.bit_exact * n for r, n in zip(results, compared_bytes))
     all_bytes = sum(compared_bytes)
     first = results[0]
+    task = (report.get("task") or {}).get("name") or "classification"
+    tasks = [o.get("name") or "classification" for o in (report.get("task") or {}).get("outputs") or []] or [task]
+    task_metrics, task_outputs = None, None
+    if source == "eval" and first_outputs is not None:
+        from edgekit.verify.runtimes import dequantize
+
+        n = len(xs[0])
+        x_real = dequantize(x_q[0], spec) if report.get("data_is_quantized") else np.asarray(xs[0], np.float32)
+        per_output = []
+        for t, o, out, y in zip(tasks, first_outputs, read_model(tflite).outputs, ys):
+            o = np.asarray(o)
+            o = o if calls is None else o.reshape(n, calls, -1)[:, -1]  # a sequence is judged on its last call
+            per_output.append(metrics.task_metrics(t, dequantize(o, out).reshape(n, *out.shape[1:]), x_real, y))
+        if len(per_output) > 1:
+            task_outputs = [{"output": out.name, "index": j, "task": t, "metrics": m}
+                            for j, (out, t, m) in enumerate(zip(read_model(tflite).outputs, tasks, per_output))]
+        else:
+            task_metrics = per_output[0]
     return EmulatorResult(
         machine=machine,
         runtime=f"{first.runtime}-{'ref' if first.kernels == 'reference' else 'default'} (emulated aarch64)",
@@ -264,6 +295,9 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         mismatched_inputs=sum(r.mismatched_inputs for r in results),
         legs=tuple(results),
         qemu=_qemu_version(),
+        task=task,
+        task_metrics=task_metrics,
+        task_outputs=task_outputs,
     )
 
 

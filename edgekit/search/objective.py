@@ -142,10 +142,10 @@ def run_trial(setup: TrialSetup, recipe: Recipe, build_dir: Path) -> TrialFigure
     except EdgekitError as exc:
         return TrialFigures(status="failed", error=exc.one_line(), exit_code=exc.exit_code, seconds=round(time.perf_counter() - t0, 3))
     if "instructions" in setup.objectives and status == "ok":
-        from edgekit.compare import _run_emulator  # the one way a build gets its emulator section
+        from edgekit.compare import run_emulator  # the one way a build gets its emulator section
 
         t1 = time.perf_counter()
-        data = _run_emulator(build_dir, data, setup.emulator_inputs, setup.seed, lambda _stage: None)
+        data = run_emulator(build_dir, data, setup.emulator_inputs, setup.seed, lambda _stage: None)
         data["stages"] = list(data.get("stages", [])) + [{"name": "emulator", "seconds": round(time.perf_counter() - t1, 3)}]
     fig = figures_from_report(data, status, recipe, build_dir)
     if setup.memory == "aot":

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekit.compare import _int, _num, _pct  # the one set of number formats of edgekit's tables
+from edgekit.fmt import fmt_int, fmt_num, fmt_pct
 from edgekit.errors import BudgetError, InputError
 from edgekit.recipe import Recipe
 from edgekit.search.objective import OBJECTIVES
@@ -92,15 +92,15 @@ class SearchResult:
                 note = (note + "; " if note else "") + f"same recipe as {r.duplicate_of}"
             if r.retry_of is not None:
                 note = (note + "; " if note else "") + f"retry of {r.retry_of}"
-            rows.append([str(r.number), _recipe_label(r), r.status, _pct(r.fig("accuracy")), _int(r.fig("flash_bytes")),
-                         _int(r.fig("ram_bytes")), _int(r.fig("instructions_per_inference")), _num(r.fig("seconds"), 1), note])
+            rows.append([str(r.number), _recipe_label(r), r.status, fmt_pct(r.fig("accuracy")), fmt_int(r.fig("flash_bytes")),
+                         fmt_int(r.fig("ram_bytes")), fmt_int(r.fig("instructions_per_inference")), fmt_num(r.fig("seconds"), 1), note])
         return head, rows
 
     def to_markdown(self) -> str:
         head, rows = self.table()
         lines = [f"# edgekit search: {Path(self.model).name} on {self.target}", "",
                  f"Study `{self.study}`, seed {self.seed}, objectives {', '.join(self.objectives)}; "
-                 f"budget: flash {_int(self.flash_budget_bytes)} B, RAM {_int(self.ram_budget_bytes)} B. "
+                 f"budget: flash {fmt_int(self.flash_budget_bytes)} B, RAM {fmt_int(self.ram_budget_bytes)} B. "
                  "Every figure is read from the trial's own build (`trials/NNNN/report.json`): accuracy on the deployed runtime, "
                  "flash and RAM from the build's memory section. Infeasible trials (over budget) are never on the front.", "",
                  "Trials: " + ", ".join(f"{v} {k}" for k, v in self.counts.items()), ""]
@@ -120,8 +120,8 @@ class SearchResult:
             return None
         rec = Recipe.from_dict({"stage": best.recipe["stages"]}, source=f"trial-{best.number}")
         f = best.figures
-        desc = (f"edgekit search trial {best.number} (best by {self.pick}) on {self.target}: accuracy {_pct(f.get('accuracy'))}, "
-                f"flash {_int(f.get('flash_bytes'))} B, RAM {_int(f.get('ram_bytes'))} B; built with --seed {self.seed}")
+        desc = (f"edgekit search trial {best.number} (best by {self.pick}) on {self.target}: accuracy {fmt_pct(f.get('accuracy'))}, "
+                f"flash {fmt_int(f.get('flash_bytes'))} B, RAM {fmt_int(f.get('ram_bytes'))} B; built with --seed {self.seed}")
         return Recipe(rec.stages, source=rec.source, description=desc)
 
     def write(self, folder: Path) -> None:

@@ -16,7 +16,9 @@ the stages run) where a parameter may be a distribution::
     pattern = "2:4"
 
 ``{ choices = [...] }`` is categorical, ``log = true`` samples a range on a
-log scale. ``preserve = "auto"`` (stage ``qat``) becomes ``"cluster"`` or
+log scale. A top-level ``quant = { choices = ["int8", "int16x8"] }`` (or a
+constant) adds the activation precision to the search for microcontroller
+targets (:meth:`SearchSpace.recipe` with ``mcu=True``); other targets build int8. ``preserve = "auto"`` (stage ``qat``) becomes ``"cluster"`` or
 ``"sparsity"`` when an earlier stage of the trial clustered or pruned, else
 ``"none"``. The stage order is the file's, so every trial is a valid recipe;
 each stage's parameters are checked against its ``Config`` when the file is
@@ -35,6 +37,7 @@ from edgekit.errors import EdgekitError, InputError
 from edgekit.recipe import Recipe, StageSpec
 
 OFF = "off"
+QUANT_CHOICES = ("int8", "int16x8")  # the schemes a space may search: both run on TFLM and on edgekit's C runtime
 SPACE_KEYS = ("name", "optional", "group", "label")
 DIST_KEYS = ("choices", "low", "high", "step", "log")
 
@@ -101,6 +104,7 @@ class SearchSpace:
     source: str
     description: str = ""
     groups: tuple[str, ...] = field(default=())
+    quant: Param | None = None  # the activation precision, searched for microcontroller targets
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "SearchSpace":
@@ -118,9 +122,10 @@ class SearchSpace:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str) -> "SearchSpace":
         """A space from parsed TOML; checks every stage against its ``Config``."""
-        unknown = [k for k in data if k not in ("stage", "description")]
+        unknown = [k for k in data if k not in ("stage", "description", "quant")]
         if unknown:
-            raise InputError(f"{source}: unknown top-level key {unknown[0]!r}", "valid: stage, description")
+            raise InputError(f"{source}: unknown top-level key {unknown[0]!r}", "valid: stage, description, quant")
+        quant = _quant(source, data["quant"]) if "quant" in data else None
         raw = data.get("stage", [])
         if not isinstance(raw, list) or not raw or not all(isinstance(s, dict) for s in raw):
             raise InputError(f"{source}: no [[stage]] tables", "write each stage as a [[stage]] table with a name")
@@ -143,7 +148,7 @@ class SearchSpace:
             _validate(source, stage)
             stages.append(stage)
         description = data.get("description", "")
-        return cls(tuple(stages), source=source, description=str(description), groups=tuple(groups))
+        return cls(tuple(stages), source=source, description=str(description), groups=tuple(groups), quant=quant)
 
     def alternatives(self, group: str) -> list[SpaceStage]:
         return [s for s in self.stages if s.group == group]
@@ -153,8 +158,9 @@ class SearchSpace:
         alts = self.alternatives(group)
         return ([OFF] if any(s.optional for s in alts) else []) + [s.label for s in alts]
 
-    def recipe(self, trial, source: str) -> Recipe:
-        """The recipe of one optuna trial: for each group, the chosen stage with its sampled parameters."""
+    def recipe(self, trial, source: str, *, mcu: bool = False) -> Recipe:
+        """The recipe of one optuna trial: for each group, the chosen stage with its sampled parameters;
+        for a microcontroller target (``mcu``), also the activation precision when the space has ``quant``."""
         specs: list[StageSpec] = []
         for group in self.groups:
             choices = self.group_choices(group)
@@ -164,7 +170,9 @@ class SearchSpace:
             stage = next(s for s in self.alternatives(group) if s.label == picked)
             params = {p.key: p.suggest(trial, f"{stage.label}.{p.key}") for p in stage.params}
             specs.append(StageSpec(stage.name, _resolve_auto(stage.name, params, specs)))
-        return Recipe(tuple(specs), source=source, description=f"found by edgekit search ({source})")
+        quant = self.quant.suggest(trial, "quant") if self.quant is not None and mcu else None
+        return Recipe(tuple(specs), source=source, description=f"found by edgekit search ({source})",
+                      quant=None if quant == "int8" else quant)
 
     def baseline_params(self) -> dict[str, Any] | None:
         """The optuna params of the plain int8 trial (every group off); None when a group cannot be off."""
@@ -174,6 +182,8 @@ class SearchSpace:
             if OFF not in choices:
                 return None
             params[group] = OFF
+        if self.quant is not None and not self.quant.is_constant:
+            params["quant"] = "int8"  # _quant requires int8 among the choices
         return params
 
 
@@ -193,6 +203,18 @@ def _param(source: str, label: str, key: str, v: Any) -> Param:
     if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (lo, hi)) or lo > hi:
         raise InputError(f"{source}: stage {label}: {key} needs numbers low <= high, not {lo!r}..{hi!r}")
     return Param(key, low=lo, high=hi, step=v.get("step"), log=bool(v.get("log", False)))
+
+
+def _quant(source: str, v: Any) -> Param:
+    """The top-level ``quant``: a scheme of QUANT_CHOICES or ``{ choices = [...] }`` of them, int8 among the choices."""
+    p = _param(source, "quant", "quant", v)
+    values = [p.value] if p.is_constant else list(p.choices or ())
+    if not values or p.low is not None or any(q not in QUANT_CHOICES for q in values):
+        raise InputError(f"{source}: quant {v!r}: a search space takes {' or '.join(QUANT_CHOICES)}",
+                         'write quant = { choices = ["int8", "int16x8"] } or one of them')
+    if not p.is_constant and "int8" not in values:
+        raise InputError(f"{source}: quant choices {values} lack int8", "the plain int8 build seeds every study")
+    return p
 
 
 def _resolve_auto(name: str, params: dict[str, Any], before: list[StageSpec]) -> dict[str, Any]:

@@ -113,10 +113,14 @@ def _prepare(study, cfg: SearchConfig, space: SearchSpace) -> None:
 
 
 def _objective(cfg: SearchConfig, space: SearchSpace):
+    from edgekit.targets import get_target
+
+    mcu = get_target(cfg.setup.target).is_mcu  # int16x8 is searched for microcontrollers only
+
     def objective(trial) -> list[float]:
         trial.set_user_attr("worker", worker_id())
         fixed = trial.user_attrs.get("fixed_recipe")
-        recipe = Recipe.load(fixed) if fixed else space.recipe(trial, source=f"trial-{trial.number}")
+        recipe = Recipe.load(fixed) if fixed else space.recipe(trial, source=f"trial-{trial.number}", mcu=mcu)
         trial.set_user_attr("recipe", recipe.to_dict())
         earlier = _same_recipe(trial.study, recipe)
         if earlier is not None:  # same recipe, same seed: the build would give the same figures

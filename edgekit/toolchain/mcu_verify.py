@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 
 from edgekit.errors import InputError, ToolchainError, VerificationError
+from edgekit.sequences import calls_per_sequence, flatten_calls, last_calls
 from edgekit.targets import Emulator, TargetProfile, Toolchain, get_target
 from edgekit.tflite_model import TensorSpec, read_model
 from edgekit.toolchain.cross import FirmwareImage, build_firmware
 from edgekit.toolchain.qemu import run_firmware
 
 INSTRUCTION_COUNTER = "qemu-tcg-plugin (executed guest instructions, exact)"
+IO_IN, IO_OUT = ("int8", "int16"), ("int8", "int16", "int32")  # what the harness and generated C take
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,10 @@ class EmulatorResult:
     device: DeviceMeasurements | None = None
     code: str = ""  # which C ran: the build's aot/ as shipped, or generated from model.tflite
     shipped_hashes: str = ""
+    task: str = "classification"  # the build's task (report.json task.name)
+    task_metrics: dict[str, Any] | None = None  # the task's metrics on the emulator's outputs (eval data only)
+    calls_per_sequence: int | None = None  # a model with state ran sequences of this many calls (reset between)
+    task_outputs: list[dict[str, Any]] | None = None  # several outputs: per output its name, index, task and metrics
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,17 +103,23 @@ def _codegen(tflite: bytes | Path, out_dir: Path) -> Path:
 def run_on_emulator(
     tflite_or_codegen_dir: bytes | Path,
     target: TargetProfile,
-    inputs_int8: np.ndarray,
+    inputs: np.ndarray,
     work_dir: Path,
     *,
     timeout_s: float | None = None,
+    calls_per_sequence: int | None = None,
 ) -> tuple[np.ndarray, DeviceMeasurements]:
-    """Run ``inputs_int8`` (one row per inference) through the model on ``target``'s QEMU machine.
+    """Run ``inputs`` (one row per inference, in the model's input dtype) through the model on ``target``'s QEMU machine.
+
+    Rows are int8 values, or int16 / int32 / float32 arrays for a model with such an input
+    (passed as their bytes). A model with state is reset before each row, or with
+    ``calls_per_sequence=T`` before every T rows (sequences of calls, as
+    :func:`edgekit.tflm_host.run_tflm`).
 
     ``tflite_or_codegen_dir`` is a ``.tflite`` (bytes or path; C code is
     generated into ``work_dir/codegen``) or a folder that already holds
     ``edgekit_model.h`` and its ``.c`` files. Returns the raw int8 outputs,
-    shape ``[N, EDGEKIT_OUTPUT_BYTES]``, and the device's measurements.
+    shape ``[N, EDGEKIT_OUTPUT_BYTES]`` (view them as the output's dtype), and the device's measurements.
     Raises BudgetError when the firmware does not fit the target, ToolchainError
     when a tool is missing or the firmware fails.
     """
@@ -120,13 +132,21 @@ def run_on_emulator(
         codegen_dir = _codegen(src if isinstance(src, bytes) else Path(src), work_dir / "codegen")
     header = codegen_dir / "edgekit_model.h"
     in_bytes, out_bytes = _header_define(header, "EDGEKIT_INPUT_BYTES"), _header_define(header, "EDGEKIT_OUTPUT_BYTES")
-    x = np.ascontiguousarray(inputs_int8, dtype=np.int8).reshape(len(inputs_int8), -1)
+    x = np.asarray(inputs)
+    wide = x.dtype in (np.int16, np.int32, np.float32)  # passed as their bytes; anything else holds int8 values
+    x = np.ascontiguousarray(x if wide else x.astype(np.int8)).reshape(len(x), -1)
+    x = x.view(np.int8) if wide else x
     if x.shape[1] != in_bytes:
         raise InputError(f"inputs have {x.shape[1]} bytes per sample; the model takes {in_bytes}")
     image = build_firmware(codegen_dir, target, work_dir / "firmware")
     run_dir = work_dir / "run"
     run_dir.mkdir(exist_ok=True)
     x.tofile(run_dir / "input.bin")
+    (run_dir / "sequence.bin").unlink(missing_ok=True)
+    if calls_per_sequence:
+        if len(x) % calls_per_sequence:
+            raise InputError(f"{len(x)} inputs are not whole sequences of {calls_per_sequence} calls")
+        np.array([calls_per_sequence], dtype="<u4").tofile(run_dir / "sequence.bin")
     (run_dir / "output.bin").unlink(missing_ok=True)
     run = run_firmware(
         image.elf, target.emulator.machine, run_dir,
@@ -166,9 +186,11 @@ def io_quantization(tflite: bytes) -> tuple[TensorSpec, TensorSpec]:
     return info.inputs[0], info.outputs[0]
 
 
-def generated_inputs(n: int, input_bytes: int, seed: int) -> np.ndarray:
-    """``n`` seeded uniform int8 inputs."""
-    return np.random.default_rng(seed).integers(-128, 128, size=(n, input_bytes), dtype=np.int8)
+def generated_inputs(n: int, input_bytes: int, seed: int, dtype: str = "int8") -> np.ndarray:
+    """``n`` seeded inputs uniform over ``dtype``'s range (int8 or int16), ``input_bytes`` bytes each."""
+    info = np.iinfo(dtype)
+    size = input_bytes // info.dtype.itemsize
+    return np.random.default_rng(seed).integers(info.min, info.max + 1, size=(n, size), dtype=np.int64).astype(info.dtype)
 
 
 def _target_from_report(d: dict[str, Any]) -> TargetProfile:
@@ -193,13 +215,13 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     ``model.tflite`` into ``build_dir/emulator/codegen``. Uses up to
     ``n_inputs`` samples of the build's eval data (.npz or .npy, brought into
     the model's input domain as the build did; labels give accuracy), else
-    ``n_inputs`` seeded generated int8 inputs. The tflite-micro reference runs
-    in a child process.
+    ``n_inputs`` seeded generated inputs. int8 and int16 (int16x8) I/O run; the
+    agreement counts output bytes. The tflite-micro reference runs in a child process.
     """
     from edgekit.data import load_data, take
     from edgekit.verify.inputs import to_input_domain
     from edgekit.verify.isolated import Leg, run_legs
-    from edgekit.verify.metrics import byte_agreement
+    from edgekit.verify.metrics import byte_agreement, join_outputs
     from edgekit.verify.shipped import check_files
 
     build_dir = Path(build_dir)
@@ -216,60 +238,86 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         check_files(build_dir, shipped)
     tflite = tflite_path.read_bytes()
     info = read_model(tflite)
-    for t in (*info.inputs, *info.outputs):
-        if t.dtype != "int8":
-            inp, out = info.inputs[0], info.outputs[0]
-            what = (f"input {inp.dtype}, output {out.dtype}" if len(info.inputs) == len(info.outputs) == 1
-                    else f"tensor {t.name} is {t.dtype}")
-            raise InputError(
-                f"{tflite_path}: {what}; the emulator run needs int8 I/O",
-                "build with full-int8 quantization (the default for tflm targets)",
-            )
+    inp, out = info.inputs[0], info.outputs[0]
+    bad = [t for t in info.inputs if t.dtype not in IO_IN] + [t for t in info.outputs if t.dtype not in IO_OUT]
+    if bad:
+        what = (f"input {inp.dtype}, output {out.dtype}" if len(info.inputs) == len(info.outputs) == 1
+                else f"tensor {bad[0].name} is {bad[0].dtype}")
+        raise InputError(
+            f"{tflite_path}: {what}; the emulator run needs {'/'.join(IO_IN)} inputs and {'/'.join(IO_OUT)} outputs",
+            "build with --quant int8 (the default for tflm targets) or int16x8",
+        )
     eval_path = (report.get("inputs") or {}).get("eval")
-    labels = None
+    labels, calls, ds = None, None, None
+    task = (report.get("task") or {}).get("name") or "classification"
+    tasks = [o.get("name") or "classification" for o in (report.get("task") or {}).get("outputs") or []] or [task]
     if eval_path:
-        tasks = [o.get("name", "classification") for o in (report.get("task") or {}).get("outputs") or []]
-        ds = take(load_data(eval_path, "eval", tasks or "classification", [t.name for t in info.inputs],
+        ds = take(load_data(eval_path, "eval", tasks if len(tasks) > 1 else task, [t.name for t in info.inputs],
                             [t.name for t in info.outputs]), n_inputs)
-        source_dtype = info.inputs[0].dtype if report.get("model_kind") == "tflite" else "float32"
-        xs = tuple(to_input_domain(x, spec, data_is_quantized=bool(report.get("data_is_quantized")),
-                                   source_dtype=source_dtype, path=eval_path).reshape(len(ds), *spec.shape[1:])
+        if not ds.multi_io:  # data.check_against_input refuses sequences for several inputs or outputs
+            calls = calls_per_sequence(ds.x.shape, inp.shape)  # [N, T, ...]: sequences of T calls
+        source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
+        xs = tuple(to_input_domain(flatten_calls(x, calls), spec, data_is_quantized=bool(report.get("data_is_quantized")),
+                                   source_dtype=source_dtype, path=eval_path).reshape(-1, *spec.shape[1:])
                    for x, spec in zip(ds.xs, info.inputs))
-        labels, source = (ds.y if len(info.outputs) == 1 else None), "eval"
+        labels, source = ds.ys, "eval"
     else:
-        packed = generated_inputs(n_inputs, sum(t.nbytes for t in info.inputs), seed)
-        xs, at = [], 0
-        for spec in info.inputs:  # the packed bytes split per input, in the model's order
-            xs.append(packed[:, at : at + spec.nbytes].reshape(n_inputs, *spec.shape[1:]))
-            at += spec.nbytes
-        xs = tuple(xs)
+        xs = tuple(generated_inputs(n_inputs, spec.nbytes, seed + k, spec.dtype).reshape(n_inputs, *spec.shape[1:])
+                   for k, spec in enumerate(info.inputs))
+        calls = n_inputs  # a model with state: the generated inputs are one sequence
         source = f"generated (seed {seed})"
-    # every input of a sample back to back, in the model's order: what the firmware's edgekit_invoke takes
-    x_q = np.concatenate([x.reshape(len(x), -1) for x in xs], axis=1)
+    # every input of a sample back to back as bytes, in the model's order: what the firmware's edgekit_invoke takes
+    x_q = np.concatenate([np.ascontiguousarray(x).reshape(len(x), -1).view(np.int8) for x in xs], axis=1)
     aot = build_dir / "aot"
     code = aot if (aot / "edgekit_model.h").is_file() else tflite
-    ours, device = run_on_emulator(code, target, x_q, build_dir / "emulator")
-    leg = run_legs({"int8": tflite}, {"int8": xs}, [Leg("tflm", "tflm", "int8", "int8")])["tflm"]
+    raw, device = run_on_emulator(code, target, x_q, build_dir / "emulator", calls_per_sequence=calls)
+    leg = run_legs({"int8": tflite}, {"int8": xs}, [Leg("tflm", "tflm", "int8", "int8", calls)])["tflm"]
     if not leg.ok:
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
-    ref = np.concatenate([np.ascontiguousarray(o).view(np.int8).reshape(len(o), -1) for o in leg.outputs], axis=1)
-    agree = byte_agreement(ours, ref.reshape(ours.shape))
+    ours_all, ref_all, at = [], [], 0  # per output: the emulator's bytes seen as the output's dtype, and TFLM's
+    for spec, r in zip(info.outputs, leg.outputs):
+        ours_all.append(raw[:, at : at + spec.nbytes].copy().view(np.dtype(spec.dtype)))
+        ref_all.append(np.ascontiguousarray(r).reshape(ours_all[-1].shape))
+        at += spec.nbytes
+    agree = byte_agreement(join_outputs(tuple(ours_all)), join_outputs(tuple(ref_all)))
+    seq = calls if eval_path else None
+    ours_all, ref_all = [last_calls(o, seq) for o in ours_all], [last_calls(r, seq) for r in ref_all]
+    per_output = [None] * len(info.outputs)
+    if ds is not None:
+        from edgekit.verify.metrics import task_metrics as metrics_of
+        from edgekit.verify.runtimes import dequantize
+
+        x_real = (dequantize(xs[0], inp).reshape(ds.xs[0].shape) if report.get("data_is_quantized")
+                  else ds.xs[0].astype(np.float32))
+        per_output = [metrics_of(t, dequantize(o, spec).reshape(len(o), *spec.shape[1:]), x_real, y)
+                      for t, o, spec, y in zip(tasks, ours_all, info.outputs, labels)]
+    task_outputs = None
+    if len(info.outputs) > 1:  # several outputs: each one's task metrics; no single accuracy
+        task_outputs = [{"output": spec.name, "index": j, "task": t, "metrics": m}
+                        for j, (spec, t, m) in enumerate(zip(info.outputs, tasks, per_output))]
+    ours, ref, task_metrics = ours_all[0], ref_all[0], per_output[0]
+    labels = labels[0] if labels is not None and len(info.outputs) == 1 else None
+    top1 = task == "classification" and len(info.outputs) == 1  # top-1 of an autoencoder's or a regressor's outputs means nothing
     return EmulatorResult(
         machine=device.machine,
         runtime=device.runtime,
         outputs_bit_exact=agree.bit_exact,
-        accuracy=_top1(ours, labels),
+        accuracy=_top1(ours, labels) if top1 else None if task_outputs else (task_metrics or {}).get("accuracy"),
         flash_bytes=device.flash_bytes,
         ram_bytes=device.ram_bytes,
         stack_bytes=device.stack_bytes,
         instructions_per_inference=device.instructions_per_inference,
         n_inputs=len(x_q),
+        calls_per_sequence=calls,
         inputs=source,
         mismatched_inputs=agree.mismatched_inputs,
-        tflm_accuracy=_top1(ref, labels),
+        tflm_accuracy=_top1(ref, labels) if top1 else None,
         device=device,
         code="aot/ (as shipped)" if code is aot else "generated from model.tflite (the build has no aot/)",
         shipped_hashes="checked" if shipped else "not recorded (build made before edgekit recorded them)",
+        task=task,
+        task_metrics=None if task_outputs else task_metrics,
+        task_outputs=task_outputs,
     )
 
 

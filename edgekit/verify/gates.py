@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from edgekit.errors import InputError, VerificationError
+from edgekit.fmt import fmt_pct
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,6 @@ class Verdict:
                                  "see the verdict section of report.json")
 
 
-def _pct(v: float) -> str:
-    return f"{100 * v:.2f} %"
-
 
 @dataclass(frozen=True)
 class MetricDrop:
@@ -123,20 +121,20 @@ def check(gates: Gates, *, float_accuracy: float | None, deployed_accuracy: floa
         else:
             drop = round(100 * (float_accuracy - deployed_accuracy), 4)
             results.append(GateResult("max-accuracy-drop", limit, drop, drop <= limit,
-                                      f"{drop:.2f} points lost (float {_pct(float_accuracy)}, int8 on {deployed_runtime} "
-                                      f"{_pct(deployed_accuracy)}), limit {limit:.2f} points"))
+                                      f"{drop:.2f} points lost (float {fmt_pct(float_accuracy)}, int8 on {deployed_runtime} "
+                                      f"{fmt_pct(deployed_accuracy)}), limit {limit:.2f} points"))
     if gates.min_accuracy is not None:
         limit = gates.min_accuracy
         if deployed_accuracy is None:
             results.append(GateResult("min-accuracy", limit, None, False,
-                                      f"accuracy not measured (needs labelled --eval data), limit {_pct(limit)}"))
+                                      f"accuracy not measured (needs labelled --eval data), limit {fmt_pct(limit)}"))
         else:
             results.append(GateResult("min-accuracy", limit, deployed_accuracy, deployed_accuracy >= limit,
-                                      f"accuracy {_pct(deployed_accuracy)} on {deployed_runtime}, limit {_pct(limit)}"))
+                                      f"accuracy {fmt_pct(deployed_accuracy)} on {deployed_runtime}, limit {fmt_pct(limit)}"))
     if gates.require_bit_exact:
         if bit_exact is None:
             results.append(GateResult("require-bit-exact", 1.0, None, False, f"bit-exactness not measured ({bit_exact_what})"))
         else:
             results.append(GateResult("require-bit-exact", 1.0, bit_exact, bit_exact == 1.0,
-                                      f"{_pct(bit_exact)} of output bytes identical ({bit_exact_what}), limit 100.00 %"))
+                                      f"{fmt_pct(bit_exact)} of output bytes identical ({bit_exact_what}), limit 100.00 %"))
     return Verdict(tuple(results))

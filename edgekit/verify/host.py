@@ -6,7 +6,9 @@ interpreter (both in child processes, :mod:`edgekit.verify.isolated`) on the
 eval data brought into the model's input domain (:mod:`edgekit.verify.inputs`),
 and, for a recipe, plain post-training int8 of the input model as the baseline
 the recipe must beat. :func:`verdict_for` and :func:`warnings_for` judge the
-finished report data.
+finished report data. Eval data of sequences (``[N, T, *input]``,
+:mod:`edgekit.sequences`) runs as N sequences of T calls on every leg; the
+metrics score each sequence's last call.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 
 from edgekit.data import Dataset, take
 from edgekit.errors import UnsupportedOpError, VerificationError
+from edgekit.sequences import calls_per_sequence, flatten_calls, last_calls
 from edgekit.verify.gates import Gates, Verdict
 
 
@@ -66,32 +69,39 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
                             else rng.random(shape, dtype=np.float32))
         x_model = tuple(xs_model)
         source = "generated (seed 0)"
-    else:
+    calls = None  # sequences of calls (edgekit.sequences): every leg resets the state between sequences only
+    if ds is not None:
         ds = take(ds, max_eval)
-        x_model = tuple(to_input_domain(x, spec, data_is_quantized=data_is_quantized,
+        if not ds.multi_io:  # data.check_against_input refuses sequences for several inputs or outputs
+            calls = calls_per_sequence(ds.x.shape, info.inputs[0].shape)
+        x_model = tuple(to_input_domain(flatten_calls(x, calls), spec, data_is_quantized=data_is_quantized,
                                         source_dtype=spec.dtype if loaded.kind == "tflite" else "float32", path=ds.path)
                         for x, spec in zip(ds.xs, info.inputs))
         source = str(ds.path)
     out["verified_on"] = {"source": source, "samples": int(len(x_model[0])), "labels": ds is not None and ds.has_labels}
+    if calls:
+        out["verified_on"] |= {"sequences": int(len(ds)), "calls_per_sequence": calls,
+                               "scored_on": "each sequence's last call; bit-exactness on every call"}
 
     from edgekit.tflm_compat import check_tflm
 
     models: dict[str, bytes] = {"int8": int8_tflite}
     inputs: dict[str, tuple[np.ndarray, ...]] = {"int8": x_model}
-    legs = [Leg("int8_tflite", "litert", "int8", "int8"), Leg("int8_tflite_ref", "litert-ref", "int8", "int8")]
+    legs = [Leg("int8_tflite", "litert", "int8", "int8", calls),
+            Leg("int8_tflite_ref", "litert-ref", "int8", "int8", calls)]
     run_tflm = not check_tflm(info, allow_float=True)
     if run_tflm:
-        legs.append(Leg("int8_tflm", "tflm", "int8", "int8"))
+        legs.append(Leg("int8_tflm", "tflm", "int8", "int8", calls))
     legs.append(Leg("latency_int8", "latency", "int8"))
     if float_tflite is not None:
         models["float"] = float_tflite
         legs.append(Leg("latency_float", "latency", "float"))
         if not loaded.is_keras and ds is not None:
-            inputs["float"] = tuple(x.astype(np.float32) for x in ds.xs)
-            legs.append(Leg("float", "litert", "float", "float"))
+            inputs["float"] = tuple(flatten_calls(x, calls).astype(np.float32) for x in ds.xs)
+            legs.append(Leg("float", "litert", "float", "float", calls))
     if ptq_tflite is not None:
         models["ptq"] = ptq_tflite
-        legs.append(Leg("ptq_int8", "tflm" if prof.is_mcu and run_tflm else "litert", "ptq", "int8"))
+        legs.append(Leg("ptq_int8", "tflm" if prof.is_mcu and run_tflm else "litert", "ptq", "int8", calls))
     res = run_legs(models, inputs, legs)
 
     outs: dict[str, tuple[np.ndarray, ...]] = {}
@@ -129,6 +139,11 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
             pairs = list(zip(outs["int8_tflm"], outs["int8_tflite_ref"]))
             out["agreement"]["tflm_vs_tflite_bit_exact"] = metrics.bit_exact_fraction(*map(metrics.join_outputs, zip(*pairs)))
             out["agreement"]["tflm_vs_tflite_max_lsb"] = max(metrics.max_abs_diff(a, b) for a, b in pairs)
+    if calls:  # the metrics score each sequence's last call
+        outs = {k: tuple(last_calls(o, calls) for o in per) for k, per in outs.items()}
+        res = {k: (replace(r, outputs=tuple(last_calls(o, calls) for o in r.outputs)) if r.outputs is not None else r)
+               for k, r in res.items()}
+        ds = replace(ds, x=ds.x[:, -1])
     multi = len(info.outputs) > 1
     tasks = ds.tasks if ds is not None else ("classification",) * len(info.outputs)
     if ds is not None:

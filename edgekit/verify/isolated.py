@@ -34,6 +34,7 @@ class Leg:
     kind: str
     model: str
     inputs: str | None = None
+    calls_per_sequence: int | None = None  # a model with state: rows are sequences of this many calls
 
     @property
     def runtime(self) -> str:

@@ -57,9 +57,12 @@ def _litert(tflite: bytes, reference: bool):
     return ip
 
 
-def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False) -> np.ndarray:
-    """Raw outputs of LiteRT for a one-input, one-output model; ``x`` is already in the model's input dtype, one row per sample."""
-    return _one(run_litert_io(tflite, (x,), reference=reference), "run_litert")
+def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False, calls_per_sequence: int | None = None) -> np.ndarray:
+    """Raw outputs of LiteRT for a one-input, one-output model; ``x`` is already in the model's input dtype, one row per sample.
+
+    See :func:`run_litert_io` for ``calls_per_sequence``.
+    """
+    return _one(run_litert_io(tflite, (x,), reference=reference, calls_per_sequence=calls_per_sequence), "run_litert")
 
 
 def _one(outs: tuple[np.ndarray, ...], who: str) -> np.ndarray:
@@ -68,15 +71,29 @@ def _one(outs: tuple[np.ndarray, ...], who: str) -> np.ndarray:
     return outs[0]
 
 
-def run_litert_io(tflite: bytes, xs: tuple[np.ndarray, ...], *, reference: bool = False) -> tuple[np.ndarray, ...]:
-    """Raw outputs of LiteRT, one array per model output (the model's order); ``xs`` one array per input, in its dtype."""
+def run_litert_io(tflite: bytes, xs: tuple[np.ndarray, ...], *, reference: bool = False,
+                  calls_per_sequence: int | None = None) -> tuple[np.ndarray, ...]:
+    """Raw outputs of LiteRT, one array per model output (the model's order); ``xs`` one array per input, in its dtype.
+
+    The model's state is reset before every row, or with ``calls_per_sequence=T``
+    before every T rows (sequences of calls, as :func:`edgekit.tflm_host.run_tflm`):
+    variable tensors (an LSTM's state, which TFLite keeps from one invoke to the
+    next) by ``reset_all_variables``; resource variables (VAR_HANDLE), which that
+    leaves alone, by a new interpreter.
+    """
     ip = _litert(tflite, reference)
+    fresh = "VAR_HANDLE" in {op["op_name"] for op in ip._get_ops_details()}
     ins = ip.get_input_details()
     outs = ip.get_output_details()
     if len(xs) != len(ins):
         raise ValueError(f"run_litert: the model has {len(ins)} inputs, {len(xs)} arrays given")
+    every = calls_per_sequence or 1
     results: list[list[np.ndarray]] = [[] for _ in outs]
     for i in range(len(xs[0])):
+        if i % every == 0:
+            if fresh and i:
+                ip = _litert(tflite, reference)
+            ip.reset_all_variables()
         for inp, x in zip(ins, xs):
             ip.set_tensor(inp["index"], x[i].reshape(tuple(inp["shape"])))
         ip.invoke()

@@ -30,11 +30,11 @@ def _run_leg(folder: Path, leg: dict) -> dict:
     if leg["kind"] == "tflm":
         from edgekit.tflm_host import run_tflm_io
 
-        outs = run_tflm_io(model, xs)
+        outs = run_tflm_io(model, xs, leg.get("calls_per_sequence"))
     else:
         from edgekit.verify.runtimes import run_litert_io
 
-        outs = run_litert_io(model, xs, reference=leg["kind"] == "litert-ref")
+        outs = run_litert_io(model, xs, reference=leg["kind"] == "litert-ref", calls_per_sequence=leg.get("calls_per_sequence"))
     for j, out in enumerate(outs):
         np.save(folder / f"out_{leg['name']}_{j}.npy", out, allow_pickle=False)
     return {"n_outputs": len(outs)}

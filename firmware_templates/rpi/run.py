@@ -11,11 +11,15 @@ numpy<2); it does not import edgekit. Python 3.9+.
 
 INPUTS is a .npy of inputs ``[N, ...]`` or a .npz with ``x`` (and optional
 integer labels ``y``, which turn on top-1 accuracy). Each sample runs on its
-own (batch 1). A model with several inputs takes a .npz with one array per
-input, ``x0``, ``x1``, ... in the model's input order or ``x_<input name>``;
-with several outputs, labels are ``y0``, ``y1``, ... (or ``y_<output name>``),
-accuracy is given per output, and ``--output`` gets a .npz with ``out0``,
-``out1``, ... (one array per output, in the model's order).
+own (batch 1), after a reset of the model's variables (an LSTM's state). A
+model with several inputs takes a .npz with one array per input, ``x0``,
+``x1``, ... in the model's input order or ``x_<input name>``; with several
+outputs, labels are ``y0``, ``y1``, ... (or ``y_<output name>``), accuracy is
+given per output, and ``--output`` gets a .npz with ``out0``, ``out1``, ...
+(one array per output, in the model's order). For a one-input model that keeps
+state between calls, a sample holding T whole inputs (``x`` of shape
+``[N, T, *input shape]``) is a sequence of T calls: reset before the first,
+outputs ``[N, T, ...]``, accuracy on each sequence's last call.
 
 Input semantics (the same as edgekit's host verification):
 - inputs already of the model's input dtype (e.g. int8) pass through untouched;
@@ -186,25 +190,38 @@ def make_interpreter(model_path: str, reference: bool = False, runtime: str = "a
     return interpreter, name
 
 
-def _run(interpreter, xs: List[np.ndarray]) -> Tuple[List[np.ndarray], float]:
-    """Raw outputs (one array per model output) for ``xs`` (one array per model input) and the mean latency."""
+def _run(interpreter, xs: List[np.ndarray], renew=None) -> Tuple[List[np.ndarray], float, int]:
+    """Raw outputs (one array per model output) for ``xs`` (one array per model input), the mean latency per
+    call (ms) and the calls per sample (T > 1: sequences of calls, one-input models only; outputs [N, T, ...]).
+
+    ``renew()`` makes a new interpreter: resource variables (VAR_HANDLE), which
+    ``reset_all_variables`` leaves alone, start over only in a new one."""
     ins = interpreter.get_input_details()
     outs = interpreter.get_output_details()
     if len(xs) != len(ins):
         raise RunnerError(f"the model has {len(ins)} inputs but {len(xs)} input arrays were given")
-    xqs, shapes = [], []
+    xqs, shapes, calls = [], [], 1
     for x, inp in zip(xs, ins):
         scale, zero_point = inp["quantization"]
         xq = quantize(x, scale, zero_point, inp["dtype"])
         shape = tuple(int(d) for d in inp["shape"])
-        if int(np.prod(xq.shape[1:])) != int(np.prod(shape[1:])):
-            where = "each input" if len(ins) == 1 else f"each sample of input {len(xqs)}"
-            raise RunnerError(f"{where} has shape {tuple(xq.shape[1:])} but the model takes {shape[1:]}")
+        per_call, per_row = int(np.prod(shape[1:])), int(np.prod(xq.shape[1:]))
+        if per_row != per_call:
+            calls = per_row // per_call if len(ins) == 1 and per_call and per_row % per_call == 0 else 0
+            if calls < 2 or tuple(xq.shape[2:]) != shape[1:]:
+                where = "each input" if len(ins) == 1 else f"each sample of input {len(xqs)}"
+                raise RunnerError(f"{where} has shape {tuple(xq.shape[1:])} but the model takes {shape[1:]}")
+            xq = xq.reshape(len(xq) * calls, *shape[1:])
         xqs.append(xq)
         shapes.append(shape)
+    n_calls = len(xqs[0])
     results: List[list] = [[] for _ in outs]
     elapsed = 0.0
-    for i in range(len(xqs[0])):
+    for i in range(n_calls):
+        if i % calls == 0:
+            if i and renew is not None and "VAR_HANDLE" in {op["op_name"] for op in interpreter._get_ops_details()}:
+                interpreter = renew()
+            interpreter.reset_all_variables()
         for xq, shape, inp in zip(xqs, shapes, ins):
             interpreter.set_tensor(inp["index"], xq[i].reshape(shape))
         t0 = time.perf_counter()
@@ -212,7 +229,10 @@ def _run(interpreter, xs: List[np.ndarray]) -> Tuple[List[np.ndarray], float]:
         elapsed += time.perf_counter() - t0
         for r, out in zip(results, outs):
             r.append(interpreter.get_tensor(out["index"])[0].copy())
-    return [np.stack(r) for r in results], elapsed * 1000.0 / len(xqs[0])
+    raws = [np.stack(r) for r in results]
+    if calls > 1:
+        raws = [r.reshape(n_calls // calls, calls, *r.shape[1:]) for r in raws]
+    return raws, elapsed * 1000.0 / n_calls, calls
 
 
 def run(model_path: str, x: Any, reference: bool = False, runtime: str = "auto", threads: int = 1) -> Any:
@@ -221,7 +241,8 @@ def run(model_path: str, x: Any, reference: bool = False, runtime: str = "auto",
     ``x`` is one array, or a list with one per model input; a model with several outputs gives a list of arrays.
     """
     interpreter, _ = make_interpreter(model_path, reference, runtime, threads)
-    outs = _run(interpreter, list(x) if isinstance(x, (list, tuple)) else [x])[0]
+    renew = lambda: make_interpreter(model_path, reference, runtime, threads)[0]  # noqa: E731
+    outs = _run(interpreter, list(x) if isinstance(x, (list, tuple)) else [x], renew)[0]
     return outs[0] if len(outs) == 1 else outs
 
 
@@ -251,11 +272,12 @@ def main(argv: Optional[list] = None) -> int:
         in_names = [d["name"] for d in interpreter.get_input_details()]
         out_details = interpreter.get_output_details()
         xs, ys = load_inputs_io(args.inputs, in_names, [d["name"] for d in out_details])
-        raws, latency_ms = _run(interpreter, xs)
+        raws, latency_ms, calls = _run(interpreter, xs, lambda: make_interpreter(args.model, args.reference_kernels,
+                                                                                 args.runtime, args.threads)[0])
     except RunnerError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
-    accuracies = [top1_accuracy(raw, y) for raw, y in zip(raws, ys)]
+    accuracies = [top1_accuracy(raw[:, -1] if calls > 1 else raw, y) for raw, y in zip(raws, ys)]
     accuracy = accuracies[0] if len(raws) == 1 else None
     if args.output:
         saved = [raw if args.raw else dequantize(raw, *d["quantization"]) for raw, d in zip(raws, out_details)]

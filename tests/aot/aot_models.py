@@ -8,8 +8,12 @@ import numpy as np
 
 
 def convert(fn: Callable, input_shape: Sequence[int], *, seed: int = 0, float_io: bool = False,
-            low: float = -1.0, high: float = 1.0, per_tensor_dense: bool = False) -> bytes:
-    """Full-int8 convert a ``tf.function`` of one float32 input, calibrated on seeded uniform data."""
+            low: float = -1.0, high: float = 1.0, per_tensor_dense: bool = False, int16x8: bool = False,
+            int16_io: bool = False, int32_bias: bool = False) -> bytes:
+    """Full-int8 convert a ``tf.function`` of one float32 input, calibrated on seeded uniform data.
+
+    ``int16x8``: int16 activations and I/O, int8 weights (int64 biases, or int32 with ``int32_bias``);
+    ``int16_io``: int8 activations behind int16 I/O (the converter adds int16 <-> int8 QUANTIZE ops)."""
     import tensorflow as tf
 
     spec = tf.TensorSpec(list(input_shape), tf.float32)
@@ -25,11 +29,16 @@ def convert(fn: Callable, input_shape: Sequence[int], *, seed: int = 0, float_io
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if int16x8:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if int32_bias:
+        conv._experimental_full_integer_quantization_bias_type = tf.int32
     if per_tensor_dense:
         conv._experimental_disable_per_channel_quantization_for_dense_layers = True
     if not float_io:
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        io = tf.int16 if int16x8 or int16_io else tf.int8
+        conv.inference_input_type = io
+        conv.inference_output_type = io
     return conv.convert()
 
 
@@ -55,7 +64,7 @@ def convert_keras(model, calib: np.ndarray) -> bytes:
 
 
 def random_inputs(tflite: bytes, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` seeded inputs in the model's input dtype: all -128, all 127, then uniform random."""
+    """``n`` seeded inputs in the model's input dtype: all minimum, all maximum, then uniform random."""
     from edgekit.aot.hostcheck import generated_inputs
 
     return generated_inputs(tflite, n, seed)
@@ -101,8 +110,8 @@ def retype_only_op(tflite: bytes, new_op: str) -> bytes:
 
 
 def set_quant(tflite: bytes, tensor: int, scale: list[float] | None = None, zero_point: list[int] | None = None,
-              data: np.ndarray | None = None) -> bytes:
-    """Overwrite a tensor's scale, zero point and/or constant data, and re-pack the flatbuffer."""
+              data: np.ndarray | None = None, dtype: str | None = None) -> bytes:
+    """Overwrite a tensor's scale, zero point, constant data and/or type (``"int8"``...), and re-pack the flatbuffer."""
     import flatbuffers
     from ai_edge_litert import schema_py_generated as s
 
@@ -112,6 +121,8 @@ def set_quant(tflite: bytes, tensor: int, scale: list[float] | None = None, zero
         t.quantization.scale = [float(v) for v in scale]
     if zero_point is not None:
         t.quantization.zeroPoint = [int(v) for v in zero_point]
+    if dtype is not None:
+        t.type = getattr(s.TensorType, dtype.upper())
     if data is not None:
         m.buffers[t.buffer].data = np.ascontiguousarray(data).view(np.uint8).reshape(-1)
     b = flatbuffers.Builder(1024)

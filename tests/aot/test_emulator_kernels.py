@@ -1,7 +1,9 @@
 """The kernels' Arm DSP (SIMD) paths, cross-compiled and run on QEMU, against tflite-micro.
 
-The host check runs the portable C; on Cortex-M4/M7/M55 ``ek_dot`` and the
-conv row runs use SMLAD instead. This model is shaped to reach every branch:
+The host check runs the portable C; on Cortex-M4/M7 ``ek_dot`` and the
+conv row runs use SMLAD instead, and on the Cortex-M55 the matrix products
+and depthwise taps use Helium (MVE) gathers and VMLADAV, with SMLAD for the
+last < 16 inputs. This model is shaped to reach every branch:
 channel counts that are not multiples of 4 or 8, contiguous and dilated conv
 rows, depthwise (plain, dilated, strided) with 4-channel blocks plus a remainder,
 FC depths of 8k+4+r.

@@ -129,7 +129,7 @@ def test_unclustered_digits_code_is_identical_auto_vs_8(digits_models, tmp_path)
     base, _ = digits_models
     a = generate(base, tmp_path / "auto")
     b = generate(base, tmp_path / "eight", weight_bits=8)
-    assert a.packed_weight_tensors == [] and a.weight_scratch_bytes == b.weight_scratch_bytes == 2 * 3 * 3 * 16  # im2col
+    assert a.packed_weight_tensors == [] and a.weight_scratch_bytes == b.weight_scratch_bytes == 2 * 2 * 3 * 3 * 16  # im2col, int16
     assert a.weight_bytes == b.weight_bytes
     for name in a.files:
         assert (tmp_path / "auto" / name).read_bytes() == (tmp_path / "eight" / name).read_bytes(), name

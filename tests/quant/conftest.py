@@ -13,21 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-OUTLIER_CHANNELS = (0, 3)
-OUTLIER_FACTOR = 400.0
-
-
-def add_outlier_channels(model, channels=OUTLIER_CHANNELS, factor=OUTLIER_FACTOR) -> None:
-    """Scale ``channels`` of the first conv's output by ``factor`` and undo it in the second conv (in place)."""
-    c1, c2 = model.layers[0], model.layers[1]
-    k1, b1 = c1.get_weights()
-    k2, b2 = c2.get_weights()
-    ch = list(channels)
-    k1[..., ch] *= factor
-    b1[ch] *= factor
-    k2[:, :, ch, :] /= factor
-    c1.set_weights([k1, b1])
-    c2.set_weights([k2, b2])
+from edgekit.examples import add_outlier_channels
 
 
 @pytest.fixture(scope="session")

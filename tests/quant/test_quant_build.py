@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from conftest import require_tools
 
 from edgekit.cli import main
 from edgekit.tflite_model import read_model
@@ -17,21 +19,51 @@ def _build(capsys, *args: str) -> dict:
     return json.loads(captured.out)
 
 
-def test_int16x8_for_cortex_m4_runs_on_tflm_within_1_point(tmp_path, capsys, outlier_dir):
-    d = outlier_dir
-    rep = _build(capsys, str(d / "model.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"),
-                 "--eval", str(d / "eval.npz"), "--quant", "int16x8", "-o", str(tmp_path / "b"))
-    assert rep["quantization"] == {"scheme": "int16x8", "calibration": "minmax"}
-    info = read_model(tmp_path / "b" / "model.tflite")
+@pytest.fixture(scope="module")
+def int16_build(tmp_path_factory, outlier_dir) -> tuple[Path, dict]:
+    """``edgekit build --quant int16x8 --codegen`` of the outlier model for cortex-m4: (folder, report)."""
+    d, out = outlier_dir, tmp_path_factory.mktemp("int16") / "b"
+    args = [str(d / "model.keras"), "-t", "cortex-m4", "--calib", str(d / "calib.npz"), "--eval", str(d / "eval.npz"),
+            "--quant", "int16x8", "--codegen", "-o", str(out), "--json"]
+    rc = main(["build", *args])
+    assert rc == 0
+    return out, json.loads((out / "report.json").read_text())
+
+
+def test_int16x8_for_cortex_m4_runs_on_tflm_within_1_point(int16_build):
+    out, rep = int16_build
+    assert rep["quantization"]["scheme"] == "int16x8" and rep["quantization"]["calibration"] == "minmax"
+    info = read_model(out / "model.tflite")
     assert info.inputs[0].dtype == "int16" and info.outputs[0].dtype == "int16"
     acc = rep["accuracy"]
     assert acc["int8_tflm"] >= acc["float"] - 0.01  # plain int8 loses > 4 points on this model
     assert abs(acc["int8_tflm"] - acc["int8_tflite_ref"]) <= 0.01
     assert rep["agreement"]["deployed_runtime"] == "tflm-host"
     assert rep["memory"]["arena_bytes"] > 0
-    # edgekit's C runtime (the emulator leg) has no int16 kernels: refused in one line, not a wrong answer
-    assert main(["verify", str(tmp_path / "b"), "--emulator"]) == 2
-    assert "input int16, output int16; the emulator run needs int8 I/O" in capsys.readouterr().err
+    # the cost, measured by TFLM: int16 activations take twice the bytes of plain int8's
+    cost = rep["quantization"]["cost"]
+    assert cost["arena_bytes"] == rep["memory"]["arena_bytes"] > cost["int8_arena_bytes"]
+    assert 1.9 <= cost["activation_bytes"] / cost["int8_activation_bytes"] <= 2.0
+    assert "int16x8 cost" in (out / "report.md").read_text()
+    aot = rep["outputs"]["aot"]
+    assert aot["input_dtype"] == "int16" and aot["output_dtype"] == "int16"
+    assert (out / "aot" / "edgekit_model.h").read_text().count("_IS_INT16 1") == 2
+
+
+@pytest.mark.emulator
+def test_int16x8_runs_bit_exact_on_edgekits_runtime_on_the_emulator(capsys, int16_build):
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    out, rep = int16_build
+    # edgekit's C runtime on the emulated Cortex-M4, every output byte against the TFLM interpreter
+    # (--require-bit-exact is on by default for microcontrollers: exit 6 on any difference)
+    assert main(["verify", str(out), "--emulator", "--json"]) == 0
+    em = json.loads(capsys.readouterr().out)
+    assert em["outputs_bit_exact"] == 1.0 and em["mismatched_inputs"] == 0 and em["n_inputs"] == 100
+    assert em["code"] == "aot/ (as shipped)" and em["machine"] == "mps2-an386"
+    assert em["accuracy"] == em["tflm_accuracy"] and em["accuracy"] >= rep["accuracy"]["float"] - 0.01
+    assert em["instructions_per_inference"] > 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["runtimes"]["speedup.device"].startswith("emulator.instructions_per_inference: int16x8 on mps2-an386")
 
 
 @pytest.mark.parametrize("quant", ["float16", "dynamic"])
@@ -172,10 +204,3 @@ def test_recipe_quant_keys_are_checked_and_round_trip(tmp_path):
     bad.write_text('calibration = "kl"\n')
     with pytest.raises(InputError, match=f"{bad}: --calibration 'kl': unknown method"):
         Recipe.load(bad)
-
-
-def test_edgekits_c_runtime_refuses_int16x8(tmp_path, capsys, outlier_dir):
-    d = outlier_dir
-    rc = main(["build", str(d / "model.keras"), "-t", "cortex-m4", "--eval", str(d / "eval.npz"), "--quant", "int16x8", "--codegen", "-o", str(tmp_path / "b")])
-    assert rc == 2 and "no int16x8 kernels" in capsys.readouterr().err
-    assert not (tmp_path / "b").exists()

@@ -132,29 +132,50 @@ static void im2col_pixel(const ek_conv_params *p, const int8_t *in, int32_t px, 
     }
 }
 
-/* Pixels [0, n): inputs read in place (scratch == 0: 1x1 convolution) or gathered by im2col_pixel;
- * two pixels by two output channels at a time. The parameters are read into locals once: every
- * int8 store may alias them, so the compiler would reload them after each output otherwise. */
+/* Pixels [0, n): inputs read in place (im2col == 0: 1x1 convolution) or gathered by im2col_pixel
+ * into scratch; two pixels by two output channels at a time. With EK_X16 (Arm DSP without Helium)
+ * each pixel's inputs are first widened into scratch (x16: ek_simd.h), two pixels of
+ * x16_stride(depth) bytes. The parameters are read into locals once: every int8 store may alias
+ * them, so the compiler would reload them after each output otherwise. */
 EK_INLINE void matmul_pixels(const ek_conv_params *p, int32_t n, int32_t depth, const int8_t *in, int8_t *scratch,
-                             int8_t *out) {
+                             int im2col, int8_t *out) {
     const int32_t oc_n = p->out_c, zp = p->out_zp, lo = p->act_min, hi = p->act_max;
     const int32_t *bias = p->bias, *mult = p->mult, *shift = p->shift;
     const int8_t *filter = p->filter;
+#ifdef EK_X16
+    int8_t *sa = scratch, *sb = scratch + 2 * ((depth + 1) & ~1); /* 4-byte aligned for LDRD */
+#else
+    int8_t *sa = scratch, *sb = scratch + depth;
+#endif
     for (int32_t px = 0; px < n; px += 2) {
         const int last = px + 1 == n; /* an odd last pixel runs as a pair with itself */
         const int8_t *xa, *xb;
-        if (scratch) {
-            im2col_pixel(p, in, px, scratch);
-            if (!last) im2col_pixel(p, in, px + 1, scratch + depth);
-            xa = scratch, xb = last ? scratch : scratch + depth;
+        if (im2col) {
+            im2col_pixel(p, in, px, sa);
+            if (!last) im2col_pixel(p, in, px + 1, sb);
+#ifdef EK_X16
+            ek_widen_x16(sa, sa, depth);
+            if (!last) ek_widen_x16(sb, sb, depth);
+#endif
+            xa = sa, xb = last ? sa : sb;
         } else {
+#ifdef EK_X16
+            ek_widen_x16(in + px * depth, sa, depth);
+            if (!last) ek_widen_x16(in + (px + 1) * depth, sb, depth);
+            xa = sa, xb = last ? sa : sb;
+#else
             xa = in + px * depth, xb = last ? xa : xa + depth;
+#endif
         }
         int8_t *oa = out + px * oc_n, *ob = oa + oc_n;
         int32_t oc = 0;
         for (; oc + 2 <= oc_n; oc += 2) {
             int32_t acc[4] = {0, 0, 0, 0};
+#ifdef EK_X16
+            ek_mat2x2_x16(filter + oc * depth, xa, xb, depth, acc);
+#else
             ek_mat2x2(filter + oc * depth, xa, xb, depth, acc);
+#endif
             const int32_t b0 = bias ? bias[oc] : 0, b1 = bias ? bias[oc + 1] : 0;
             const ek_rq r0 = ek_rq_make(mult[oc], shift[oc]), r1 = ek_rq_make(mult[oc + 1], shift[oc + 1]);
             oa[oc] = (int8_t)ek_clamp(ek_rq_apply(r0, acc[0] + b0) + zp, lo, hi);
@@ -167,18 +188,23 @@ EK_INLINE void matmul_pixels(const ek_conv_params *p, int32_t n, int32_t depth, 
         if (oc < oc_n) { /* an odd last channel: its row is stored plainly */
             const ek_rq r = ek_rq_make(mult[oc], shift[oc]);
             const int32_t b = bias ? bias[oc] : 0;
+#ifdef EK_X16
+            oa[oc] = (int8_t)ek_clamp(ek_rq_apply(r, ek_dot_x16(filter + oc * depth, xa, depth) + b) + zp, lo, hi);
+            if (!last) ob[oc] = (int8_t)ek_clamp(ek_rq_apply(r, ek_dot_x16(filter + oc * depth, xb, depth) + b) + zp, lo, hi);
+#else
             oa[oc] = (int8_t)ek_clamp(ek_rq_apply(r, ek_dot(filter + oc * depth, xa, depth, 0) + b) + zp, lo, hi);
             if (!last) ob[oc] = (int8_t)ek_clamp(ek_rq_apply(r, ek_dot(filter + oc * depth, xb, depth, 0) + b) + zp, lo, hi);
+#endif
         }
     }
 }
 
-void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out) {
-    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->in_c, in, 0, out);
+void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch) {
+    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->in_c, in, scratch, 0, out);
 }
 
 void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch) {
-    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->k_h * p->k_w * p->in_c, in, scratch, out);
+    matmul_pixels(p, p->batches * p->out_h * p->out_w, p->k_h * p->k_w * p->in_c, in, scratch, 1, out);
 }
 
 void ek_depthwise_conv2d(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch) {

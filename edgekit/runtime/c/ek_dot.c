@@ -106,6 +106,30 @@ void ek_dot4(const int8_t *w, int32_t w_stride, const int8_t *x, int32_t n, int3
 }
 
 /* One tap of four channels, no offset: x and w hold 4 int8 each; per-channel products (SMLABB/SMLATT). */
+#ifdef EK_MVE
+/* Helium: the four channels are the four 32-bit lanes (widening byte loads, one multiply, one add per tap). */
+void ek_dw4_full(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t rows, int32_t cols,
+                 int32_t *acc) {
+    int32x4_t a = vld1q_s32(acc);
+    for (int32_t r = 0; r < rows; r++, x += x_row) {
+        const int8_t *xp = x;
+        for (int32_t c = 0; c < cols; c++, xp += x_col, w += 4) a = vaddq_s32(a, vmulq_s32(vldrbq_s32(xp), vldrbq_s32(w)));
+    }
+    vst1q_s32(acc, a);
+}
+
+void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int32_t w_row, int32_t w_col,
+            int32_t rows, int32_t cols, int32_t x_offset, int32_t *acc) {
+    int32x4_t a = vld1q_s32(acc);
+    for (int32_t r = 0; r < rows; r++) {
+        const int8_t *xp = x + r * x_row, *wp = w + r * w_row;
+        for (int32_t c = 0; c < cols; c++, xp += x_col, wp += w_col)
+            a = vaddq_s32(a, vmulq_s32(vaddq_n_s32(vldrbq_s32(xp), x_offset), vldrbq_s32(wp)));
+    }
+    vst1q_s32(acc, a);
+}
+
+#else
 #define EK_DW_TAP(xp, wp)                                                                        \
     do {                                                                                         \
         uint32_t xv_, wv_;                                                                       \
@@ -162,6 +186,8 @@ void ek_dw4(const int8_t *x, int32_t x_row, int32_t x_col, const int8_t *w, int3
     }
     acc[0] = a0, acc[1] = a1, acc[2] = a2, acc[3] = a3;
 }
+
+#endif /* EK_MVE */
 
 #else
 

@@ -61,7 +61,7 @@ void ek_conv2d_im2col(const ek_conv_params *p, const int8_t *in, int8_t *out, in
 /* CONV_2D with a 1x1 filter, stride 1, no padding, in_zp folded into the bias (in_zp == 0), int8 filter:
  * a matrix product over pixels, two pixels by two output channels at a time. Each pair of pixels
  * is written before the next pair is read. */
-void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out);
+void ek_conv2d_1x1(const ek_conv_params *p, const int8_t *in, int8_t *out, int8_t *scratch);
 
 /* FULLY_CONNECTED: per-channel (n_mult == units) or per-tensor (n_mult == 1, weight zp applied). */
 typedef struct {
@@ -145,5 +145,95 @@ void ek_dequantize_f32(int32_t count, float scale, int32_t zp, const int8_t *in,
 
 /* RESHAPE and friends when the planner could not alias the buffers. */
 void ek_copy(int32_t bytes, const void *in, void *out);
+
+/* STRIDED_SLICE, TRANSPOSE, SPLIT and SPLIT_V: out[i] = in[start + sum_d idx_d * strides[d]] over the
+ * output shape `dims` (padded to EK_MAX_DIMS); strides may be negative. The code generator proves
+ * every offset lies inside the input. */
+typedef struct {
+    int32_t dims[EK_MAX_DIMS];
+    int32_t strides[EK_MAX_DIMS];
+    int32_t start;
+} ek_gather_params;
+
+void ek_gather(const ek_gather_params *p, const int8_t *in, int8_t *out);
+
+/* RESIZE_NEAREST_NEIGHBOR and RESIZE_BILINEAR on NHWC int8 (no requantization, as TFLM). The
+ * per-row and per-column source indices (and, bilinear, the weights in 1/1024) come from the code
+ * generator: ys/xs for nearest; y0, y1, wy and x0, x1, wx for bilinear. */
+typedef struct {
+    int32_t batches, in_h, in_w, depth, out_h, out_w;
+    const int32_t *y0, *y1, *wy; /* out_h entries (y1, wy: bilinear only) */
+    const int32_t *x0, *x1, *wx; /* out_w entries (x1, wx: bilinear only) */
+} ek_resize_params;
+
+void ek_resize_nearest(const ek_resize_params *p, const int8_t *in, int8_t *out);
+void ek_resize_bilinear(const ek_resize_params *p, const int8_t *in, int8_t *out);
+
+/* TRANSPOSE_CONV, filter [out_c, k_h, k_w, in_c]: each output gathers the input pixels whose
+ * scattered window covers it (integer sums are exact, so this equals TFLM's scatter), then bias,
+ * per-channel requantization and clamping. */
+typedef struct {
+    int32_t batches, in_h, in_w, in_c, out_h, out_w, out_c;
+    int32_t k_h, k_w, stride_h, stride_w, pad_h, pad_w;
+    int32_t in_zp, out_zp, act_min, act_max;
+    const int8_t *filter;
+    const int32_t *bias; /* may be 0 */
+    const int32_t *mult, *shift;
+} ek_transpose_conv_params;
+
+void ek_transpose_conv(const ek_transpose_conv_params *p, const int8_t *in, int8_t *out);
+
+#include "ek_int16.h" /* int16x8 kernels */
+
+/* SVDF with an int16 state (ek_svdf) or an int8 one (ek_svdf_s8), in ek_svdf.c. weights_feature [filters, input_size] int8, weights_time
+ * [filters, memory] int16, bias [units] (may be 0), filters = units * rank. `state` is
+ * [batches, filters * memory] in the arena's state area, kept between calls; `scratch` holds
+ * `filters` int32 values, 4-byte aligned. */
+typedef struct {
+    int32_t batches, input_size, filters, units, rank, memory;
+    int32_t in_zp, state_zp, out_zp;
+    int32_t m1, s1, m2, s2; /* feature -> state and time sum -> output multipliers */
+    const int8_t *weights_feature;
+    const int16_t *weights_time;   /* ek_svdf: int16 weights_time and state */
+    const int8_t *weights_time_s8; /* ek_svdf_s8: int8 weights_time and state */
+    const int32_t *bias;
+} ek_svdf_params;
+
+void ek_svdf(const ek_svdf_params *p, const int8_t *in, int16_t *state, int8_t *out, int32_t *scratch);
+void ek_svdf_s8(const ek_svdf_params *p, const int8_t *in, int8_t *state, int8_t *out, int32_t *scratch);
+
+/* QUANTIZE int16 -> int32 (ek_requant.c). */
+typedef struct {
+    int32_t in_zp, out_zp, m, shift;
+} ek_requant_params;
+
+void ek_requant_s16_s32(int32_t count, const ek_requant_params *p, const int16_t *in, int32_t *out);
+
+/* SOFTMAX int8 -> int16 (output scale 1/65536, zero point -32768), same parameters as ek_softmax. */
+void ek_softmax_s8_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out);
+
+/* UNIDIRECTIONAL_SEQUENCE_LSTM (ek_lstm.c). One gate's two fully connected parts: w_in [units, input_size]
+ * and w_rec [units, units] int8, biases with the input and hidden zero points folded in, each part
+ * requantized to int16 at scale 2^-12. */
+typedef struct {
+    int32_t m_in, s_in, m_rec, s_rec;
+    const int8_t *w_in, *w_rec;
+    const int32_t *bias_in, *bias_rec;
+} ek_lstm_gate_params;
+
+/* Batch-major: outer = batches, rows = 1; time-major: outer = 1, rows = batches. `hidden` [batches, units]
+ * int8 and `cell` [batches, units] int16 live in the state area; `scratch` holds 3 * units int16. */
+typedef struct {
+    int32_t outer, steps, rows, input_size, units;
+    int32_t cell_tanh;  /* the cell gate's activation: 1 tanh, 0 sigmoid */
+    int32_t cell_clip;  /* 0: no clipping */
+    int32_t tanh_mult, tanh_shift; /* the cell state's tanh input scaling */
+    int32_t forget_m, forget_s, input_m, input_s, hidden_m, hidden_s, hidden_zp;
+    ek_lstm_gate_params gates[4]; /* forget, input, cell, output */
+    const uint16_t *sigmoid_table; /* 256 entries: sigmoid(k / 24) in 0.16 */
+} ek_lstm_params;
+
+void ek_lstm(const ek_lstm_params *p, const int8_t *in, int8_t *hidden, int16_t *cell, int8_t *out,
+             int16_t *scratch);
 
 #endif

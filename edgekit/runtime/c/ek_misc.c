@@ -35,6 +35,23 @@ void ek_dequantize_f32(int32_t count, float scale, int32_t zp, const int8_t *in,
     for (int32_t i = 0; i < count; i++) out[i] = scale * (float)((int32_t)in[i] - zp);
 }
 
+void ek_quantize_f32_s16(int32_t count, float scale, int32_t zp, const float *in, int16_t *out) {
+    for (int32_t i = 0; i < count; i++) {
+        float v = in[i] / scale;
+        if (v != v) { /* NaN, as ek_quantize_f32 */
+            out[i] = -32768;
+            continue;
+        }
+        if (v > 1048576.0f) v = 1048576.0f; /* saturates anyway; keeps the int cast defined */
+        if (v < -1048576.0f) v = -1048576.0f;
+        out[i] = (int16_t)ek_clamp(round_away_f(v) + zp, -32768, 32767);
+    }
+}
+
+void ek_dequantize_s16_f32(int32_t count, float scale, int32_t zp, const int16_t *in, float *out) {
+    for (int32_t i = 0; i < count; i++) out[i] = scale * (float)((int32_t)in[i] - zp);
+}
+
 void ek_copy(int32_t bytes, const void *in, void *out) {
     if (in != out) memmove(out, in, (size_t)bytes);
 }

@@ -24,10 +24,13 @@ static int clz32(uint32_t v) {
     return n;
 }
 
-void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out) {
+/* One implementation for both output widths: TFLM's reference Softmax<int8_t, OutputT> differs only
+ * in the final shift (31 - output bits) and the output's minimum. */
+static void softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out8, int16_t *out16) {
+    const int32_t out_min = out16 ? INT16_MIN : -128, out_max = out16 ? INT16_MAX : 127;
+    const int32_t tail = out16 ? 15 : 23;
     for (int32_t r = 0; r < p->rows; r++) {
         const int8_t *x = in + r * p->depth;
-        int8_t *y = out + r * p->depth;
         int32_t mx = -128;
         for (int32_t c = 0; c < p->depth; c++) mx = EK_MAX(mx, x[c]);
         uint32_t sum = 0; /* TFLM's int32 sum; unsigned so that rows over 4096 wrap instead of being UB */
@@ -36,15 +39,20 @@ void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out) {
             if (d >= p->diff_min) sum += (uint32_t)ek_rdbp(p->exp_table[-d], 12);
         }
         const int hp = clz32(sum);
-        const int32_t exponent = 12 - hp + 23;
+        const int32_t exponent = 12 - hp + tail;
         const int32_t z = (int32_t)((sum << hp) - 0x80000000u);
         const int32_t scale = recip(z);
-        /* y[c] is written after x[c] is read: out may alias in */
+        /* y[c] is written after x[c] is read: an int8 out may alias in */
         for (int32_t c = 0; c < p->depth; c++) {
             const int32_t d = x[c] - mx;
-            int32_t v = -128;
-            if (d >= p->diff_min) v = ek_rdbp(ek_srdhm(scale, p->exp_table[-d]), exponent) - 128;
-            y[c] = ek_sat8(v);
+            int32_t v = out_min;
+            if (d >= p->diff_min) v = ek_clamp(ek_rdbp(ek_srdhm(scale, p->exp_table[-d]), exponent) + out_min, out_min, out_max);
+            if (out16) out16[r * p->depth + c] = (int16_t)v;
+            else out8[r * p->depth + c] = (int8_t)v;
         }
     }
 }
+
+void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out) { softmax(p, in, out, 0); }
+
+void ek_softmax_s8_s16(const ek_softmax_params *p, const int8_t *in, int16_t *out) { softmax(p, in, 0, out); }
