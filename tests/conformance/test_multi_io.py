@@ -238,6 +238,8 @@ int main(int argc, char **argv) {
     (lambda a, b: {"x": a}, "the model has 2 inputs (accel, gyro), but the calib data holds one array x"),
     (lambda a, b: {"x0": a, "x_accel": a, "x1": b}, "calib data holds both x0 and x_accel for input 0 (accel); keep one"),
     (lambda a, b: {"x0": a, "x1": b, "y": np.zeros(len(a))}, "the model has 2 outputs (zclass, aval); one array y is ambiguous"),
+    (lambda a, b: {"x0": np.stack([a] * 3, axis=1), "x1": b},
+     "calib holds sequences of calls [N, T, ...], which edgekit runs only for models with one input and one output"),
 ])
 def test_missing_or_misshaped_arrays_are_one_line_input_errors(sensor, tmp_path, capsys, arrays, message):
     """Exit 2, one line naming the file and the array, nothing written."""
