@@ -152,6 +152,7 @@ def test_cortex_m4_prune50_build_verifies_bit_exact_on_the_emulator(sensor, tmp_
     emu = json.loads(stdout)
     assert emu["outputs_bit_exact"] == 1.0 and emu["mismatched_inputs"] == 0 and emu["n_inputs"] == 50
     assert emu["inputs"] == "eval"
+    _assert_emulator_metrics_per_output(emu, min_accuracy=0.5, max_mae_vs_mean=0.8)
 
 
 def test_rpi4_structured50_build_runs_on_the_emulated_pi(sensor, tmp_path, capsys):
@@ -177,9 +178,22 @@ def test_rpi4_structured50_build_runs_on_the_emulated_pi(sensor, tmp_path, capsy
     emu = json.loads(stdout)
     # the emulated aarch64 XNNPACK differs from the x86 host's by at most 1 LSB on a few bytes (1 of 400 measured)
     assert emu["outputs_bit_exact"] >= 0.97 and emu["legs"][0]["max_abs_diff"] <= 1 and emu["n_inputs"] == 50
+    _assert_emulator_metrics_per_output(emu, min_accuracy=0.45, max_mae_vs_mean=1.0)
     # the runner read x_<name>/y_<name> per tensor and wrote one array per output
     with np.load(out / "emulator" / "inputs.npz") as z:
         assert sorted(z.files) == ["x0", "x1", "y0", "y1"]
+
+
+def _assert_emulator_metrics_per_output(emu: dict, *, min_accuracy: float, max_mae_vs_mean: float) -> None:
+    """The emulator's task metrics, per output on its own outputs over the first 50 eval samples; no single accuracy."""
+    assert emu["accuracy"] is None and emu["task_metrics"] is None
+    assert [(o["output"], o["index"], o["task"]) for o in emu["task_outputs"]] == [
+        ("zclass", 0, "classification"), ("aval", 1, "regression")]
+    cls, reg = (o["metrics"] for o in emu["task_outputs"])
+    _, _, _, y_reg = _data(N_EVAL, seed=2)
+    y_reg = y_reg[:50]
+    assert cls["accuracy"] > min_accuracy
+    assert reg["mae"] < max_mae_vs_mean * float(np.abs(y_reg - y_reg.mean()).mean())
 
 
 def test_generated_c_api_pointer_per_tensor_and_zero_copy_agree(sensor, tmp_path):
