@@ -88,7 +88,8 @@ def choose_range(values: np.ndarray, cal: Calibration) -> tuple[float, float]:
     return lo, hi
 
 
-def _activations(calibrated: bytes, x: np.ndarray, tensors: list[int]) -> dict[int, np.ndarray]:
+def _activations(calibrated: bytes, x: np.ndarray | tuple[np.ndarray, ...], tensors: list[int],
+                 input_names: tuple[str, ...] = ()) -> dict[int, np.ndarray]:
     from ai_edge_litert.interpreter import Interpreter
 
     from edgekit.quiet import quiet
@@ -96,10 +97,14 @@ def _activations(calibrated: bytes, x: np.ndarray, tensors: list[int]) -> dict[i
     with quiet():
         ip = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True, num_threads=1)
         ip.allocate_tensors()
-    inp = ip.get_input_details()[0]
+    xs = x if isinstance(x, tuple) else (x,)
+    details = ip.get_input_details()
+    if len(xs) > 1:  # each array goes to the input of its name, whatever order the converter chose
+        details = [_named(details, n) for n in input_names]
     seen: dict[int, list[np.ndarray]] = {i: [] for i in tensors}
-    for i in range(len(x)):
-        ip.set_tensor(inp["index"], x[i : i + 1].astype(inp["dtype"]))
+    for i in range(len(xs[0])):
+        for inp, arr in zip(details, xs):
+            ip.set_tensor(inp["index"], arr[i : i + 1].astype(inp["dtype"]))
         ip.invoke()
         for t in tensors:
             seen[t].append(ip.get_tensor(t).ravel().copy())
@@ -110,8 +115,23 @@ def _activations(calibrated: bytes, x: np.ndarray, tensors: list[int]) -> dict[i
     return out
 
 
-def edit_ranges(calibrated: bytes, x: np.ndarray, cal: Calibration) -> bytes:
-    """The calibrated model with the activation ranges ``cal`` picks for every tensor but the model's inputs and outputs."""
+def _named(details: list[dict], name: str) -> dict:
+    """The interpreter input called ``name`` (the converter may prefix it, e.g. ``serving_default_<name>:0``)."""
+    hits = [d for d in details if d["name"] == name or d["name"].split(":")[0].endswith("_" + name)]
+    if len(hits) != 1:
+        from edgekit.errors import ConversionError
+
+        raise ConversionError(f"the calibrated model has no single input named {name!r} "
+                              f"(found: {', '.join(d['name'] for d in details)})")
+    return hits[0]
+
+
+def edit_ranges(calibrated: bytes, x: np.ndarray | tuple[np.ndarray, ...], cal: Calibration,
+                input_names: tuple[str, ...] = ()) -> bytes:
+    """The calibrated model with the activation ranges ``cal`` picks for every tensor but the model's inputs and outputs.
+
+    ``x`` is a tuple with one array per input for a model with several, which ``input_names`` name.
+    """
     from tensorflow.lite.tools import flatbuffer_utils as fu
 
     model = fu.read_model_from_bytearray(bytearray(calibrated))
@@ -119,7 +139,7 @@ def edit_ranges(calibrated: bytes, x: np.ndarray, cal: Calibration) -> bytes:
     io = set(sg.inputs) | set(sg.outputs)
     ranged = [i for i, t in enumerate(sg.tensors)
               if i not in io and t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
-    acts = _activations(calibrated, x, ranged)
+    acts = _activations(calibrated, x, ranged, input_names)
     for i in ranged:
         q = sg.tensors[i].quantization
         if acts[i].size == 0:

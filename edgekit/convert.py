@@ -22,11 +22,12 @@ calibration method (:mod:`edgekit.calibrate`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 
-from edgekit.data import Dataset
+from edgekit.data import Dataset, take
 from edgekit.errors import ConversionError, InputError
 from edgekit.load import LoadedModel, recurrent_layers
 from edgekit.quiet import quiet
@@ -49,6 +50,8 @@ def keras_converter(loaded: LoadedModel):
     if not loaded.is_keras:
         raise ValueError(f"cannot convert a {loaded.kind} model")
     model = loaded.model
+    if len(model.inputs) > 1 or len(model.outputs) > 1:
+        return _multi_io_converter(model)
     specs = [tf.TensorSpec([1, *t.shape[1:]], tf.as_dtype(t.dtype)) for t in model.inputs]
     fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
     rnn = recurrent_layers(model)
@@ -67,13 +70,85 @@ def keras_converter(loaded: LoadedModel):
 
 
 
+def _multi_io_converter(model):
+    """The converter of a several-input or several-output Keras model, carrying the names to map its I/O back by.
+
+    The traced function takes named inputs and returns a dict keyed by Keras'
+    output names; the converter orders outputs its own way (flattening sorts
+    dict keys), so :func:`order_io` later puts both back in Keras' order by
+    matching tensor names, never by position.
+    """
+    import tensorflow as tf
+
+    from edgekit.load import keras_io_names
+
+    in_names, out_names = keras_io_names(model)
+    specs = [tf.TensorSpec([1, *t.shape[1:]], tf.as_dtype(t.dtype), name=n) for t, n in zip(model.inputs, in_names)]
+
+    def call(*xs):
+        ys = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        ys = list(ys.values()) if isinstance(ys, dict) else list(ys) if isinstance(ys, (list, tuple)) else [ys]
+        return dict(zip(out_names, ys))
+
+    with quiet():
+        cf = tf.function(call).get_concrete_function(*specs)
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([cf])
+    traced = {k: v.name.split(":")[0] for k, v in cf.structured_outputs.items()}
+    conv.edgekit_io = IoNames(inputs=tuple(in_names), outputs=tuple(out_names),
+                              output_tensors=tuple(traced[n] for n in out_names))
+    return conv
+
+
+@dataclass(frozen=True)
+class IoNames:
+    """A multi-I/O model's Keras input and output names, and the traced tensor name of each output."""
+
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    output_tensors: tuple[str, ...]
+
+
+def order_io(tflite: bytes, io: IoNames, where: str) -> bytes:
+    """``tflite`` with its inputs and outputs in Keras' order, found by name, and its outputs named as in Keras.
+
+    ConversionError (naming ``where``) when a Keras name has no tensor.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fu
+
+    model = fu.read_model_from_bytearray(bytearray(tflite))
+    sg = model.subgraphs[0]
+
+    def name(i: int) -> str:
+        n = sg.tensors[i].name
+        return n.decode() if isinstance(n, bytes) else str(n)
+
+    def find(candidates, wanted: str, what: str) -> int:
+        hits = [int(i) for i in candidates if name(int(i)) == wanted or name(int(i)).split(":")[0].endswith("_" + wanted)]
+        if len(hits) != 1:
+            raise ConversionError(f"{where}: the converted model has no single {what} tensor named {wanted!r} "
+                                  f"(found: {', '.join(name(int(i)) for i in candidates)})")
+        return hits[0]
+
+    ins = [find(sg.inputs, n, "input") for n in io.inputs] if len(io.inputs) > 1 else list(sg.inputs)
+    outs = [find(sg.outputs, t, "output") for t in io.output_tensors]
+    sg.inputs = np.array(ins, dtype=np.int32)
+    sg.outputs = np.array(outs, dtype=np.int32)
+    for i, n in zip(outs, io.outputs):
+        sg.tensors[i].name = n.encode()
+    return bytes(fu.convert_object_to_bytearray(model))
+
+
 def _run(converter, what: str, loaded: LoadedModel) -> bytes:
     try:
         with quiet():
-            return bytes(converter.convert())
+            out = bytes(converter.convert())
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"{loaded.path}: {what} conversion failed: {first[:300]}") from None
+    io = getattr(converter, "edgekit_io", None)
+    if io is None or getattr(converter, "_experimental_calibrate_only", False):
+        return out
+    return order_io(out, io, str(loaded.path))
 
 
 def convert_float(loaded: LoadedModel) -> bytes:
@@ -81,13 +156,16 @@ def convert_float(loaded: LoadedModel) -> bytes:
     return _run(keras_converter(loaded), "float TFLite", loaded)
 
 
-def samples_of(x: np.ndarray):
-    """A ``representative_dataset``-style generator factory: one float32 sample per step, batch 1."""
-    arr = x.astype(np.float32)
+def samples_of(x: np.ndarray | tuple[np.ndarray, ...]):
+    """A ``representative_dataset``-style generator factory: one float32 sample per step, batch 1.
+
+    ``x`` is one array, or a tuple with one array per model input (each step then yields one sample of each).
+    """
+    arrs = [a.astype(np.float32) for a in (x if isinstance(x, tuple) else (x,))]
 
     def gen() -> Iterator[list[np.ndarray]]:
-        for i in range(len(arr)):
-            yield [arr[i : i + 1]]
+        for i in range(len(arrs[0])):
+            yield [a[i : i + 1] for a in arrs]
 
     return gen
 
@@ -156,7 +234,7 @@ def convert_quantized(loaded: LoadedModel, calib: Dataset | None, quant: str = "
             f"{loaded.path}: {quant} quantization needs calibration data",
             "pass --calib DATA (a few hundred representative inputs), or --eval DATA to calibrate on the eval set",
         )
-    x = calib.x[:MAX_CALIB_SAMPLES]
+    x = take(calib, MAX_CALIB_SAMPLES).x
     if cal.method == "minmax":
         return _run(scheme_converter(loaded, quant, x), quant, loaded)
     if quant != "int8":
@@ -175,13 +253,15 @@ def calibrate_int8(loaded: LoadedModel, calib_x: np.ndarray, cal) -> bytes:
     conv = int8_converter(loaded, calib_x)
     conv._experimental_calibrate_only = True
     calibrated = _run(conv, "calibration", loaded)
-    edited = edit_ranges(calibrated, calib_x, cal)
+    io = getattr(conv, "edgekit_io", None)
+    edited = edit_ranges(calibrated, calib_x, cal, io.inputs if io is not None else ())
     try:
         with quiet():  # the arguments the converter itself passes after calibrating (lite.py, _optimize_tflite_model)
-            return bytes(tfl_convert.mlir_quantize(edited, False, input_data_type=tf.int8, output_data_type=tf.int8))
+            out = bytes(tfl_convert.mlir_quantize(edited, False, input_data_type=tf.int8, output_data_type=tf.int8))
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"{loaded.path}: int8 quantization with {cal.label} ranges failed: {first[:300]}") from None
+    return out if io is None else order_io(out, io, str(loaded.path))
 
 
 def convert_int8(loaded: LoadedModel, calib: Dataset | None, *, int8_io: bool = True) -> bytes:
@@ -195,5 +275,5 @@ def convert_int8(loaded: LoadedModel, calib: Dataset | None, *, int8_io: bool = 
             f"{loaded.path}: full-int8 quantization needs calibration data",
             "pass --calib DATA (a few hundred representative inputs), or --eval DATA to calibrate on the eval set",
         )
-    conv = int8_converter(loaded, calib.x[:MAX_CALIB_SAMPLES], int8_io=int8_io)
+    conv = int8_converter(loaded, take(calib, MAX_CALIB_SAMPLES).x, int8_io=int8_io)
     return _run(conv, "full-int8", loaded)

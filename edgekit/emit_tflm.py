@@ -32,7 +32,7 @@ from edgekit.memory import arena_with_margin
 from edgekit.outdir import MANIFEST, staged
 from edgekit.resources import templates_dir
 from edgekit.targets import TargetProfile
-from edgekit.tflite_model import ModelInfo, TensorSpec, read_model
+from edgekit.tflite_model import TensorSpec, read_model
 from edgekit.tflm_compat import ensure_tflm, float_ops, resolver_method
 from edgekit.tflm_host import ArenaMeasurement
 
@@ -114,8 +114,7 @@ def _tensor_ctx(t: TensorSpec, kind: str, index: int, prefix: str) -> dict[str, 
     return ctx
 
 
-def _sample(info: ModelInfo, sample_input: np.ndarray | None) -> np.ndarray:
-    spec = info.inputs[0]
+def _sample(spec: TensorSpec, sample_input: np.ndarray | None) -> np.ndarray:
     dtype = np.dtype(spec.dtype)
     shape = tuple(int(d) for d in spec.shape)
     count = int(np.prod(shape)) if shape else 1
@@ -145,7 +144,7 @@ def emit_tflm_project(
     out_dir: Path,
     *,
     arena: ArenaMeasurement,
-    sample_input: np.ndarray | None = None,
+    sample_input: np.ndarray | tuple[np.ndarray, ...] | None = None,
     name: str = "model",
     allow_float: bool = False,
     source_name: str | None = None,
@@ -155,11 +154,11 @@ def emit_tflm_project(
 
     Refuses (UnsupportedOpError, exit 4) what TFLM cannot run, and float models
     unless ``allow_float``. ``sample_input`` is one input in the model's dtype
-    (default: the zero point). ``source_name`` is the model's file name for
+    (default: the zero point), or a tuple with one per model input. ``source_name`` is the model's file name for
     comments; ``extra_files`` (relative path -> text) are written alongside.
     Returns what was written and the constants used.
     """
-    from edgekit.tflm_host import run_tflm
+    from edgekit.tflm_host import run_tflm_io
 
     tflite = bytes(tflite)
     prefix = check_identifier(name)
@@ -167,9 +166,21 @@ def emit_tflm_project(
     ensure_tflm(info, allow_float=allow_float)
     if not info.inputs or not info.outputs:
         raise InputError(f"{info.name}: the model has no inputs or outputs")
-    sample = _sample(info, sample_input)
-    expected = run_tflm(tflite, sample.reshape(1, -1))[0]  # what main.cc checks the device against
-    out_spec = info.outputs[0]
+    given = sample_input if isinstance(sample_input, tuple) else (sample_input,) * len(info.inputs) if sample_input is None else (sample_input,)
+    if len(given) != len(info.inputs):
+        raise InputError(f"{info.name}: {len(given)} sample input(s) for a model with {len(info.inputs)} inputs")
+    samples = [_sample(spec, x) for spec, x in zip(info.inputs, given)]
+    # what main.cc checks the device against
+    expecteds = [o[0] for o in run_tflm_io(tflite, tuple(x.reshape(1, -1) for x in samples))]
+    multi = len(samples) > 1 or len(expecteds) > 1
+    source = "given" if sample_input is not None else "every value at the zero point, i.e. float 0.0"
+    sample_ctx = [{"ctype": _CTYPES[spec.dtype], "count": int(x.size), "dtype": spec.dtype, "body": _c_values(x),
+                   "source": source, "var": f"kSampleInput{i}" if multi else "kSampleInput",
+                   "label": f" {i} ({safe_text(spec.name)})" if multi else ""}
+                  for i, (spec, x) in enumerate(zip(info.inputs, samples))]
+    expected_ctx = [{"ctype": _CTYPES[spec.dtype], "count": int(e.size), "body": _c_values(e), "is_float": spec.dtype == "float32",
+                     "var": f"kExpectedOutput{j}" if multi else "kExpectedOutput", "label": f" {j} ({safe_text(spec.name)})" if multi else ""}
+                    for j, (spec, e) in enumerate(zip(info.outputs, expecteds))]
 
     arena_size = arena_with_margin(arena)
     ops = list(info.ops)
@@ -185,10 +196,7 @@ def emit_tflm_project(
         "tensors": tensors, "ops": ops, "methods": methods, "arena": arena, "arena_size": arena_size,
         "resource_variables": sum(o.op == "VAR_HANDLE" for o in info.operators),
         "target": target, "tflm_arch": tflm_arch(target), "cpu_flags": _cpu_flags(target), "lib_name": lib_name,
-        "sample": {"ctype": _CTYPES[info.inputs[0].dtype], "count": int(sample.size), "dtype": info.inputs[0].dtype,
-                   "body": _c_values(sample), "source": "given" if sample_input is not None else "every value at the zero point, i.e. float 0.0"},
-        "expected": {"ctype": _CTYPES[out_spec.dtype], "count": int(expected.size), "body": _c_values(expected),
-                     "is_float": out_spec.dtype == "float32"},
+        "sample": sample_ctx[0], "expected": expected_ctx[0], "samples": sample_ctx, "expecteds": expected_ctx,
     }
     ctx["array_body"] = c_array_body(tflite)
     env = _environment()

@@ -36,7 +36,10 @@ class LoadedModel:
     ``tflite`` holds the bytes of a ``.tflite`` input; ``input_shape``
     includes the batch axis (``None`` when dynamic); ``loss`` is the loss
     the model was compiled with, when the recipe runner found one
-    (:mod:`edgekit.model_loss`; fine-tuning uses it).
+    (:mod:`edgekit.model_loss`; fine-tuning uses it). ``input_names``,
+    ``input_shapes`` and ``output_names`` list every input and output in the
+    model's own order (Keras' for a Keras model); ``input_shape`` is the
+    first input's.
     """
 
     kind: str
@@ -46,6 +49,13 @@ class LoadedModel:
     input_shape: tuple[int | None, ...] = ()
     input_dtype: str = "float32"
     loss: Any = None
+    input_names: tuple[str, ...] = ()
+    input_shapes: tuple[tuple[int | None, ...], ...] = ()
+    output_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.input_shapes and self.input_shape:
+            self.input_shapes = (tuple(self.input_shape),)
 
     @property
     def is_keras(self) -> bool:
@@ -93,13 +103,34 @@ def detect_kind(path: Path) -> str:
     raise InputError(f"{path}: unsupported model format {suffix or '(no suffix)'}", "pass .keras, .h5, a SavedModel folder or .tflite")
 
 
-def _tflite_input(buf: bytes, path: Path) -> tuple[tuple[int, ...], str]:
+def _tflite_model(p: Path, buf: bytes) -> LoadedModel:
     from edgekit.tflite_model import read_model
 
-    info = read_model(buf, name=str(path))
-    if len(info.inputs) != 1:
-        return tuple(info.inputs[0].shape) if info.inputs else (), info.inputs[0].dtype if info.inputs else "float32"
-    return tuple(info.inputs[0].shape), info.inputs[0].dtype
+    info = read_model(buf, name=str(p))
+    shapes = tuple(tuple(t.shape) for t in info.inputs)
+    return LoadedModel("tflite", p, tflite=buf, input_shape=shapes[0] if shapes else (),
+                       input_dtype=info.inputs[0].dtype if info.inputs else "float32",
+                       input_names=tuple(t.name for t in info.inputs), input_shapes=shapes,
+                       output_names=tuple(t.name for t in info.outputs))
+
+
+def keras_io_names(model) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A Keras model's input and output names (either Keras kind), in the model's order."""
+    def plain(t) -> str:
+        name = getattr(t, "name", "") or ""
+        return name.split(":")[0]
+
+    ins = tuple(getattr(model, "input_names", None) or [plain(t) for t in model.inputs])
+    outs = tuple(getattr(model, "output_names", None) or [plain(t) for t in model.outputs])
+    return ins, outs
+
+
+def keras_model(kind: str, path: Path, model: Any, **extra: Any) -> LoadedModel:
+    """A :class:`LoadedModel` for the Keras ``model`` with its inputs' and outputs' names and shapes read from it."""
+    shapes = tuple(tuple(None if d is None else int(d) for d in t.shape) for t in model.inputs)
+    ins, outs = keras_io_names(model)
+    return LoadedModel(kind, path, model=model, input_shape=shapes[0], input_shapes=shapes, input_names=ins,
+                       output_names=outs, **extra)
 
 
 _LAMBDA = re.compile(rb'"class_name":\s*"Lambda"')
@@ -150,9 +181,7 @@ def load_model(path: str | Path, custom_objects: dict[str, Any] | None = None, u
         check_regular_file(p, max_bytes)
     kind = detect_kind(p)
     if kind == "tflite":
-        buf = read_model_file(p, max_bytes)
-        shape, dtype = _tflite_input(buf, p)
-        return LoadedModel("tflite", p, tflite=buf, input_shape=shape, input_dtype=dtype)
+        return _tflite_model(p, read_model_file(p, max_bytes))
     if kind == "saved_model":
         return LoadedModel("saved_model", p, input_shape=_saved_model_input_shape(p))
     if not unsafe_deserialization:
@@ -169,11 +198,9 @@ def load_model(path: str | Path, custom_objects: dict[str, Any] | None = None, u
                              "pass --custom-objects FILE.py (or module:attr) that defines it") from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{p}: cannot load the model ({first[:200]})", "is the file complete and saved by Keras?") from None
-    inputs = getattr(model, "inputs", None) or []
-    if len(inputs) != 1:
-        raise InputError(f"{p}: edgekit handles models with one input tensor; this one has {len(inputs)}")
-    shape = tuple(None if d is None else int(d) for d in inputs[0].shape)
-    return LoadedModel(kind, p, model=model, input_shape=shape)
+    if not getattr(model, "inputs", None):
+        raise InputError(f"{p}: the model has no input tensor", "save a functional or built Sequential model")
+    return keras_model(kind, p, model)
 
 
 def _saved_model_input_shape(path: Path) -> tuple[int | None, ...]:

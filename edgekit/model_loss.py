@@ -5,8 +5,10 @@ metrics needed), so the compiled loss is read from the file's own record:
 ``config.json`` → ``compile_config.loss`` in a ``.keras`` zip, the
 ``training_config`` attribute of an ``.h5``. It is rebuilt with the model's
 Keras (``losses.get``, which deserializes in Keras' safe mode); a loss that
-cannot be rebuilt (a custom function, one loss per output) gives None, and
-fine-tuning falls back to the task's loss (:func:`edgekit.compress.finetune.task_loss`).
+cannot be rebuilt (a custom function) gives None, and fine-tuning falls back
+to the task's loss (:func:`edgekit.compress.finetune.task_loss`). A model with
+several outputs compiled with one loss per output (a list, or a dict by output
+name) gets the list of rebuilt losses in its output order.
 """
 
 from __future__ import annotations
@@ -44,15 +46,26 @@ def compiled_loss(loaded) -> Any | None:
     if not loaded.is_keras:
         return None
     record = _loss_record(Path(loaded.path))
-    if not record or isinstance(record, (list, dict)) and not (isinstance(record, dict) and "class_name" in record):
+    if not record:
         return None
+    per_output = isinstance(record, list) or isinstance(record, dict) and "class_name" not in record
+    if per_output:
+        names = list(loaded.output_names)
+        records = record if isinstance(record, list) else [record.get(n) for n in names]
+        if len(names) < 2 or len(records) != len(names) or any(r is None for r in records):
+            return None
+    else:
+        records = [record]
     try:
-        return keras_module(loaded.kind).losses.get(record)
+        losses = [keras_module(loaded.kind).losses.get(r) for r in records]
     except Exception:  # Keras raises many types for an unknown or custom loss; the task's loss is used then
         return None
+    return losses if per_output else losses[0]
 
 
 def loss_name(loss: Any) -> str:
-    """A short name for a loss object or function, for reports."""
+    """A short name for a loss object or function (or a list of them, one per output), for reports."""
+    if isinstance(loss, (list, tuple)):
+        return ", ".join(loss_name(x) for x in loss)
     fn = getattr(loss, "fn", None)  # Keras' LossFunctionWrapper
     return getattr(loss, "name", None) or getattr(fn or loss, "__name__", None) or type(loss).__name__

@@ -71,11 +71,11 @@ def _seed_everything(seed: int) -> None:
         pass
 
 
-def _load_data(path: str | Path | None, role: str, loaded: LoadedModel, task: str = "classification") -> Dataset | None:
+def _load_data(path: str | Path | None, role: str, loaded: LoadedModel, task: str | tuple[str, ...] = "classification") -> Dataset | None:
     if path is None:
         return None
-    ds = load_data(path, role, task)
-    check_against_input(ds, loaded.input_shape, role)
+    ds = load_data(path, role, task, loaded.input_names, loaded.output_names)
+    check_against_input(ds, loaded.input_shape, role, loaded.input_shapes, loaded.input_names)
     if role == "calib":  # calibration needs representative calls, not sequences
         from edgekit.sequences import flatten_dataset
 
@@ -147,10 +147,12 @@ def build(
         from edgekit import task as tasks
         from edgekit.tflite_model import read_model
 
-        chosen = tasks.choose(task, loaded, read_model(loaded.tflite, name=str(model_path)) if loaded.kind == "tflite" else None)
-        calib_ds = _load_data(calib, "calib", loaded, chosen.name)
-        eval_ds = _load_data(eval, "eval", loaded, chosen.name)
-        train_ds = _load_data(train, "train", loaded, chosen.name)
+        per_output = tasks.choose_per_output(task, loaded, read_model(loaded.tflite, name=str(model_path)) if loaded.kind == "tflite" else None)
+        chosen = per_output[0]
+        task_names = chosen.name if len(per_output) == 1 else tuple(t.name for t in per_output)
+        calib_ds = _load_data(calib, "calib", loaded, task_names)
+        eval_ds = _load_data(eval, "eval", loaded, task_names)
+        train_ds = _load_data(train, "train", loaded, task_names)
         if calib_ds is None and eval_ds is not None:
             from edgekit.sequences import flatten_dataset
 
@@ -158,6 +160,10 @@ def build(
         if data_is_quantized and loaded.kind != "tflite":
             raise InputError(f"{model_path}: --data-is-quantized needs a .tflite with an integer input; "
                              f"a {loaded.kind} model takes real values", "drop --data-is-quantized")
+        several = len(loaded.input_shapes) > 1 or len(loaded.output_names) > 1
+        if several and quant == "auto":
+            raise InputError(f"{model_path}: --quant auto judges one output's accuracy; this model has "
+                             f"{len(loaded.input_shapes)} inputs and {len(loaded.output_names)} outputs", "pass --quant int8 or int16x8")
         if loaded.kind == "tflite" and rec.stages:
             raise InputError(f"{model_path}: a .tflite cannot be compressed; drop --prune/--recipe or pass the Keras model")
         from edgekit.convert import CALIBRATED
@@ -179,7 +185,7 @@ def build(
         "inputs": {k: (None if v is None else str(Path(v).resolve())) for k, v in (("calib", calib), ("eval", eval), ("train", train))},
         "recipe": rec.to_dict(),
         "data_is_quantized": data_is_quantized,
-        "task": chosen.to_dict(),
+        "task": tasks.report_section(per_output, loaded.output_names),
         "quantization": {"scheme": quant if loaded.kind != "tflite" else "as given (.tflite input)",
                          "calibration": cal.label if quant in (*CALIBRATED, "auto") and loaded.kind != "tflite" else None},
     }
@@ -232,12 +238,14 @@ def build(
                                  max_eval, data_is_quantized=data_is_quantized, ptq_tflite=ptq_tflite)
         data.update(checked.sections)
         data["task"]["metrics"] = data.pop("task_metrics", None)
+        for section, measured in zip(data["task"].get("outputs", ()), data.pop("task_outputs", ())):
+            section["metrics"] = measured["metrics"]
         verify_x, failures = checked.inputs, list(checked.failures)
 
     if "VAR_HANDLE" in info.ops:  # TF's QuantizationDebugger corrupted the heap on resource variables (TF 2.21)
         data["quant_debug"] = {"skipped": "the model keeps state in resource variables, which TensorFlow's "
                                           "QuantizationDebugger cannot run"}
-    elif compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None:
+    elif compressed.kind != "tflite" and data["quantization"]["scheme"] == "int8" and calib_ds is not None and not calib_ds.multi_io:
         with timer.stage("diagnose"):
             data["quant_debug"] = _diagnose(compressed, calib_ds, eval_ds, prof, data, quant == "auto")
 
@@ -271,10 +279,12 @@ def build(
         # clustered weights pay on the device only as n-bit indices + tables (edgekit's C runtime)
         data["sizes"]["clustered_weight_storage"] = device_weight_bytes(int8_tflite).to_dict()
     data["summary"] = _summary(data)
-    from edgekit.verify.host import metric_drop_for, verdict_for, warnings_for
+    from edgekit.verify.host import metric_drop_for, per_output_drops, verdict_for, warnings_for
 
     drop = metric_drop_for(data)
     data["task"].update({"primary_metric": drop.metric, "unit": drop.unit, "metric_drop": drop.drop})
+    for section, d in zip(data["task"].get("outputs", ()), per_output_drops(data)):
+        section.update({"primary_metric": d.metric, "unit": d.unit, "metric_drop": d.drop})
     verdict = verdict_for(data, gates)
     data["verdict"] = verdict.to_dict()
     data["warnings"] = warnings_for(data)
@@ -400,7 +410,8 @@ def _summary(d: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _emit(folder: Path, prof: TargetProfile, tflite: bytes, info, arena, x_model: np.ndarray, codegen: bool, allow_float: bool) -> dict[str, Any]:
+def _emit(folder: Path, prof: TargetProfile, tflite: bytes, info, arena, x_model: tuple[np.ndarray, ...], codegen: bool,
+          allow_float: bool) -> dict[str, Any]:
     """Write the deployable files for the target into ``folder``; return what was written."""
     written: dict[str, Any] = {"model": "model.tflite"}
     if not prof.is_mcu:
@@ -410,7 +421,7 @@ def _emit(folder: Path, prof: TargetProfile, tflite: bytes, info, arena, x_model
         return written
     from edgekit.emit_tflm import emit_tflm_project
 
-    emit_tflm_project(tflite, prof, folder / "tflm", arena=arena, sample_input=x_model[0], allow_float=allow_float)
+    emit_tflm_project(tflite, prof, folder / "tflm", arena=arena, sample_input=tuple(x[0] for x in x_model), allow_float=allow_float)
     written["tflm_project"] = "tflm/"
     if codegen:
         from edgekit.aot.codegen import generate

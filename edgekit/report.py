@@ -67,6 +67,14 @@ def _task_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
     task = d.get("task") or {}
     if not task.get("name"):
         return []
+    if task.get("outputs"):  # several outputs: each one's task and metrics
+        rows = []
+        for o in task["outputs"]:
+            rows.append((f"output {o['output']}: task", f"{o['name']} ({o.get('source', '')})"))
+            for runtime, m in (o.get("metrics") or {}).items():
+                shown = ", ".join(f"{k} {'n/a' if v is None else f'{v:.4g}'}" for k, v in m.items())
+                rows.append((f"output {o['output']}: {o['name']} ({runtime})", shown))
+        return rows
     rows = [("task", f"{task['name']} ({task.get('source', '')})")]
     if task["name"] != "classification":
         for runtime, m in (task.get("metrics") or {}).items():
@@ -94,12 +102,15 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
                      "`edgekit verify --emulator` measures instructions per inference)"))
     else:
         rows.append(("host speed-up (LiteRT, float/int8)", "n/a" if speed.get("host_latency_ratio") is None else f"{speed['host_latency_ratio']:.2f}x (host-measured)"))
+    if not (d.get("task") or {}).get("outputs"):  # several outputs: their accuracies are in the per-output task rows
+        rows += [
+            ("accuracy float (keras)", fmt_pct(acc.get("float"))),
+            ("accuracy int8 (litert-default)", fmt_pct(acc.get("int8_tflite"))),
+            ("accuracy int8 (litert-ref)", fmt_pct(acc.get("int8_tflite_ref"))),
+            ("accuracy int8 (tflm-host)", fmt_pct(acc.get("int8_tflm"))),
+            ("accuracy lost", "n/a" if d.get("summary", {}).get("accuracy_lost") is None else f"{100 * d['summary']['accuracy_lost']:.2f} points"),
+        ]
     rows += [
-        ("accuracy float (keras)", fmt_pct(acc.get("float"))),
-        ("accuracy int8 (litert-default)", fmt_pct(acc.get("int8_tflite"))),
-        ("accuracy int8 (litert-ref)", fmt_pct(acc.get("int8_tflite_ref"))),
-        ("accuracy int8 (tflm-host)", fmt_pct(acc.get("int8_tflm"))),
-        ("accuracy lost", "n/a" if d.get("summary", {}).get("accuracy_lost") is None else f"{100 * d['summary']['accuracy_lost']:.2f} points"),
         ("top-1 agreement int8 vs float", fmt_pct(agree.get("int8_vs_float_top1"))),
         ("TFLM vs LiteRT-ref bit-exact", fmt_pct(agree.get("tflm_vs_tflite_bit_exact"))),
         ("arena (measured)", _b(mem.get("arena_bytes"))),

@@ -44,7 +44,12 @@ def last_calls(outputs: np.ndarray, calls: int | None) -> np.ndarray:
 
 
 def flatten_dataset(ds, input_shape: Sequence[int | None]):
-    """A Dataset of sequences as one call per row (for calibration, which only needs representative calls)."""
+    """A Dataset of sequences as one call per row (for calibration, which only needs representative calls).
+
+    Data of a several-input/output model is returned unchanged (``data.check_against_input`` refuses sequences for it).
+    """
+    if ds.multi_io:
+        return ds
     calls = calls_per_sequence(ds.x.shape, input_shape)
     if calls is None:
         return ds

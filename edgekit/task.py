@@ -57,8 +57,12 @@ def infer(head: Head) -> Task:
     return Task("classification", f"default: {head.units}-unit {head.activation} head (pass --task if it is not a classifier)")
 
 
-def _keras_activation(model) -> str:
+def _keras_activation(model, output: int = 0) -> str:
     last = model.layers[-1]
+    if len(model.outputs) > 1:
+        from edgekit.load import keras_io_names
+
+        last = model.get_layer(keras_io_names(model)[1][output])
     while hasattr(last, "layer") and not hasattr(last, "activation"):  # tfmot wrappers hold the real layer
         last = last.layer
     kind = type(last).__name__
@@ -71,10 +75,11 @@ def _keras_activation(model) -> str:
     return getattr(act, "__name__", "linear") if act is not None else "linear"
 
 
-def keras_head(model) -> Head:
-    """The :class:`Head` of a Keras model (either kind)."""
-    out = tuple(model.outputs[0].shape[1:])
-    return Head(_keras_activation(model), int(out[-1]) if out and out[-1] else 1, out == tuple(model.inputs[0].shape[1:]))
+def keras_head(model, output: int = 0) -> Head:
+    """The :class:`Head` of a Keras model (either kind): of its output number ``output``."""
+    out = tuple(model.outputs[output].shape[1:])
+    same = len(model.inputs) == 1 and out == tuple(model.inputs[0].shape[1:])
+    return Head(_keras_activation(model, output), int(out[-1]) if out and out[-1] else 1, same)
 
 
 def tflite_head(info) -> Head:
@@ -85,6 +90,31 @@ def tflite_head(info) -> Head:
     act = {"SOFTMAX": "softmax", "LOGISTIC": "sigmoid", "FULLY_CONNECTED": "linear"}.get(last, last.lower())
     out, inp = tuple(info.outputs[0].shape[1:]), tuple(info.inputs[0].shape[1:])
     return Head(act, int(out[-1]) if out else 1, out == inp)
+
+
+def report_section(per_output: tuple[Task, ...], output_names: tuple[str, ...]) -> dict:
+    """The report's ``task`` section: the task of a one-output model, or ``outputs`` with each output's task."""
+    if len(per_output) == 1:
+        return per_output[0].to_dict()
+    return {"name": "per output", "source": "one task per output, see outputs",
+            "outputs": [{"output": n, "index": j, **t.to_dict()} for j, (n, t) in enumerate(zip(output_names, per_output))]}
+
+
+def choose_per_output(requested: str | None, loaded, info=None) -> tuple[Task, ...]:
+    """The task of each output of ``loaded``: ``requested`` is one task for all, or one per output separated by commas."""
+    n = len(loaded.output_names) or 1
+    if n == 1:
+        return (choose(requested, loaded, info),)
+    if requested:
+        names = [t.strip() for t in requested.split(",")]
+        if len(names) not in (1, n):
+            raise InputError(f"--task {requested!r}: the model has {n} outputs ({', '.join(loaded.output_names)})",
+                             "give one task for all outputs or one per output, separated by commas")
+        return tuple(choose(t, loaded, info) for t in (names * n if len(names) == 1 else names))
+    if loaded.is_keras:
+        return tuple(infer(keras_head(loaded.model, j)) for j in range(n))
+    return tuple(Task("classification", "default: the heads of a several-output .tflite are not read (pass --task)")
+                 for _ in range(n))
 
 
 def choose(requested: str | None, loaded, info=None) -> Task:

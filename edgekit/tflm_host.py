@@ -62,7 +62,17 @@ def _interpreter(tflite: bytes, arena: int):
 
 
 def run_tflm(tflite: bytes, x: np.ndarray, calls_per_sequence: int | None = None) -> np.ndarray:
-    """Raw outputs of the TFLM interpreter for ``x`` (one row per invoke, in the model's input dtype).
+    """Raw outputs of the TFLM interpreter for a one-output model; see :func:`run_tflm_io`."""
+    outs = run_tflm_io(tflite, (x,), calls_per_sequence)
+    if len(outs) != 1:
+        raise VerificationError(f"run_tflm: the model has {len(outs)} outputs; use run_tflm_io")
+    return outs[0]
+
+
+def run_tflm_io(tflite: bytes, xs: tuple[np.ndarray, ...], calls_per_sequence: int | None = None) -> tuple[np.ndarray, ...]:
+    """Raw outputs of the TFLM interpreter, one array per model output, for ``xs`` (one array per input).
+
+    Each array of ``xs`` has one row per invoke, in that input's dtype.
 
     Each row of ``x`` holds one whole input tensor in any shape of the same size
     (``[N, *input shape without batch]`` for the usual batch-1 model, or flat
@@ -73,29 +83,38 @@ def run_tflm(tflite: bytes, x: np.ndarray, calls_per_sequence: int | None = None
     from call to call. Returns ``[N, *output shape]`` in the output dtype,
     without the batch axis when the model's batch is 1.
     """
+    from edgekit.tflite_model import read_model
+
+    info = read_model(tflite)
     ip = _interpreter(tflite, _host_arena(tflite))
-    inp = ip.get_input_details(0)
-    out = ip.get_output_details(0)
-    in_shape = tuple(int(d) for d in inp["shape"])
-    out_shape = tuple(int(d) for d in out["shape"])
-    row_shape = out_shape[1:] if out_shape and out_shape[0] == 1 else out_shape
-    x = np.asarray(x)
-    if x.dtype != np.dtype(inp["dtype"]):
-        raise VerificationError(f"run_tflm: input dtype {x.dtype} differs from the model's {np.dtype(inp['dtype'])}",
-                                "quantize the inputs first (edgekit.verify.inputs.quantize)")
-    if calls_per_sequence is not None and (calls_per_sequence < 1 or len(x) % calls_per_sequence):
-        raise VerificationError(f"run_tflm: {len(x)} rows are not whole sequences of {calls_per_sequence} calls")
+    if len(xs) != len(info.inputs):
+        raise VerificationError(f"run_tflm: the model has {len(info.inputs)} inputs, {len(xs)} arrays given")
+    ins = [ip.get_input_details(i) for i in range(len(xs))]
+    outs = [ip.get_output_details(j) for j in range(len(info.outputs))]
+    row_shapes = []
+    for out in outs:
+        shape = tuple(int(d) for d in out["shape"])
+        row_shapes.append(shape[1:] if shape and shape[0] == 1 else shape)
+    xs = tuple(np.asarray(x) for x in xs)
+    for x, inp in zip(xs, ins):
+        if x.dtype != np.dtype(inp["dtype"]):
+            raise VerificationError(f"run_tflm: input dtype {x.dtype} differs from the model's {np.dtype(inp['dtype'])}",
+                                    "quantize the inputs first (edgekit.verify.inputs.quantize)")
+    n_rows = len(xs[0])
+    if calls_per_sequence is not None and (calls_per_sequence < 1 or n_rows % calls_per_sequence):
+        raise VerificationError(f"run_tflm: {n_rows} rows are not whole sequences of {calls_per_sequence} calls")
     every = calls_per_sequence or 1
-    results = []
-    for k, sample in enumerate(x):
-        ip.set_input(sample.reshape(in_shape), 0)
+    results: list[list[np.ndarray]] = [[] for _ in outs]
+    for n in range(n_rows):
+        for i, (x, inp) in enumerate(zip(xs, ins)):
+            ip.set_input(x[n].reshape(tuple(int(d) for d in inp["shape"])), i)
         ip.invoke()
-        results.append(np.array(ip.get_output(0)).reshape(row_shape))
-        if (k + 1) % every == 0:
+        for j, r in enumerate(results):
+            r.append(np.array(ip.get_output(j)).reshape(row_shapes[j]))
+        if (n + 1) % every == 0:
             ip.reset()
-    if not results:
-        return np.zeros((0, *row_shape), dtype=np.dtype(out["dtype"]))
-    return np.stack(results)
+    return tuple(np.stack(r) if r else np.zeros((0, *shape), dtype=np.dtype(out["dtype"]))
+                 for r, shape, out in zip(results, row_shapes, outs))
 
 
 # The probe runs in a child: it loads the model with each arena size given on the

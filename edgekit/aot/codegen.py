@@ -220,6 +220,168 @@ int {{ p }}_reset_static(void) {
     keep_trailing_newline=True,
 )
 
+_H_MULTI = jinja2.Template(
+    """/* {{ banner }}
+ * Model: {{ n_ops }} ops ({{ ops }}); arena {{ arena }} B, const data {{ weights }} B.
+ * {{ ins | length }} inputs and {{ outs | length }} outputs, in the model's order (the Keras order for a Keras model). */
+#ifndef {{ P }}_MODEL_H
+#define {{ P }}_MODEL_H
+
+#include <stdint.h>
+
+#define {{ P }}_INPUT_COUNT {{ ins | length }}
+#define {{ P }}_OUTPUT_COUNT {{ outs | length }}
+{% for t in ins %}/* input {{ loop.index0 }}: {{ t.name }} {{ t.shape }} {{ t.dtype }}{% if t.scale %}, real = {{ t.scale }} * (q - {{ t.zero_point }}){% endif %} */
+#define {{ P }}_INPUT{{ loop.index0 }}_BYTES {{ t.bytes }}
+{% endfor %}{% for t in outs %}/* output {{ loop.index0 }}: {{ t.name }} {{ t.shape }} {{ t.dtype }}{% if t.scale %}, real = {{ t.scale }} * (q - {{ t.zero_point }}){% endif %} */
+#define {{ P }}_OUTPUT{{ loop.index0 }}_BYTES {{ t.bytes }}
+{% endfor %}/* All inputs (outputs) back to back in the model's order: what {{ p }}_invoke takes (gives). */
+#define {{ P }}_INPUT_BYTES {{ in_bytes }}
+#define {{ P }}_OUTPUT_BYTES {{ out_bytes }}
+/* Every tensor, the model's inputs and outputs included, and the kernels' scratch; 4-byte aligned. */
+#define {{ P }}_ARENA_BYTES {{ arena }}
+#define {{ P }}_ARENA_ALIGN 4
+
+/* Return codes of {{ p }}_invoke and {{ p }}_invoke_with. */
+#define {{ P }}_OK 0
+#define {{ P }}_ERR_NULL 1        /* a null context, arena, input or output */
+#define {{ P }}_ERR_ARENA_SIZE 2  /* the arena is smaller than {{ P }}_ARENA_BYTES */
+#define {{ P }}_ERR_ARENA_ALIGN 3 /* the arena is not {{ P }}_ARENA_ALIGN-byte aligned */
+
+/* The caller's arena: one context per concurrent invocation (e.g. per task), each with its own
+ * arena, makes the model reentrant. The weights are const and shared. */
+typedef struct {
+    void *arena;
+    int32_t arena_bytes;
+} {{ p }}_context;
+
+/* Runs the model with ctx's arena on one pointer per input, in[0..{{ P }}_INPUT_COUNT-1] ({{ P }}_INPUTi_BYTES
+ * each, only read), writing one buffer per output, out[0..{{ P }}_OUTPUT_COUNT-1] ({{ P }}_OUTPUTj_BYTES each);
+ * returns {{ P }}_OK or a {{ P }}_ERR_ code (then nothing was written). Float, int16 or int32 I/O: pass such buffers cast. */
+int {{ p }}_invoke_with(const {{ p }}_context *ctx, const int8_t *const in[{{ P }}_INPUT_COUNT],
+{{ pad }}int8_t *const out[{{ P }}_OUTPUT_COUNT]);
+
+/* Zero-copy I/O: every input and output lives in the arena. Write input i at {{ p }}_input(ctx, i), call
+ * {{ p }}_invoke_in_arena(ctx), read output j at {{ p }}_output(ctx, j) (valid until the next call).
+ * {{ p }}_invoke_with and {{ p }}_invoke copy in and out around the same run. */
+int8_t *{{ p }}_input(const {{ p }}_context *ctx, int i);        /* 0 when ctx is not usable or i is out of range */
+const int8_t *{{ p }}_output(const {{ p }}_context *ctx, int j); /* 0 when ctx is not usable or j is out of range */
+int {{ p }}_invoke_in_arena(const {{ p }}_context *ctx);
+
+/* The same with one static arena of {{ P }}_ARENA_BYTES, all inputs packed back to back in `in`
+ * ({{ P }}_INPUT_BYTES) and all outputs in `out` ({{ P }}_OUTPUT_BYTES), in the model's order: calls must not
+ * overlap (not reentrant). Define {{ P }}_NO_STATIC_ARENA when compiling {{ p }}_model.c to leave it out. */
+int {{ p }}_invoke(const int8_t *in, int8_t *out);
+
+#endif
+""",
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+_C_MULTI = jinja2.Template(
+    """/* {{ banner }} */
+#include <stdint.h>
+
+#include "{{ p }}_model.h"
+#include "ek_kernels.h"
+
+/* Layer-by-layer debugging: build with -DEDGEKIT_TRACE=fn, where
+ * void fn(int op, const void *output, int32_t bytes) sees every op's output. */
+#ifdef EDGEKIT_TRACE
+void EDGEKIT_TRACE(int op, const void *output, int32_t bytes);
+#define EK_TRACE(op, ptr, n) EDGEKIT_TRACE((op), (ptr), (n))
+#else
+#define EK_TRACE(op, ptr, n) ((void)0)
+#endif
+
+{% for d in decls %}{{ d }}
+
+{% endfor %}/* Where each input and output lives in the arena (edgekit's memory plan). */
+static const int32_t {{ p }}_in_offset[{{ P }}_INPUT_COUNT] = { {{ ins | map(attribute="offset") | join(", ") }} };
+static const int32_t {{ p }}_in_bytes[{{ P }}_INPUT_COUNT] = { {{ ins | map(attribute="bytes") | join(", ") }} };
+static const int32_t {{ p }}_out_offset[{{ P }}_OUTPUT_COUNT] = { {{ outs | map(attribute="offset") | join(", ") }} };
+static const int32_t {{ p }}_out_bytes[{{ P }}_OUTPUT_COUNT] = { {{ outs | map(attribute="bytes") | join(", ") }} };
+
+/* Offsets come from edgekit's memory plan{% if scratch %}; the kernels' scratch ({{ scratch }} B) is at {{ scratch_at }}{% endif %}. */
+static void {{ p }}_run(int8_t *arena) {
+    (void)arena;
+{% for c in calls %}    /* {{ c.comment }} */
+    {{ c.code }}
+    {{ c.trace }}
+{% endfor %}}
+
+static int {{ p }}_check(const {{ p }}_context *ctx) {
+    if (!ctx || !ctx->arena) return {{ P }}_ERR_NULL;
+    if (ctx->arena_bytes < {{ P }}_ARENA_BYTES) return {{ P }}_ERR_ARENA_SIZE;
+    if ((uintptr_t)ctx->arena % {{ P }}_ARENA_ALIGN) return {{ P }}_ERR_ARENA_ALIGN;
+    return {{ P }}_OK;
+}
+
+int8_t *{{ p }}_input(const {{ p }}_context *ctx, int i) {
+    if ({{ p }}_check(ctx) || i < 0 || i >= {{ P }}_INPUT_COUNT) return 0;
+    return (int8_t *)ctx->arena + {{ p }}_in_offset[i];
+}
+
+const int8_t *{{ p }}_output(const {{ p }}_context *ctx, int j) {
+    if ({{ p }}_check(ctx) || j < 0 || j >= {{ P }}_OUTPUT_COUNT) return 0;
+    return (const int8_t *)ctx->arena + {{ p }}_out_offset[j];
+}
+
+int {{ p }}_invoke_in_arena(const {{ p }}_context *ctx) {
+    const int rc = {{ p }}_check(ctx);
+    if (rc == {{ P }}_OK) {{ p }}_run((int8_t *)ctx->arena);
+    return rc;
+}
+
+int {{ p }}_invoke_with(const {{ p }}_context *ctx, const int8_t *const in[{{ P }}_INPUT_COUNT],
+{{ pad }}int8_t *const out[{{ P }}_OUTPUT_COUNT]) {
+    const int rc = {{ p }}_check(ctx);
+    if (rc != {{ P }}_OK) return rc;
+    if (!in || !out) return {{ P }}_ERR_NULL;
+    for (int k = 0; k < {{ P }}_INPUT_COUNT; k++)
+        if (!in[k]) return {{ P }}_ERR_NULL;
+    for (int k = 0; k < {{ P }}_OUTPUT_COUNT; k++)
+        if (!out[k]) return {{ P }}_ERR_NULL;
+    int8_t *arena = (int8_t *)ctx->arena;
+    for (int k = 0; k < {{ P }}_INPUT_COUNT; k++)
+        for (int32_t i = 0; i < {{ p }}_in_bytes[k]; i++) arena[{{ p }}_in_offset[k] + i] = in[k][i];
+    {{ p }}_run(arena);
+    for (int k = 0; k < {{ P }}_OUTPUT_COUNT; k++)
+        for (int32_t i = 0; i < {{ p }}_out_bytes[k]; i++) out[k][i] = arena[{{ p }}_out_offset[k] + i];
+    return {{ P }}_OK;
+}
+
+#ifndef {{ P }}_NO_STATIC_ARENA
+static union {
+    int32_t align;
+    int8_t bytes[{{ P }}_ARENA_BYTES > 0 ? {{ P }}_ARENA_BYTES : 1];
+} {{ p }}_arena;
+
+int {{ p }}_invoke(const int8_t *in, int8_t *out) {
+    const {{ p }}_context ctx = { {{ p }}_arena.bytes, {{ P }}_ARENA_BYTES };
+    if (!in || !out) return {{ P }}_ERR_NULL;
+    const int8_t *ins[{{ P }}_INPUT_COUNT];
+    int8_t *outs[{{ P }}_OUTPUT_COUNT];
+    int32_t at = 0;
+    for (int k = 0; k < {{ P }}_INPUT_COUNT; k++) {
+        ins[k] = in + at;
+        at += {{ p }}_in_bytes[k];
+    }
+    at = 0;
+    for (int k = 0; k < {{ P }}_OUTPUT_COUNT; k++) {
+        outs[k] = out + at;
+        at += {{ p }}_out_bytes[k];
+    }
+    return {{ p }}_invoke_with(&ctx, ins, outs);
+}
+#endif
+""",
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
 def _namespace(p: str) -> str:
     """``ek_namespace.h``: every external kernel symbol renamed ``<prefix>_ek_...``, so models generated
     with different prefixes link into one firmware."""
@@ -235,18 +397,25 @@ def _check_prefix(prefix: str) -> None:
         raise InputError(f"prefix {prefix!r} is not a usable C identifier", "use letters, digits and _")
 
 
-def _io(g: Graph) -> tuple[int, int]:
-    if len(g.inputs) != 1 or len(g.outputs) != 1:
-        raise UnsupportedOpError(
-            f"model has {len(g.inputs)} inputs and {len(g.outputs)} outputs",
-            "edgekit's AOT runtime runs models with exactly one input and one output tensor",
-        )
-    i, o = g.inputs[0], g.outputs[0]
-    for t in (g.t(i), g.t(o)):
+def _io(g: Graph) -> tuple[list[int], list[int]]:
+    """The model's input and output tensors, in its order (refused: none, or a dtype the runtime has no I/O for)."""
+    if not g.inputs or not g.outputs:
+        raise UnsupportedOpError(f"model has {len(g.inputs)} inputs and {len(g.outputs)} outputs",
+                                 "edgekit's AOT runtime needs at least one input and one output tensor")
+    ins, outs = [int(i) for i in g.inputs], [int(o) for o in g.outputs]
+    if len(set(ins) | set(outs)) != len(ins) + len(outs):
+        raise UnsupportedOpError("a model input is also an output, or a tensor is listed twice",
+                                 "edgekit's AOT runtime needs distinct input and output tensors")
+    for t in (*map(g.t, ins), *map(g.t, outs)):
         if t.dtype not in IO_DTYPES:
             raise UnsupportedOpError(f"model I/O tensor '{t.name}' is {t.dtype}",
                                      "the AOT runtime takes int8, int16, int32 or float32 I/O")
-    return i, o
+    return ins, outs
+
+
+def multi_io(g: Graph) -> bool:
+    """True for a model with several inputs or outputs (planned with its I/O in the arena)."""
+    return len(g.inputs) > 1 or len(g.outputs) > 1
 
 
 def lower(g: Graph, weight_bits: int | None = None, *, io_in_arena: bool = False) -> tuple[list[Lowered], MemoryPlan]:
@@ -263,13 +432,16 @@ def lower(g: Graph, weight_bits: int | None = None, *, io_in_arena: bool = False
             f"model uses {', '.join(bad)}, not supported by edgekit's AOT runtime",
             "supported: " + ", ".join(SUPPORTED_OPS) + "; use the TFLM runtime for this model",
         )
-    i, o = _io(g)
+    ins, outs = _io(g)
     check_dataflow(g)
     lowered = [lower_op(g, op, weight_bits) for op in g.ops]
     used = _used(g)
     sizes = {t.index: t.nbytes for t in g.tensors if t.data is None and not t.is_variable and t.index in used}
     steps = [Step(lw.reads, lw.write, lw.alias_of, lw.inplace, lw.overlap, lw.also_writes) for lw in lowered]
-    plan = plan_memory(steps, sizes, i, o, io_in_arena=io_in_arena)
+    if multi_io(g):
+        plan = plan_memory(steps, sizes, ins, outs, io_in_arena=True)
+    else:
+        plan = plan_memory(steps, sizes, ins[0], outs[0], io_in_arena=io_in_arena)
     check_arena(plan.arena_bytes)
     return lowered, plan
 
@@ -327,12 +499,18 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
         calls.append({"comment": f"{op.index}: {op.name} -> {safe_text(y.name, 80)} {list(y.shape)}", "code": code,
                       "trace": trace})
     decls = [d for lw in lowered for d in lw.decls]
-    i, o = g.inputs[0], g.outputs[0]
-    ti, to = g.t(i), g.t(o)
     weight_bytes = sum(lw.const_bytes for lw in lowered)
     arena = state_at + state.nbytes if state.nbytes else scratch_at + scratch
     P, p = prefix.upper(), prefix
     ctx = dict(banner=BANNER, p=p, P=P, state_bytes=state.nbytes, state_at=state_at)
+    if multi_io(g):
+        if state.nbytes:
+            raise UnsupportedOpError(f"model has {len(g.inputs)} inputs and {len(g.outputs)} outputs and keeps state "
+                                     "between calls: edgekit's AOT runtime runs stateful models with one input and one "
+                                     "output only", "use the TFLM runtime for this model")
+        return _write_multi(g, plan, lowered, out_dir, ctx, decls, calls, scratch, scratch_at, weight_bytes, folded)
+    i, o = g.inputs[0], g.outputs[0]
+    ti, to = g.t(i), g.t(o)
     wide_io = [f"{k}_IS_{t.dtype.upper()}" for k, t in (("INPUT", ti), ("OUTPUT", to)) if t.dtype in ("int16", "int32")]
     h = _H.render(
         **ctx, n_ops=len(g.ops), ops=", ".join(sorted({op.name for op in g.ops})), arena=arena, wide_io=wide_io,
@@ -368,6 +546,52 @@ def generate(tflite: bytes | Path, out_dir: Path, *, prefix: str = "edgekit",
         packed_weight_tensors=[lw.packed_tensor for lw in lowered if lw.packed_tensor],
         weight_scratch_bytes=scratch,
         state_bytes=state.nbytes,
+    )
+
+
+def _io_ctx(g: Graph, plan: MemoryPlan, t: int) -> dict[str, Any]:
+    x = g.t(t)
+    scale = float(x.s) if x.scale.size and x.dtype != "float32" else None
+    return {"name": safe_text(x.name, 80), "shape": list(x.shape), "dtype": x.dtype, "bytes": x.nbytes,
+            "offset": plan.location(t)[1], "scale": None if scale is None else f"{scale:.9g}",
+            "zero_point": (f"({int(x.zp)})" if int(x.zp) < 0 else str(int(x.zp))) if scale is not None else "0"}
+
+
+def _write_multi(g: Graph, plan: MemoryPlan, lowered: list[Lowered], out_dir: Path, ctx: dict[str, Any], decls: list[str],
+                 calls: list[dict[str, str]], scratch: int, scratch_at: int, weight_bytes: int, folded: list[str]) -> CodegenResult:
+    """The files of a model with several inputs or outputs (``_H_MULTI``/``_C_MULTI``), and what was written."""
+    p = ctx["p"]
+    ins = [_io_ctx(g, plan, t) for t in g.inputs]
+    outs = [_io_ctx(g, plan, t) for t in g.outputs]
+    in_bytes, out_bytes = sum(t["bytes"] for t in ins), sum(t["bytes"] for t in outs)
+    pad = " " * len(f"int {p}_invoke_with(")
+    h = _H_MULTI.render(**ctx, n_ops=len(g.ops), ops=", ".join(sorted({op.name for op in g.ops})), arena=scratch_at + scratch,
+                        weights=weight_bytes, ins=ins, outs=outs, in_bytes=in_bytes, out_bytes=out_bytes, pad=pad)
+    c = _C_MULTI.render(**ctx, decls=decls, calls=calls, scratch=scratch, scratch_at=f"arena + {scratch_at}", ins=ins, outs=outs,
+                        pad=pad)
+    files = {f"{p}_model.h": h, f"{p}_model.c": c, NAMESPACE_HEADER: _namespace(p)}
+    for name, text in files.items():
+        (out_dir / name).write_text(text)
+    sources = sorted({f for lw in lowered for f in (lw.source, *SOURCE_DEPS.get(lw.source, ()))})
+    for name in (*RUNTIME_HEADERS, *sources):
+        shutil.copyfile(RUNTIME_DIR / name, out_dir / name)
+    return CodegenResult(
+        arena_bytes=scratch_at + scratch,
+        arena_lower_bound_bytes=plan.lower_bound_bytes,
+        weight_bytes=weight_bytes,
+        ops=[op.name for op in g.ops],
+        input_bytes=in_bytes,
+        output_bytes=out_bytes,
+        files=sorted([*files, *RUNTIME_HEADERS, *sources]),
+        input_is_float=any(t["dtype"] == "float32" for t in ins),
+        output_is_float=any(t["dtype"] == "float32" for t in outs),
+        unshared_bytes=plan.unshared_bytes,
+        aliased_ops=plan.aliased_steps,
+        overlapped_ops=plan.overlapped_steps,
+        folded_ops=folded,
+        plan=_plan_dict(g, plan),
+        packed_weight_tensors=[lw.packed_tensor for lw in lowered if lw.packed_tensor],
+        weight_scratch_bytes=scratch,
     )
 
 

@@ -147,15 +147,20 @@ def run_host(code_dir: Path, inputs: np.ndarray, work_dir: Path, output_shape: t
     return out.reshape((len(inputs), *output_shape))
 
 
-def generated_inputs(tflite: bytes | Path, n: int, seed: int = 0) -> np.ndarray:
-    """``n`` seeded inputs in the model's input dtype, ``[n, *input shape]``.
+def generated_inputs(tflite: bytes | Path, n: int, seed: int = 0) -> np.ndarray | tuple[np.ndarray, ...]:
+    """``n`` seeded inputs in the model's input dtype, ``[n, *input shape]`` (a tuple, one per input, for several inputs).
 
     int8 and int16: the type's minimum, its maximum (when n >= 3), then uniform over its range;
     float32: uniform over the range the input quantization can represent.
     """
     g = parse(tflite)
-    t = g.t(g.inputs[0])
     rng = np.random.default_rng(seed)
+    xs = tuple(_generated(g, t, n, rng) for t in g.inputs)
+    return xs if len(xs) > 1 else xs[0]
+
+
+def _generated(g, index: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    t = g.t(index)
     if t.dtype == "float32":
         lo, hi = -1.0, 1.0
         if g.ops and g.ops[0].name == "QUANTIZE":
@@ -175,16 +180,19 @@ def int_dtype(dtype: str) -> type:
     return NP_DTYPES.get(dtype, np.int8)
 
 
-def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path, *,
+def host_check(tflite: bytes | Path, inputs: np.ndarray | tuple[np.ndarray, ...], work_dir: Path, *,
                weight_bits: int | None = None, calls_per_sequence: int | None = None) -> HostCheckResult:
     """Generate, compile and run the model on the host; compare every output byte with tflite-micro.
 
     ``inputs`` is already in the model's input dtype, shaped ``[N, ...]`` (with or
-    without the batch-1 dimension). ``weight_bits`` is passed to :func:`generate`.
+    without the batch-1 dimension); a tuple with one array per input for a model
+    with several. ``weight_bits`` is passed to :func:`generate`.
     ``calls_per_sequence=T``: a model with state (SVDF) runs the rows as sequences of
     T calls, reset between sequences, on both sides.
     """
     g = parse(tflite)
+    if len(g.inputs) > 1 or len(g.outputs) > 1:
+        return _host_check_multi(g, tflite, inputs, Path(work_dir), weight_bits, calls_per_sequence)
     ti, to = g.t(g.inputs[0]), g.t(g.outputs[0])
     dtype = int_dtype(ti.dtype)
     inputs = np.asarray(inputs)
@@ -218,6 +226,48 @@ def host_check(tflite: bytes | Path, inputs: np.ndarray, work_dir: Path, *,
         outputs=host, reference=ref, bit_exact_fraction=float(equal.mean()) if equal.size else 1.0,
         max_abs_lsb_diff=lsb, n_inputs=len(inputs), mismatched_inputs=int((~per_input).sum()), codegen=res,
         first_mismatch=first,
+    )
+
+
+def _host_check_multi(g, tflite: bytes | Path, inputs, work_dir: Path, weight_bits: int | None,
+                      calls_per_sequence: int | None = None) -> HostCheckResult:
+    """:func:`host_check` for several inputs or outputs: every input packed back to back per sample (what
+    ``edgekit_invoke`` takes), every output likewise; ``outputs``/``reference`` hold those packed bytes."""
+    from edgekit.tflm_host import run_tflm_io
+    from edgekit.verify.metrics import join_outputs
+
+    xs = tuple(np.asarray(x) for x in (inputs if isinstance(inputs, tuple) else (inputs,)))
+    if len(xs) != len(g.inputs):
+        raise InputError(f"{len(xs)} input arrays for a model with {len(g.inputs)} inputs", "pass one array per model input")
+    for k, (x, i) in enumerate(zip(xs, g.inputs)):
+        t = g.t(i)
+        dtype = int_dtype(t.dtype)
+        if x.ndim == 0 or len(x) != len(xs[0]) or len(x) == 0 or x.dtype != dtype or x.size != len(x) * t.size:
+            raise InputError(f"input {k} is {x.dtype} {list(x.shape)}; the model takes {t.dtype} {list(t.shape)}",
+                             "pass [N, *input shape] in the model's input dtype, the same N for every input")
+    n = len(xs[0])
+    packed = join_outputs(xs) if len(xs) > 1 else np.ascontiguousarray(xs[0]).view(np.uint8).reshape(n, -1)
+    res = generate(tflite, work_dir / "code", weight_bits=weight_bits)
+    host = run_host(work_dir / "code", packed, work_dir / "host", (res.output_bytes,), np.uint8, calls_per_sequence)
+    ref_outs = run_tflm_io(read_bytes(tflite), xs, calls_per_sequence)
+    ref = np.concatenate([np.ascontiguousarray(o).view(np.uint8).reshape(n, -1) for o in ref_outs], axis=1)
+    equal = host == ref
+    lsb, at = 0, 0
+    for o in g.outputs:
+        t = g.t(o)
+        dtype = int_dtype(t.dtype)
+        mine = host[:, at : at + t.nbytes].copy().view(dtype)
+        theirs = ref[:, at : at + t.nbytes].copy().view(dtype)
+        at += t.nbytes
+        if dtype != np.float32:
+            lsb = max(lsb, int(np.abs(mine.astype(np.int64) - theirs.astype(np.int64)).max()) if mine.size else 0)
+        elif not (mine.view(np.uint8) == theirs.view(np.uint8)).all():
+            scale = float(t.s) if t.scale.size else 1.0
+            lsb = max(lsb, int(np.ceil(np.abs(mine - theirs).max() / scale)))
+    per_input = equal.all(axis=1)
+    return HostCheckResult(
+        outputs=host, reference=ref, bit_exact_fraction=float(equal.mean()) if equal.size else 1.0,
+        max_abs_lsb_diff=lsb, n_inputs=n, mismatched_inputs=int((~per_input).sum()), codegen=res,
     )
 
 

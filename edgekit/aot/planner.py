@@ -24,7 +24,7 @@ the report and the linker script all read it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 ALIGN = 4  # float I/O intermediates need 4-byte alignment; int8 needs none
 
@@ -88,17 +88,25 @@ def _align(v: int) -> int:
     return (v + ALIGN - 1) // ALIGN * ALIGN
 
 
-def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, model_output: int, *,
+def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int | Sequence[int], model_output: int | Sequence[int], *,
                 io_in_arena: bool = False) -> MemoryPlan:
     """Plan ``steps`` (in execution order); ``sizes`` gives the byte size of every non-constant tensor.
 
     ``io_in_arena``: the model's input and output are arena buffers too (the application writes the
     input into the arena and reads the output there), so their bytes are shared like any other's.
+    A model with several inputs or outputs passes them as sequences and needs ``io_in_arena``:
+    every input is live from the start and every output to the end.
     """
+    ins = [model_input] if isinstance(model_input, int) else list(model_input)
+    outs = [model_output] if isinstance(model_output, int) else list(model_output)
+    if (len(ins) > 1 or len(outs) > 1) and not io_in_arena:
+        raise ValueError("several model inputs or outputs are planned in the arena (io_in_arena=True)")
+    model_input, model_output = ins[0], outs[0]
     n = len(steps)
     first = {t: n for t in sizes}
     last = {t: -1 for t in sizes}
-    first[model_input] = -1
+    for t in ins:
+        first[t] = -1
     for i, s in enumerate(steps):
         for w in (s.write, *s.also_writes):
             first[w] = min(first[w], i)
@@ -106,8 +114,10 @@ def plan_memory(steps: list[Step], sizes: dict[int, int], model_input: int, mode
         for r in s.reads:
             if r in sizes:
                 last[r] = max(last[r], i)
-    last[model_output] = n
-    last[model_input] = max(last[model_input], -1)
+    for t in outs:
+        last[t] = n
+    for t in ins:
+        last[t] = max(last[t], -1)
 
     parent = {t: t for t in sizes}
 

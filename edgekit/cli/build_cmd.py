@@ -11,6 +11,14 @@ from edgekit.task import TASKS
 from edgekit.cli.output import print_report, stage_progress
 
 
+def _tasks(value: str | None) -> str | None:
+    """``--task``: one of :data:`TASKS`, or several separated by commas (one per output)."""
+    for name in (value.split(",") if value else ()):
+        if name.strip() not in TASKS:
+            raise click.BadParameter(f"{name.strip()!r} is not one of {', '.join(TASKS)}", param_hint="'--task'")
+    return value
+
+
 @click.command(name="build")
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--target", "-t", required=True, help="Board profile name (see `edgekit targets`) or path to a .toml profile.")
@@ -28,8 +36,9 @@ from edgekit.cli.output import print_report, stage_progress
 @click.option("--calibration", help="[default: the recipe's calibration, else minmax] int8 activation ranges: minmax, percentile[:P] (default 99.99) or mse.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for every random choice; same inputs and seed give the same bytes.")
 @click.option("--data-is-quantized", is_flag=True, help="Integer data is already in the .tflite's integer input type: pass it unchanged (otherwise integer data is values, quantized like floats).")
-@click.option("--task", type=click.Choice(TASKS),
-              help="What the output means (sets what y is, the metrics and --max-metric-drop) [default: inferred from the model's head].")
+@click.option("--task", callback=lambda ctx, param, value: _tasks(value), metavar="|".join(TASKS),
+              help="What the output means (sets what y is, the metrics and --max-metric-drop) [default: inferred from the model's head]; "
+                   "a model with several outputs takes one task for all or one per output, comma-separated in output order.")
 @click.option("--custom-objects", metavar="FILE.py|MODULE:ATTR",
               help="Your Keras custom layers/functions: a .py file (its classes and functions, or its CUSTOM_OBJECTS dict) or module:attr. Keras' safe mode stays on.")
 @gate_options("off", metric_drop=True)

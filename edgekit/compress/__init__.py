@@ -46,6 +46,10 @@ def stage_config(spec) -> Any:
     return stage_module(spec.name).Config.from_dict(dict(spec.params))
 
 
+# stages that fine-tune through edgekit.compress.finetune, which handles several inputs and outputs
+MULTI_IO_STAGES = ("prune", "structured", "lowrank", "cluster")
+
+
 def apply_recipe(
     loaded: LoadedModel,
     recipe,
@@ -71,6 +75,12 @@ def apply_recipe(
     from edgekit.model_loss import compiled_loss
 
     current = replace(loaded, loss=compiled_loss(loaded)) if loaded.loss is None else loaded
+    several = len(loaded.input_shapes) > 1 or len(loaded.output_names) > 1
+    for spec in recipe.stages:
+        if several and spec.name not in MULTI_IO_STAGES:
+            raise InputError(f"{loaded.path}: stage {spec.name} handles models with one input and one output; this one has "
+                             f"{len(loaded.input_shapes)} inputs and {len(loaded.output_names)} outputs",
+                             f"stages that handle several: {', '.join(MULTI_IO_STAGES)}")
     done: list[dict[str, Any]] = []
     for i, spec in enumerate(recipe.stages):
         module = stage_module(spec.name)

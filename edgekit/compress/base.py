@@ -116,4 +116,5 @@ def count_params(model) -> int:
 def same_kind(loaded: LoadedModel, model) -> LoadedModel:
     """A :class:`LoadedModel` of the same kind and path as ``loaded`` holding ``model``."""
     return LoadedModel(loaded.kind, loaded.path, model=model, input_shape=loaded.input_shape, input_dtype=loaded.input_dtype,
-                       loss=loaded.loss)
+                       loss=loaded.loss, input_names=loaded.input_names, input_shapes=loaded.input_shapes,
+                       output_names=loaded.output_names)

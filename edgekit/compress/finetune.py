@@ -39,29 +39,53 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 def check_labels(model, train: Dataset, stage: str) -> None:
     """Refuse labels that do not fit the model's output (a shape mismatch would otherwise surface as a TF traceback)."""
-    out = tuple(model.outputs[0].shape[1:])
-    if train.task == "regression" and train.y is not None and tuple(train.y.shape[1:]) not in (out, (1,) if out == () else out, ()):
-        raise InputError(f"{train.path}: regression targets y have shape {tuple(train.y.shape[1:])} per sample, "
-                         f"but the model outputs {out}")
-    if train.task != "classification":
-        return
-    classes = int(out[-1])
-    top = int(train.y.max()) if len(train.y) else 0
-    if classes > 1 and (top >= classes or int(train.y.min()) < 0):
-        raise InputError(f"{train.path}: labels go up to {top}, but the model has {classes} outputs",
-                         f"stage {stage} trains with sparse categorical cross-entropy; y must be class ids 0..{classes - 1}")
+    several = len(model.outputs) > 1
+    for j, (task, y) in enumerate(zip(train.tasks, train.ys)):
+        name = f"y{j}" if several else "y"
+        if task == "anomaly":
+            continue
+        if y is None:
+            if not several:
+                continue
+            raise InputError(f"{train.path}: stage {stage} fine-tunes on labels, and the data has no array {name}"
+                             + (f" for output {j}" if several else ""), "add the labels to --train")
+        out = tuple(model.outputs[j].shape[1:])
+        if task == "regression" and tuple(y.shape[1:]) not in (out, (1,) if out == () else out, ()):
+            raise InputError(f"{train.path}: regression targets {name} have shape {tuple(y.shape[1:])} per sample, "
+                             f"but the model outputs {out}")
+        if task != "classification":
+            continue
+        classes = int(out[-1])
+        top = int(y.max()) if len(y) else 0
+        if classes > 1 and (top >= classes or int(y.min()) < 0):
+            raise InputError(f"{train.path}: labels {name} go up to {top}, but the model has {classes} outputs"
+                             + (f" in output {j}" if several else ""),
+                             f"stage {stage} trains with sparse categorical cross-entropy; {name} must be class ids 0..{classes - 1}")
 
 
-def task_loss(model, task: str):
-    """The loss fine-tuning uses for ``task`` (see the module docstring)."""
+def task_loss(model, task: str | tuple[str, ...]):
+    """The loss fine-tuning uses for ``task`` (see the module docstring); a list of losses for one task per output."""
     from edgekit.task import keras_head
 
     k = keras_of(model)
+    if isinstance(task, tuple):
+        return [_output_loss(k, model, t, j) for j, t in enumerate(task)]
     if task == "binary":
         return k.losses.BinaryCrossentropy(from_logits=keras_head(model).activation != "sigmoid")
     if task in ("regression", "anomaly"):
         return k.losses.MeanSquaredError()
     return k.losses.SparseCategoricalCrossentropy(from_logits=not ends_in_softmax(model))
+
+
+def _output_loss(k, model, task: str, j: int):
+    from edgekit.task import keras_head
+
+    head = keras_head(model, j)
+    if task == "binary":
+        return k.losses.BinaryCrossentropy(from_logits=head.activation != "sigmoid")
+    if task in ("regression", "anomaly"):
+        return k.losses.MeanSquaredError()
+    return k.losses.SparseCategoricalCrossentropy(from_logits=head.activation != "softmax")
 
 
 def compile_for_labels(model, learning_rate: float, task: str = "classification", loss: Any = None) -> str:
@@ -75,17 +99,24 @@ def compile_for_labels(model, learning_rate: float, task: str = "classification"
     metrics = ["accuracy"] if task in ("classification", "binary") else []
     chosen = loss if loss is not None else task_loss(model, task)
     model.compile(optimizer=k.optimizers.Adam(learning_rate), loss=chosen, metrics=metrics)
-    source = "the model's compiled loss" if loss is not None else f"the {task} task's loss"
+    what = "/".join(task) + " tasks' losses" if isinstance(task, tuple) else f"{task} task's loss"
+    source = "the model's compiled loss" if loss is not None else f"the {what}"
     return f"{loss_name(chosen)} ({source})"
 
 
-def targets(train: Dataset) -> np.ndarray:
-    """What the model is fitted to: the inputs for anomaly (reconstruction), else the labels."""
-    if train.task == "anomaly":
-        return train.x.astype(np.float32)
-    if train.task == "binary":
-        return train.y.astype(np.float32).reshape(len(train.y), 1)
-    return train.y
+def targets(train: Dataset) -> np.ndarray | list[np.ndarray]:
+    """What the model is fitted to: the inputs for anomaly (reconstruction), else the labels; a list for several outputs."""
+    if train.multi_io and isinstance(train.task, tuple):
+        return [_target(t, y, train) for t, y in zip(train.tasks, train.ys)]
+    return _target(train.task, train.y, train)
+
+
+def _target(task: str, y: np.ndarray | None, train: Dataset) -> np.ndarray:
+    if task == "anomaly":  # y, if any, flags anomalies: the target is the input itself
+        return train.xs[0].astype(np.float32)
+    if task == "binary":
+        return y.astype(np.float32).reshape(len(y), 1)
+    return y
 
 
 def fine_tune(model, train: Dataset, *, epochs: int, learning_rate: float, batch_size: int, seed: int,
@@ -98,10 +129,10 @@ def fine_tune(model, train: Dataset, *, epochs: int, learning_rate: float, batch
     check_labels(model, train, stage)
     k.utils.set_random_seed(seed)
     used = compile_for_labels(model, learning_rate, train.task, loss)
-    hist = model.fit(train.x, targets(train), epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=list(callbacks))
+    hist = model.fit(train.keras_x, targets(train), epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=list(callbacks))
     return {
         "epochs": epochs,
-        "task": train.task,
+        "task": train.task if isinstance(train.task, str) else list(train.task),
         "loss_function": used,
         "loss": [round(float(v), 6) for v in hist.history.get("loss", [])],
         "train_accuracy": [round(float(v), 6) for v in hist.history.get("accuracy", [])],

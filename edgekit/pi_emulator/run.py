@@ -74,7 +74,7 @@ class RunnerResult:
     accuracy: float | None
     mean_latency_ms: float  # emulated: QEMU on the build host, not a Pi benchmark
     wall_seconds: float
-    outputs: np.ndarray
+    outputs: tuple[np.ndarray, ...]  # one array per model output, in the model's order
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -105,8 +105,13 @@ def run_runner(runner: Path, model: Path, inputs: Path, *, cpu: str, leg: str = 
                                 "at fault, else report the emulation problem with `edgekit env`")
     try:
         line = json.loads(proc.stdout.strip().splitlines()[-1])
-        outputs = np.load(out, allow_pickle=False)
-    except (IndexError, json.JSONDecodeError, OSError) as exc:
+        loaded = np.load(out, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            outputs = (loaded,)
+        else:  # several outputs: a .npz with out0, out1, ...
+            with loaded:
+                outputs = tuple(loaded[f"out{j}"] for j in range(len(loaded.files)))
+    except (IndexError, KeyError, json.JSONDecodeError, OSError) as exc:
         raise ToolchainError(f"{runner} under {QEMU_USER} printed no result line or wrote no outputs ({exc})") from None
     return RunnerResult(cpu=cpu, leg=leg, runtime=line["runtime"], runtime_version=line.get("runtime_version"),
                         kernels=line["kernels"], n=int(line["n"]), accuracy=line["accuracy"],

@@ -83,6 +83,7 @@ class EmulatorResult:
     qemu: str = ""
     task: str = "classification"  # the build's task (report.json task.name)
     task_metrics: dict[str, Any] | None = None  # the task's metrics on the first leg's outputs (eval data only)
+    task_outputs: list[dict[str, Any]] | None = None  # several outputs: per output its name, index, task and metrics
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -113,9 +114,12 @@ def _emulated_cpu(report: dict[str, Any], where: Path) -> tuple[str, str]:
     return cpu, f"{emulator.get('machine') or 'qemu-aarch64'}:{cpu}"
 
 
-def _inputs(report: dict[str, Any], model: Path, n_inputs: int, seed: int) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _inputs(report: dict[str, Any], model: Path, n_inputs: int,
+            seed: int) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray | None, ...], str]:
+    """One array per model input, one label array (or None) per output, and where they came from."""
     from edgekit.tflite_model import read_model
 
+    info = read_model(model)
     eval_path = (report.get("inputs") or {}).get("eval")
     if eval_path:
         if not Path(eval_path).is_file():
@@ -123,27 +127,43 @@ def _inputs(report: dict[str, Any], model: Path, n_inputs: int, seed: int) -> tu
         from edgekit.data import load_data, take
         from edgekit.verify.inputs import is_raw
 
-        ds = take(load_data(eval_path, "eval"), n_inputs)  # .npy, one-hot labels: as the build read them
-        spec = read_model(model).inputs[0]
-        source_dtype = spec.dtype if report.get("model_kind") == "tflite" else "float32"
-        x = ds.x
-        if np.issubdtype(x.dtype, np.integer) and not is_raw(x, spec, data_is_quantized=bool(report.get("data_is_quantized")),
-                                                            source_dtype=source_dtype):
-            x = x.astype(np.float32)  # integer data are values: the runner quantizes them like floats
-        return x, ds.y, "eval"
-    spec = read_model(model).inputs[0]
-    shape = (n_inputs, *spec.shape[1:])
+        tasks = [o.get("name", "classification") for o in (report.get("task") or {}).get("outputs") or []]
+        # .npy, one-hot labels, several inputs and outputs: as the build read them
+        ds = take(load_data(eval_path, "eval", tasks or "classification", [t.name for t in info.inputs],
+                            [t.name for t in info.outputs]), n_inputs)
+        is_tflite = report.get("model_kind") == "tflite"
+        xs = []
+        for x, spec in zip(ds.xs, info.inputs):
+            src = spec.dtype if is_tflite else "float32"
+            if np.issubdtype(x.dtype, np.integer) and not is_raw(x, spec, data_is_quantized=bool(report.get("data_is_quantized")),
+                                                                source_dtype=src):
+                x = x.astype(np.float32)  # integer data are values: the runner quantizes them like floats
+            xs.append(x)
+        return tuple(xs), ds.ys, "eval"
     rng = np.random.default_rng(seed)
-    dtype = np.dtype(spec.dtype)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        x = rng.integers(info.min, info.max + 1, size=shape).astype(dtype)
-    else:
-        x = rng.random(shape, dtype=np.float32).astype(dtype)
-    return x, None, f"generated (seed {seed})"
+    xs = []
+    for spec in info.inputs:
+        shape = (n_inputs, *spec.shape[1:])
+        dtype = np.dtype(spec.dtype)
+        if np.issubdtype(dtype, np.integer):
+            lim = np.iinfo(dtype)
+            xs.append(rng.integers(lim.min, lim.max + 1, size=shape).astype(dtype))
+        else:
+            xs.append(rng.random(shape, dtype=np.float32).astype(dtype))
+    return tuple(xs), (None,) * len(info.outputs), f"generated (seed {seed})"
 
 
-def _host_tflite_runtime(runner: Path, model: Path, inputs: Path, work: Path) -> np.ndarray:
+def _save_inputs(path: Path, xs: tuple[np.ndarray, ...], ys: tuple[np.ndarray | None, ...]) -> None:
+    """The runner's input file: ``x``/``y`` for a one-input, one-output model, else ``x0``.../``y0``..."""
+    if len(xs) == 1 and len(ys) == 1:
+        np.savez(path, **({"x": xs[0]} if ys[0] is None else {"x": xs[0], "y": ys[0]}))
+        return
+    arrays = {f"x{i}": x for i, x in enumerate(xs)}
+    arrays.update({f"y{j}": y for j, y in enumerate(ys) if y is not None})
+    np.savez(path, **arrays)
+
+
+def _host_tflite_runtime(runner: Path, model: Path, inputs: Path, work: Path) -> tuple[np.ndarray, ...]:
     """The runner with tflite-runtime's reference kernels on the host (a subprocess: it needs numpy<2)."""
     out = work / "host-tflite_runtime-ref.npy"
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(host_site("tflite_runtime")), "PYTHONNOUSERSITE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -153,7 +173,11 @@ def _host_tflite_runtime(runner: Path, model: Path, inputs: Path, work: Path) ->
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no stderr"])[-1][:300]
         raise VerificationError(f"{runner} with tflite_runtime failed on the host: {last}")
-    return np.load(out, allow_pickle=False)
+    loaded = np.load(out, allow_pickle=False)
+    if isinstance(loaded, np.ndarray):
+        return (loaded,)
+    with loaded:
+        return tuple(loaded[f"out{j}"] for j in range(len(loaded.files)))
 
 
 def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_inputs: int = 100, seed: int = 0) -> EmulatorResult:
@@ -169,7 +193,7 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
     VerificationError (the runner failed under emulation).
     """
     from edgekit.verify import metrics
-    from edgekit.verify.runtimes import run_litert
+    from edgekit.verify.runtimes import run_litert_io
     from edgekit.verify.inputs import quantize
     from edgekit.tflite_model import read_model
 
@@ -188,65 +212,77 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         raise InputError(f"--inputs must be at least 1, not {n_inputs}")
     cpu, machine = _emulated_cpu(report, build_dir / "report.json")
     require_tool(QEMU_USER, QEMU_INSTALL_HINT)  # before downloading a root it could not run
-    x, y, source = _inputs(report, model, n_inputs, seed)
+    xs, ys, source = _inputs(report, model, n_inputs, seed)
     work = build_dir / "emulator"
     work.mkdir(exist_ok=True)
     inputs = work / "inputs.npz"
-    np.savez(inputs, **({"x": x} if y is None else {"x": x, "y": y}))
+    _save_inputs(inputs, xs, ys)
 
     tflite = model.read_bytes()
-    spec = read_model(tflite).inputs[0]
-    x_q = x if x.dtype == np.dtype(spec.dtype) else quantize(x, spec)  # as the runner does: codes pass, values are quantized
-    calls = calls_per_sequence(x_q.shape, spec.shape)  # [N, T, ...]: sequences of T calls, as run.py runs them
+    specs = read_model(tflite).inputs
+    spec = specs[0]
+    # as the runner does: codes pass, values are quantized
+    x_q = tuple(x if x.dtype == np.dtype(sp.dtype) else quantize(x, sp) for x, sp in zip(xs, specs))
+    # [N, T, ...]: sequences of T calls, as run.py runs them (one input and one output only: data.py refuses them otherwise)
+    calls = calls_per_sequence(x_q[0].shape, spec.shape) if len(xs) == len(ys) == 1 else None
     root = ensure_root(legs=tuple(dict.fromkeys(LEG_KERNELS[leg][0] for leg in legs)), cpus=(cpu,))
-    host_cache: dict[str, np.ndarray] = {}
+    host_cache: dict[str, tuple[np.ndarray, ...]] = {}
 
-    def host(label: str) -> np.ndarray:
+    def host(label: str) -> tuple[np.ndarray, ...]:
         if label not in host_cache:
             if label == "tflite_runtime-ref":
                 host_cache[label] = _host_tflite_runtime(runner, model, inputs, work)
             else:
-                o = run_litert(tflite, flatten_calls(x_q, calls), reference=label == "litert-ref", calls_per_sequence=calls)
-                host_cache[label] = o if calls is None else o.reshape(len(x_q), calls, *o.shape[1:])
+                o = run_litert_io(tflite, tuple(flatten_calls(x, calls) for x in x_q), reference=label == "litert-ref",
+                                  calls_per_sequence=calls)
+                host_cache[label] = o if calls is None else tuple(a.reshape(len(x_q[0]), calls, *a.shape[1:]) for a in o)
         return host_cache[label]
 
     results: list[LegResult] = []
     compared_bytes: list[int] = []
-    first_outputs: np.ndarray | None = None
+    first_outputs: tuple[np.ndarray, ...] | None = None
     for leg in legs:
         runtime, reference = LEG_KERNELS[leg]
         emulated: RunnerResult = run_runner(runner, model, inputs, cpu=cpu, leg=runtime, reference=reference, root=root, work=work)
         label = f"{runtime}-{'ref' if reference else 'default'}"
         expected = host(label)
         first_outputs = emulated.outputs if first_outputs is None else first_outputs
-        agree = metrics.byte_agreement(emulated.outputs, expected)
+        agree = metrics.byte_agreement(metrics.join_outputs(emulated.outputs), metrics.join_outputs(expected))
         exact, diff, mismatched = agree.bit_exact, agree.max_abs_diff, agree.mismatched_inputs
-        compared_bytes.append(int(expected.nbytes))
+        compared_bytes.append(int(sum(e.nbytes for e in expected)))
         extra: dict[str, Any] = {}
         if runtime == "tflite_runtime":
-            vs = metrics.byte_agreement(emulated.outputs, host("litert-ref"))
+            vs = metrics.byte_agreement(metrics.join_outputs(emulated.outputs), metrics.join_outputs(host("litert-ref")))
             vs_exact, vs_diff = vs.bit_exact, vs.max_abs_diff
             extra = {"vs_litert_ref_bit_exact": vs_exact, "vs_litert_ref_max_abs_diff": vs_diff}
         results.append(LegResult(
             leg=leg, runtime=emulated.runtime, runtime_version=emulated.runtime_version, kernels=emulated.kernels,
             reference=f"{label} (x86-64 host)", bit_exact=exact, max_abs_diff=diff, mismatched_inputs=mismatched,
-            accuracy=emulated.accuracy, host_accuracy=metrics.accuracy(expected if calls is None else expected[:, -1], y),
+            accuracy=emulated.accuracy,
+            host_accuracy=metrics.accuracy(expected[0] if calls is None else expected[0][:, -1], ys[0]) if len(expected) == 1 else None,
             emulated_latency_ms=emulated.mean_latency_ms, wall_seconds=round(emulated.wall_seconds, 3), extra=extra,
         ))
     equal_bytes = sum(r.bit_exact * n for r, n in zip(results, compared_bytes))
     all_bytes = sum(compared_bytes)
     first = results[0]
     task = (report.get("task") or {}).get("name") or "classification"
-    task_metrics = None
+    tasks = [o.get("name") or "classification" for o in (report.get("task") or {}).get("outputs") or []] or [task]
+    task_metrics, task_outputs = None, None
     if source == "eval" and first_outputs is not None:
         from edgekit.verify.runtimes import dequantize
 
-        out = read_model(tflite).outputs[0]
-        x_real = dequantize(x_q, spec) if report.get("data_is_quantized") else np.asarray(x, np.float32)
-        o = np.asarray(first_outputs)
-        o = o if calls is None else o.reshape(len(x), calls, -1)[:, -1]  # a sequence is judged on its last call
-        real = dequantize(o, out).reshape(len(x), *out.shape[1:])
-        task_metrics = metrics.task_metrics(task, real, x_real, y)
+        n = len(xs[0])
+        x_real = dequantize(x_q[0], spec) if report.get("data_is_quantized") else np.asarray(xs[0], np.float32)
+        per_output = []
+        for t, o, out, y in zip(tasks, first_outputs, read_model(tflite).outputs, ys):
+            o = np.asarray(o)
+            o = o if calls is None else o.reshape(n, calls, -1)[:, -1]  # a sequence is judged on its last call
+            per_output.append(metrics.task_metrics(t, dequantize(o, out).reshape(n, *out.shape[1:]), x_real, y))
+        if len(per_output) > 1:
+            task_outputs = [{"output": out.name, "index": j, "task": t, "metrics": m}
+                            for j, (out, t, m) in enumerate(zip(read_model(tflite).outputs, tasks, per_output))]
+        else:
+            task_metrics = per_output[0]
     return EmulatorResult(
         machine=machine,
         runtime=f"{first.runtime}-{'ref' if first.kernels == 'reference' else 'default'} (emulated aarch64)",
@@ -254,13 +290,14 @@ def verify_pi_build(build_dir: Path, *, legs: tuple[str, ...] = ("litert",), n_i
         accuracy=first.accuracy,
         host_accuracy=first.host_accuracy,
         emulated_latency_ms=first.emulated_latency_ms,
-        n_inputs=int(len(x)),
+        n_inputs=int(len(xs[0])),
         inputs=source,
         mismatched_inputs=sum(r.mismatched_inputs for r in results),
         legs=tuple(results),
         qemu=_qemu_version(),
         task=task,
         task_metrics=task_metrics,
+        task_outputs=task_outputs,
     )
 
 

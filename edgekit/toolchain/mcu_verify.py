@@ -78,6 +78,7 @@ class EmulatorResult:
     task: str = "classification"  # the build's task (report.json task.name)
     task_metrics: dict[str, Any] | None = None  # the task's metrics on the emulator's outputs (eval data only)
     calls_per_sequence: int | None = None  # a model with state ran sequences of this many calls (reset between)
+    task_outputs: list[dict[str, Any]] | None = None  # several outputs: per output its name, index, task and metrics
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -220,7 +221,7 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     from edgekit.data import load_data, take
     from edgekit.verify.inputs import to_input_domain
     from edgekit.verify.isolated import Leg, run_legs
-    from edgekit.verify.metrics import byte_agreement
+    from edgekit.verify.metrics import byte_agreement, join_outputs
     from edgekit.verify.shipped import check_files
 
     build_dir = Path(build_dir)
@@ -236,51 +237,72 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
     if shipped:
         check_files(build_dir, shipped)
     tflite = tflite_path.read_bytes()
-    inp, out = io_quantization(tflite)
-    if inp.dtype not in IO_IN or out.dtype not in IO_OUT:
+    info = read_model(tflite)
+    inp, out = info.inputs[0], info.outputs[0]
+    bad = [t for t in info.inputs if t.dtype not in IO_IN] + [t for t in info.outputs if t.dtype not in IO_OUT]
+    if bad:
+        what = (f"input {inp.dtype}, output {out.dtype}" if len(info.inputs) == len(info.outputs) == 1
+                else f"tensor {bad[0].name} is {bad[0].dtype}")
         raise InputError(
-            f"{tflite_path}: input {inp.dtype}, output {out.dtype}; the emulator run needs "
-            f"{'/'.join(IO_IN)} input and {'/'.join(IO_OUT)} output",
+            f"{tflite_path}: {what}; the emulator run needs {'/'.join(IO_IN)} inputs and {'/'.join(IO_OUT)} outputs",
             "build with --quant int8 (the default for tflm targets) or int16x8",
         )
     eval_path = (report.get("inputs") or {}).get("eval")
     labels, calls, ds = None, None, None
     task = (report.get("task") or {}).get("name") or "classification"
+    tasks = [o.get("name") or "classification" for o in (report.get("task") or {}).get("outputs") or []] or [task]
     if eval_path:
-        ds = take(load_data(eval_path, "eval"), n_inputs)
-        calls = calls_per_sequence(ds.x.shape, inp.shape)  # [N, T, ...]: sequences of T calls
+        ds = take(load_data(eval_path, "eval", tasks if len(tasks) > 1 else task, [t.name for t in info.inputs],
+                            [t.name for t in info.outputs]), n_inputs)
+        if not ds.multi_io:  # data.check_against_input refuses sequences for several inputs or outputs
+            calls = calls_per_sequence(ds.x.shape, inp.shape)  # [N, T, ...]: sequences of T calls
         source_dtype = inp.dtype if report.get("model_kind") == "tflite" else "float32"
-        x_q = to_input_domain(flatten_calls(ds.x, calls), inp, data_is_quantized=bool(report.get("data_is_quantized")),
-                              source_dtype=source_dtype, path=eval_path).reshape(-1, *inp.shape[1:])
-        labels, source = ds.y, "eval"
+        xs = tuple(to_input_domain(flatten_calls(x, calls), spec, data_is_quantized=bool(report.get("data_is_quantized")),
+                                   source_dtype=source_dtype, path=eval_path).reshape(-1, *spec.shape[1:])
+                   for x, spec in zip(ds.xs, info.inputs))
+        labels, source = ds.ys, "eval"
     else:
-        x_q = generated_inputs(n_inputs, inp.nbytes, seed, inp.dtype)
+        xs = tuple(generated_inputs(n_inputs, spec.nbytes, seed + k, spec.dtype).reshape(n_inputs, *spec.shape[1:])
+                   for k, spec in enumerate(info.inputs))
         calls = n_inputs  # a model with state: the generated inputs are one sequence
         source = f"generated (seed {seed})"
+    # every input of a sample back to back as bytes, in the model's order: what the firmware's edgekit_invoke takes
+    x_q = np.concatenate([np.ascontiguousarray(x).reshape(len(x), -1).view(np.int8) for x in xs], axis=1)
     aot = build_dir / "aot"
     code = aot if (aot / "edgekit_model.h").is_file() else tflite
     raw, device = run_on_emulator(code, target, x_q, build_dir / "emulator", calls_per_sequence=calls)
-    ours = raw.view(np.dtype(out.dtype)).reshape(len(x_q), -1)
-    leg = run_legs({"int8": tflite}, {"int8": x_q.reshape(len(x_q), *inp.shape[1:])},
-                   [Leg("tflm", "tflm", "int8", "int8", calls)])["tflm"]
+    leg = run_legs({"int8": tflite}, {"int8": xs}, [Leg("tflm", "tflm", "int8", "int8", calls)])["tflm"]
     if not leg.ok:
         raise VerificationError(f"{tflite_path}: the reference {leg.failure()}")
-    ref = leg.outputs.reshape(ours.shape)
-    agree = byte_agreement(ours, ref)
-    ours, ref = last_calls(ours, calls if eval_path else None), last_calls(ref, calls if eval_path else None)
-    task_metrics = None
+    ours_all, ref_all, at = [], [], 0  # per output: the emulator's bytes seen as the output's dtype, and TFLM's
+    for spec, r in zip(info.outputs, leg.outputs):
+        ours_all.append(raw[:, at : at + spec.nbytes].copy().view(np.dtype(spec.dtype)))
+        ref_all.append(np.ascontiguousarray(r).reshape(ours_all[-1].shape))
+        at += spec.nbytes
+    agree = byte_agreement(join_outputs(tuple(ours_all)), join_outputs(tuple(ref_all)))
+    seq = calls if eval_path else None
+    ours_all, ref_all = [last_calls(o, seq) for o in ours_all], [last_calls(r, seq) for r in ref_all]
+    per_output = [None] * len(info.outputs)
     if ds is not None:
         from edgekit.verify.metrics import task_metrics as metrics_of
         from edgekit.verify.runtimes import dequantize
 
-        x_real = dequantize(x_q, inp).reshape(ds.x.shape) if report.get("data_is_quantized") else ds.x.astype(np.float32)
-        task_metrics = metrics_of(task, dequantize(ours, out).reshape(len(ours), *out.shape[1:]), x_real, labels)
-    top1 = task == "classification"  # top-1 of an autoencoder's or a regressor's outputs means nothing
+        x_real = (dequantize(xs[0], inp).reshape(ds.xs[0].shape) if report.get("data_is_quantized")
+                  else ds.xs[0].astype(np.float32))
+        per_output = [metrics_of(t, dequantize(o, spec).reshape(len(o), *spec.shape[1:]), x_real, y)
+                      for t, o, spec, y in zip(tasks, ours_all, info.outputs, labels)]
+    task_outputs = None
+    if len(info.outputs) > 1:  # several outputs: each one's task metrics; no single accuracy
+        task_outputs = [{"output": spec.name, "index": j, "task": t, "metrics": m}
+                        for j, (spec, t, m) in enumerate(zip(info.outputs, tasks, per_output))]
+    ours, ref, task_metrics = ours_all[0], ref_all[0], per_output[0]
+    labels = labels[0] if labels is not None and len(info.outputs) == 1 else None
+    top1 = task == "classification" and len(info.outputs) == 1  # top-1 of an autoencoder's or a regressor's outputs means nothing
     return EmulatorResult(
         machine=device.machine,
         runtime=device.runtime,
         outputs_bit_exact=agree.bit_exact,
-        accuracy=_top1(ours, labels) if top1 else (task_metrics or {}).get("accuracy"),
+        accuracy=_top1(ours, labels) if top1 else None if task_outputs else (task_metrics or {}).get("accuracy"),
         flash_bytes=device.flash_bytes,
         ram_bytes=device.ram_bytes,
         stack_bytes=device.stack_bytes,
@@ -294,7 +316,8 @@ def verify_mcu_build(build_dir: Path, *, n_inputs: int = 100, seed: int = 0) -> 
         code="aot/ (as shipped)" if code is aot else "generated from model.tflite (the build has no aot/)",
         shipped_hashes="checked" if shipped else "not recorded (build made before edgekit recorded them)",
         task=task,
-        task_metrics=task_metrics,
+        task_metrics=None if task_outputs else task_metrics,
+        task_outputs=task_outputs,
     )
 
 

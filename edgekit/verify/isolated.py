@@ -48,10 +48,11 @@ class LegResult:
 
     ``crash`` names the signal (or exit status) that killed the child while it
     ran this leg; ``error`` is the first line of a Python-level error.
+    ``outputs`` holds one array per model output, in the model's order.
     """
 
     leg: Leg
-    outputs: np.ndarray | None = None
+    outputs: tuple[np.ndarray, ...] | None = None
     latency_ms: float | None = None
     error: str | None = None
     error_type: str | None = None
@@ -91,17 +92,24 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray], legs: list[Leg], *,
+def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray | tuple[np.ndarray, ...]], legs: list[Leg], *,
              timeout_s: float = 1800.0) -> dict[str, LegResult]:
-    """Run ``legs`` in child processes and return each leg's result by name."""
+    """Run ``legs`` in child processes and return each leg's result by name.
+
+    Each ``inputs`` entry is one array, or a tuple with one array per model input.
+    """
     results: dict[str, LegResult] = {}
     with tempfile.TemporaryDirectory(prefix="edgekit-verify-") as d:
         root = Path(d)
         for key, blob in models.items():
             (root / f"model_{key}.tflite").write_bytes(bytes(blob))
-        for key, arr in inputs.items():
-            np.save(root / f"x_{key}.npy", np.ascontiguousarray(arr), allow_pickle=False)
-        (root / "legs.json").write_text(json.dumps([leg.__dict__ for leg in legs]))
+        n_inputs = {}
+        for key, arrs in inputs.items():
+            arrs = arrs if isinstance(arrs, tuple) else (arrs,)
+            n_inputs[key] = len(arrs)
+            for i, arr in enumerate(arrs):
+                np.save(root / f"x_{key}_{i}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+        (root / "legs.json").write_text(json.dumps([{**leg.__dict__, "n_inputs": n_inputs.get(leg.inputs, 0)} for leg in legs]))
         by_name = {leg.name: leg for leg in legs}
         pending = [leg.name for leg in legs]
         progress = root / "progress.jsonl"
@@ -123,8 +131,8 @@ def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray], legs: list
                 name = rec.pop("done")
                 started = None
                 leg = by_name[name]
-                out_file = root / f"out_{name}.npy"
-                outputs = np.load(out_file, allow_pickle=False) if out_file.exists() else None
+                n_out = rec.pop("n_outputs", 0)
+                outputs = tuple(np.load(root / f"out_{name}_{j}.npy", allow_pickle=False) for j in range(n_out)) or None
                 results[name] = LegResult(leg, outputs=outputs, latency_ms=rec.get("latency_ms"),
                                           error=rec.get("error"), error_type=rec.get("error_type"))
             if started is None and not any(n in results for n in pending):

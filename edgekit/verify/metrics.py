@@ -40,6 +40,13 @@ def bit_exact_fraction(a: np.ndarray, b: np.ndarray) -> float:
     return float((a == b).mean()) if a.size else 1.0
 
 
+def join_outputs(outs: tuple[np.ndarray, ...]) -> np.ndarray:
+    """A model's outputs as one array to compare: the one output as it is, several as their bytes side by side per sample."""
+    if len(outs) == 1:
+        return outs[0]
+    return np.concatenate([np.ascontiguousarray(o).view(np.uint8).reshape(len(o), -1) for o in outs], axis=1)
+
+
 def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     """Largest absolute difference (in raw units: LSBs for integer outputs)."""
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0

@@ -30,11 +30,21 @@ def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
 
 
 def run_keras(model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Float outputs of a Keras model (either Keras kind)."""
-    out = model.predict(x.astype(np.float32), batch_size=batch_size, verbose=0)
-    if isinstance(out, (list, tuple)):
-        out = out[0]
-    return np.asarray(out)
+    """Float outputs of a one-output Keras model (either Keras kind)."""
+    return run_keras_io(model, x, batch_size)[0]
+
+
+def run_keras_io(model, x: np.ndarray | tuple[np.ndarray, ...], batch_size: int = 64) -> tuple[np.ndarray, ...]:
+    """Float outputs of a Keras model, one array per output in Keras' order; ``x`` is a tuple for several inputs."""
+    feed = [a.astype(np.float32) for a in x] if isinstance(x, tuple) else x.astype(np.float32)
+    out = model.predict(feed, batch_size=batch_size, verbose=0)
+    if isinstance(out, dict):
+        from edgekit.load import keras_io_names
+
+        out = [out[n] for n in keras_io_names(model)[1]]
+    if not isinstance(out, (list, tuple)):
+        out = [out]
+    return tuple(np.asarray(o) for o in out)
 
 
 def _litert(tflite: bytes, reference: bool):
@@ -48,7 +58,22 @@ def _litert(tflite: bytes, reference: bool):
 
 
 def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False, calls_per_sequence: int | None = None) -> np.ndarray:
-    """Raw outputs of LiteRT; ``x`` is already in the model's input dtype, one row per sample.
+    """Raw outputs of LiteRT for a one-input, one-output model; ``x`` is already in the model's input dtype, one row per sample.
+
+    See :func:`run_litert_io` for ``calls_per_sequence``.
+    """
+    return _one(run_litert_io(tflite, (x,), reference=reference, calls_per_sequence=calls_per_sequence), "run_litert")
+
+
+def _one(outs: tuple[np.ndarray, ...], who: str) -> np.ndarray:
+    if len(outs) != 1:
+        raise ValueError(f"{who}: the model has {len(outs)} outputs; use {who}_io")
+    return outs[0]
+
+
+def run_litert_io(tflite: bytes, xs: tuple[np.ndarray, ...], *, reference: bool = False,
+                  calls_per_sequence: int | None = None) -> tuple[np.ndarray, ...]:
+    """Raw outputs of LiteRT, one array per model output (the model's order); ``xs`` one array per input, in its dtype.
 
     The model's state is reset before every row, or with ``calls_per_sequence=T``
     before every T rows (sequences of calls, as :func:`edgekit.tflm_host.run_tflm`):
@@ -58,20 +83,23 @@ def run_litert(tflite: bytes, x: np.ndarray, *, reference: bool = False, calls_p
     """
     ip = _litert(tflite, reference)
     fresh = "VAR_HANDLE" in {op["op_name"] for op in ip._get_ops_details()}
-    inp = ip.get_input_details()[0]
-    out = ip.get_output_details()[0]
-    shape = tuple(inp["shape"])
+    ins = ip.get_input_details()
+    outs = ip.get_output_details()
+    if len(xs) != len(ins):
+        raise ValueError(f"run_litert: the model has {len(ins)} inputs, {len(xs)} arrays given")
     every = calls_per_sequence or 1
-    results = []
-    for i in range(len(x)):
+    results: list[list[np.ndarray]] = [[] for _ in outs]
+    for i in range(len(xs[0])):
         if i % every == 0:
             if fresh and i:
                 ip = _litert(tflite, reference)
             ip.reset_all_variables()
-        ip.set_tensor(inp["index"], x[i].reshape(shape))
+        for inp, x in zip(ins, xs):
+            ip.set_tensor(inp["index"], x[i].reshape(tuple(inp["shape"])))
         ip.invoke()
-        results.append(ip.get_tensor(out["index"])[0].copy())
-    return np.stack(results)
+        for r, out in zip(results, outs):
+            r.append(ip.get_tensor(out["index"])[0].copy())
+    return tuple(np.stack(r) for r in results)
 
 
 @dataclass(frozen=True)
@@ -86,8 +114,8 @@ class Latency:
 def host_latency(tflite: bytes, *, runs: int = 50, reference: bool = False) -> Latency:
     """Time ``runs`` inferences on a zero input after 5 warm-up runs (single thread)."""
     ip = _litert(tflite, reference)
-    inp = ip.get_input_details()[0]
-    ip.set_tensor(inp["index"], np.zeros(inp["shape"], dtype=inp["dtype"]))
+    for inp in ip.get_input_details():
+        ip.set_tensor(inp["index"], np.zeros(inp["shape"], dtype=inp["dtype"]))
     for _ in range(5):
         ip.invoke()
     t0 = time.perf_counter()

@@ -1,9 +1,9 @@
 """Child-process side of :mod:`edgekit.verify.isolated` (``python -m edgekit.verify.worker FOLDER``).
 
-Reads ``legs.json`` and the model/input files from FOLDER, runs each leg in
-order and appends one JSON line per event to ``progress.jsonl`` (unbuffered,
-so the lines written before a native crash survive it). Outputs go to
-``out_<leg>.npy``. Imports LiteRT and tflite-micro only, never TensorFlow.
+Reads ``legs.json`` and the model/input files (``x_<inputs>_<i>.npy``, one per
+model input) from FOLDER, runs each leg in order and appends one JSON line per
+event to ``progress.jsonl`` (unbuffered, so the lines written before a native
+crash survive it). Outputs go to ``out_<leg>_<j>.npy``, one per model output. Imports LiteRT and tflite-micro only, never TensorFlow.
 """
 
 from __future__ import annotations
@@ -26,17 +26,18 @@ def _run_leg(folder: Path, leg: dict) -> dict:
         from edgekit.verify.runtimes import host_latency
 
         return {"latency_ms": host_latency(model).mean_ms}
-    x = np.load(folder / f"x_{leg['inputs']}.npy", allow_pickle=False)
+    xs = tuple(np.load(folder / f"x_{leg['inputs']}_{i}.npy", allow_pickle=False) for i in range(leg["n_inputs"]))
     if leg["kind"] == "tflm":
-        from edgekit.tflm_host import run_tflm
+        from edgekit.tflm_host import run_tflm_io
 
-        out = run_tflm(model, x, leg.get("calls_per_sequence"))
+        outs = run_tflm_io(model, xs, leg.get("calls_per_sequence"))
     else:
-        from edgekit.verify.runtimes import run_litert
+        from edgekit.verify.runtimes import run_litert_io
 
-        out = run_litert(model, x, reference=leg["kind"] == "litert-ref", calls_per_sequence=leg.get("calls_per_sequence"))
-    np.save(folder / f"out_{leg['name']}.npy", out, allow_pickle=False)
-    return {}
+        outs = run_litert_io(model, xs, reference=leg["kind"] == "litert-ref", calls_per_sequence=leg.get("calls_per_sequence"))
+    for j, out in enumerate(outs):
+        np.save(folder / f"out_{leg['name']}_{j}.npy", out, allow_pickle=False)
+    return {"n_outputs": len(outs)}
 
 
 def main(folder: str, names: list[str]) -> None:

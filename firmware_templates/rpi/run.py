@@ -11,11 +11,15 @@ numpy<2); it does not import edgekit. Python 3.9+.
 
 INPUTS is a .npy of inputs ``[N, ...]`` or a .npz with ``x`` (and optional
 integer labels ``y``, which turn on top-1 accuracy). Each sample runs on its
-own (batch 1), through the model's first input and first output, after a reset
-of the model's variables (an LSTM's state). A sample holding T whole inputs
-(``x`` of shape ``[N, T, *input shape]``, for a model that keeps state between
-calls) is a sequence of T calls: reset before the first, outputs ``[N, T, ...]``,
-accuracy on each sequence's last call.
+own (batch 1), after a reset of the model's variables (an LSTM's state). A
+model with several inputs takes a .npz with one array per input, ``x0``,
+``x1``, ... in the model's input order or ``x_<input name>``; with several
+outputs, labels are ``y0``, ``y1``, ... (or ``y_<output name>``), accuracy is
+given per output, and ``--output`` gets a .npz with ``out0``, ``out1``, ...
+(one array per output, in the model's order). For a one-input model that keeps
+state between calls, a sample holding T whole inputs (``x`` of shape
+``[N, T, *input shape]``) is a sequence of T calls: reset before the first,
+outputs ``[N, T, ...]``, accuracy on each sequence's last call.
 
 Input semantics (the same as edgekit's host verification):
 - inputs already of the model's input dtype (e.g. int8) pass through untouched;
@@ -42,7 +46,7 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -81,6 +85,46 @@ def runtime_version(runtime: str) -> Optional[str]:
         return getattr(package, "__version__", None)
     except ImportError:
         return None
+
+
+def _named(data: Any, kind: str, i: int, name: str) -> Optional[str]:
+    """The array of tensor ``i`` (``x0`` or ``x_<name>``; likewise ``y``) present in ``data``, if any."""
+    for key in (f"{kind}{i}", f"{kind}_{name}"):
+        if key in data.files:
+            return key
+    return None
+
+
+def load_inputs_io(path: str, input_names: List[str], output_names: List[str]) -> Tuple[List[np.ndarray], List[Optional[np.ndarray]]]:
+    """One input array per model input and one label array (or None) per output; see the module docstring."""
+    if len(input_names) <= 1 and len(output_names) <= 1:
+        x, y = load_inputs(path)
+        return [x], [y]
+    if not os.path.isfile(path):
+        raise RunnerError(f"{path}: no such input file")
+    if not path.endswith(".npz"):
+        raise RunnerError(f"{path}: a model with several inputs or outputs takes a .npz with x0, x1, ... (and y0, y1, ...)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            xs = []
+            for i, name in enumerate(input_names):
+                key = "x" if len(input_names) == 1 and "x" in data.files else _named(data, "x", i, name)
+                if key is None:
+                    raise RunnerError(f"{path}: no array x{i} (or x_{name}) for input {i} (found: {', '.join(data.files) or 'nothing'})")
+                xs.append(data[key])
+            ys = []
+            for j, name in enumerate(output_names):
+                key = "y" if len(output_names) == 1 and "y" in data.files else _named(data, "y", j, name)
+                ys.append(None if key is None else data[key])
+    except (ValueError, OSError) as exc:
+        raise RunnerError(f"{path}: not a readable numpy file ({exc})") from None
+    for i, x in enumerate(xs):
+        if x.ndim < 1 or len(x) != len(xs[0]) or len(x) == 0:
+            raise RunnerError(f"{path}: input array {i} holds {len(x) if x.ndim else 0} samples, expected {len(xs[0])}")
+    for j, y in enumerate(ys):
+        if y is not None and len(y) != len(xs[0]):
+            raise RunnerError(f"{path}: labels of output {j} have {len(y)} entries for {len(xs[0])} samples")
+    return xs, ys
 
 
 def load_inputs(path: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -146,43 +190,60 @@ def make_interpreter(model_path: str, reference: bool = False, runtime: str = "a
     return interpreter, name
 
 
-def _run(interpreter, x: np.ndarray, renew=None) -> Tuple[np.ndarray, float, int]:
-    """Raw outputs, mean latency per call (ms) and calls per sample (T > 1: sequences, outputs [N, T, ...]).
+def _run(interpreter, xs: List[np.ndarray], renew=None) -> Tuple[List[np.ndarray], float, int]:
+    """Raw outputs (one array per model output) for ``xs`` (one array per model input), the mean latency per
+    call (ms) and the calls per sample (T > 1: sequences of calls, one-input models only; outputs [N, T, ...]).
 
     ``renew()`` makes a new interpreter: resource variables (VAR_HANDLE), which
     ``reset_all_variables`` leaves alone, start over only in a new one."""
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    scale, zero_point = inp["quantization"]
-    xq = quantize(x, scale, zero_point, inp["dtype"])
-    shape = tuple(int(d) for d in inp["shape"])
-    per_call, per_row = int(np.prod(shape[1:])), int(np.prod(xq.shape[1:]))
-    calls = per_row // per_call if per_call and per_row % per_call == 0 else 0
-    if calls < 1 or (calls > 1 and tuple(xq.shape[2:]) != shape[1:]):
-        raise RunnerError(f"each input has shape {tuple(xq.shape[1:])} but the model takes {shape[1:]}")
-    flat = xq.reshape(len(xq) * calls, *shape[1:])
-    results = []
+    ins = interpreter.get_input_details()
+    outs = interpreter.get_output_details()
+    if len(xs) != len(ins):
+        raise RunnerError(f"the model has {len(ins)} inputs but {len(xs)} input arrays were given")
+    xqs, shapes, calls = [], [], 1
+    for x, inp in zip(xs, ins):
+        scale, zero_point = inp["quantization"]
+        xq = quantize(x, scale, zero_point, inp["dtype"])
+        shape = tuple(int(d) for d in inp["shape"])
+        per_call, per_row = int(np.prod(shape[1:])), int(np.prod(xq.shape[1:]))
+        if per_row != per_call:
+            calls = per_row // per_call if len(ins) == 1 and per_call and per_row % per_call == 0 else 0
+            if calls < 2 or tuple(xq.shape[2:]) != shape[1:]:
+                where = "each input" if len(ins) == 1 else f"each sample of input {len(xqs)}"
+                raise RunnerError(f"{where} has shape {tuple(xq.shape[1:])} but the model takes {shape[1:]}")
+            xq = xq.reshape(len(xq) * calls, *shape[1:])
+        xqs.append(xq)
+        shapes.append(shape)
+    n_calls = len(xqs[0])
+    results: List[list] = [[] for _ in outs]
     elapsed = 0.0
-    for i in range(len(flat)):
+    for i in range(n_calls):
         if i % calls == 0:
             if i and renew is not None and "VAR_HANDLE" in {op["op_name"] for op in interpreter._get_ops_details()}:
                 interpreter = renew()
             interpreter.reset_all_variables()
-        interpreter.set_tensor(inp["index"], flat[i].reshape(shape))
+        for xq, shape, inp in zip(xqs, shapes, ins):
+            interpreter.set_tensor(inp["index"], xq[i].reshape(shape))
         t0 = time.perf_counter()
         interpreter.invoke()
         elapsed += time.perf_counter() - t0
-        results.append(interpreter.get_tensor(out["index"])[0].copy())
-    raw = np.stack(results)
+        for r, out in zip(results, outs):
+            r.append(interpreter.get_tensor(out["index"])[0].copy())
+    raws = [np.stack(r) for r in results]
     if calls > 1:
-        raw = raw.reshape(len(xq), calls, *raw.shape[1:])
-    return raw, elapsed * 1000.0 / len(flat), calls
+        raws = [r.reshape(n_calls // calls, calls, *r.shape[1:]) for r in raws]
+    return raws, elapsed * 1000.0 / n_calls, calls
 
 
-def run(model_path: str, x: np.ndarray, reference: bool = False, runtime: str = "auto", threads: int = 1) -> np.ndarray:
-    """Raw outputs ``[N, ...]`` (the output tensor's dtype) of the model on ``x``, one sample at a time."""
+def run(model_path: str, x: Any, reference: bool = False, runtime: str = "auto", threads: int = 1) -> Any:
+    """Raw outputs ``[N, ...]`` (the output tensor's dtype) of the model on ``x``, one sample at a time.
+
+    ``x`` is one array, or a list with one per model input; a model with several outputs gives a list of arrays.
+    """
     interpreter, _ = make_interpreter(model_path, reference, runtime, threads)
-    return _run(interpreter, x, lambda: make_interpreter(model_path, reference, runtime, threads)[0])[0]
+    renew = lambda: make_interpreter(model_path, reference, runtime, threads)[0]  # noqa: E731
+    outs = _run(interpreter, list(x) if isinstance(x, (list, tuple)) else [x], renew)[0]
+    return outs[0] if len(outs) == 1 else outs
 
 
 def top1_accuracy(outputs: np.ndarray, labels: Optional[np.ndarray]) -> Optional[float]:
@@ -207,36 +268,42 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON line of results")
     args = parser.parse_args(argv)
     try:
-        x, y = load_inputs(args.inputs)
         interpreter, name = make_interpreter(args.model, args.reference_kernels, args.runtime, args.threads)
-        raw, latency_ms, calls = _run(interpreter, x, lambda: make_interpreter(args.model, args.reference_kernels,
-                                                                              args.runtime, args.threads)[0])
+        in_names = [d["name"] for d in interpreter.get_input_details()]
+        out_details = interpreter.get_output_details()
+        xs, ys = load_inputs_io(args.inputs, in_names, [d["name"] for d in out_details])
+        raws, latency_ms, calls = _run(interpreter, xs, lambda: make_interpreter(args.model, args.reference_kernels,
+                                                                                 args.runtime, args.threads)[0])
     except RunnerError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
-    accuracy = top1_accuracy(raw[:, -1] if calls > 1 else raw, y)
+    accuracies = [top1_accuracy(raw[:, -1] if calls > 1 else raw, y) for raw, y in zip(raws, ys)]
+    accuracy = accuracies[0] if len(raws) == 1 else None
     if args.output:
-        if args.raw:
-            saved = raw
+        saved = [raw if args.raw else dequantize(raw, *d["quantization"]) for raw, d in zip(raws, out_details)]
+        if len(saved) == 1:
+            np.save(args.output, saved[0])
         else:
-            scale, zero_point = interpreter.get_output_details()[0]["quantization"]
-            saved = dequantize(raw, scale, zero_point)
-        np.save(args.output, saved)
+            with open(args.output, "wb") as f:  # exactly this path (np.savez would append .npz)
+                np.savez(f, **{f"out{j}": a for j, a in enumerate(saved)})
     kernels = "reference" if args.reference_kernels else "default"
     result: Dict[str, Any] = {
         "runtime": name,
         "runtime_version": runtime_version(name),
         "kernels": kernels,
-        "n": int(len(x)),
+        "n": int(len(xs[0])),
         "accuracy": accuracy,
         "mean_latency_ms": round(latency_ms, 6),
         "output": args.output,
     }
+    if len(raws) > 1:
+        result["accuracy_per_output"] = accuracies
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:
-        acc = "n/a (no labels)" if accuracy is None else f"{accuracy:.4f}"
-        print(f"{name} ({kernels} kernels): {len(x)} inputs, top-1 accuracy {acc}, mean latency {latency_ms:.3f} ms")
+        shown = ["n/a (no labels)" if a is None else f"{a:.4f}" for a in accuracies]
+        acc = shown[0] if len(shown) == 1 else "per output " + ", ".join(shown)
+        print(f"{name} ({kernels} kernels): {len(xs[0])} inputs, top-1 accuracy {acc}, mean latency {latency_ms:.3f} ms")
         if args.output:
             print(f"outputs written to {args.output}")
     return 0

@@ -118,6 +118,33 @@ def test_logistic_power_of_two_input_scale(tmp_path):
     assert "ek_logistic_s16(64, 3, 0," in next(tmp_path.rglob("edgekit_model.c")).read_text()
 
 
+def test_two_inputs_two_outputs_int16_bit_exact_with_tflm(tmp_path):
+    """Several int16 tensors: one pointer each in the generated API, every output byte equal to TFLM's."""
+    require_tools("gcc")
+    wa, ba, wb, bb = _w(8, 3), _w(3), _w(6, 2), _w(2)
+    fn = tf.function(lambda a, b: (tf.nn.relu(tf.matmul(a, wa) + ba), tf.matmul(b, wb) + bb))
+    conc = fn.get_concrete_function(tf.TensorSpec([1, 8], tf.float32), tf.TensorSpec([1, 6], tf.float32))
+    data = np.random.default_rng(6)
+
+    def rep():
+        for _ in range(50):
+            yield [data.uniform(-1, 1, (1, 8)).astype(np.float32), data.uniform(-1, 1, (1, 6)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([conc], fn)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int16
+    tfl = conv.convert()
+    g = parse(tfl)
+    assert [g.t(t).dtype for t in (*g.inputs, *g.outputs)] == ["int16"] * 4
+    r = host_check(tfl, random_inputs(tfl, 24, seed=6), tmp_path)
+    assert r.bit_exact_fraction == 1.0 and r.n_inputs == 24, r.to_dict()
+    assert (r.codegen.input_bytes, r.codegen.output_bytes) == (2 * (8 + 6), 2 * (3 + 2))
+    header = next(tmp_path.rglob("edgekit_model.h")).read_text()
+    assert "#define EDGEKIT_INPUT_COUNT 2" in header and "#define EDGEKIT_OUTPUT1_BYTES 4" in header
+
+
 def test_refusals_name_the_op_and_the_reason(tmp_path):
     tfl = convert(_fc(600, 4), [1, 600], int16x8=True, int32_bias=True)
     g = parse(tfl)
