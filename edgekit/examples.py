@@ -30,13 +30,15 @@ def digits_split(seed: int = SEED) -> dict[str, tuple[np.ndarray, np.ndarray]]:
 
 
 def _layers(keras, width: int):
+    # named explicitly: Keras numbers unnamed layers per process (dense, dense_1, ... dense_4), so the
+    # same model would get other names after other models were built in the same process
     return [
         keras.layers.Input((8, 8, 1)),
-        keras.layers.Conv2D(width, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(10, activation="softmax"),
+        keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="conv2d"),
+        keras.layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv2d_1"),
+        keras.layers.Flatten(name="flatten"),
+        keras.layers.Dense(32, activation="relu", name="dense"),
+        keras.layers.Dense(10, activation="softmax", name="dense_1"),
     ]
 
 
