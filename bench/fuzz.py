@@ -322,7 +322,10 @@ def main() -> None:
     ap.add_argument("--tier", choices=("inprocess", "asan", "cli"), default="inprocess")
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--start", type=int, default=0, help="first seed")
-    ap.add_argument("--emit", action="store_true", help="inprocess: also run emit (TFLM in the worker; slow)")
+    ap.add_argument("--emit", action="store_true", help="inprocess: also run emit (TFLM's arena probe server under the worker), "
+                    "written under the JSON key inprocess_emit")
+    ap.add_argument("--entries", help="inprocess: comma-separated entry points to run (default verifier,inspect,codegen "
+                    "and emit with --emit), e.g. verifier,emit when inspect and codegen already have their cases")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
     ap.add_argument("--json", type=Path, help="update this JSON summary (one key per tier)")
     ap.add_argument("--merge", nargs="+", type=Path, help="sum the tiers of these JSON summaries (runs over consecutive seeds) into --json")
@@ -339,7 +342,7 @@ def main() -> None:
         print(markdown(json.loads((a.json or RESULTS).read_text())))
         return
     if a.tier == "inprocess":
-        entries = ["verifier", "inspect", "codegen"] + (["emit"] if a.emit else [])
+        entries = a.entries.split(",") if a.entries else ["verifier", "inspect", "codegen"] + (["emit"] if a.emit else [])
         res = tier_inprocess(a.cases, a.start, entries, a.timeout)
     elif a.tier == "asan":
         res = tier_asan(a.cases, a.start, a.timeout)
@@ -352,7 +355,7 @@ def main() -> None:
         print("FAILURE", json.dumps(f))
     if a.json:
         data = json.loads(a.json.read_text()) if a.json.is_file() else {}
-        data[a.tier] = res
+        data[a.tier + ("_emit" if a.tier == "inprocess" and "emit" in res["entry_points"] else "")] = res
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
