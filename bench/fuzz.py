@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO / "tests" / "fuzz"))
 from fuzz_mutator import model_files, mutate  # noqa: E402
 
 DOCUMENTED_EXITS = {0, 2, 3, 4, 5, 6, 7}
+WALL_LIMIT = 30  # a case hangs after this many times --timeout of wall time, whatever its CPU time
 
 
 def _shared() -> Path:
@@ -116,6 +117,25 @@ class _Worker:
         line, self.pending = self.pending.split(b"\n", 1)
         return json.loads(line)
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the worker and its children (the TFLM probe server), live or reaped; Linux /proc."""
+        def times(pid: int, fields: slice) -> float:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    return sum(int(v) for v in f.read().rsplit(")", 1)[1].split()[fields])
+            except (OSError, ValueError):
+                return 0
+        pid = self.proc.pid
+        kids = []
+        for task in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    kids += [int(k) for k in f.read().split()]
+            except OSError:
+                pass
+        ticks = times(pid, slice(11, 15)) + sum(times(k, slice(11, 13)) for k in kids)  # utime stime cutime cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -123,7 +143,12 @@ class _Worker:
 
 
 def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -> dict:
-    """Run ``cases`` seeds from ``start`` through ``entries`` in a worker process; count crashes and hangs too."""
+    """Run ``cases`` seeds from ``start`` through ``entries`` in a worker process; count crashes and hangs too.
+
+    A hang is an entry point that spends over ``timeout`` seconds of CPU (worker and its children) on one case,
+    or over ``WALL_LIMIT`` times that in wall-clock time: on a shared machine, a niced worker waiting for a
+    core is not hung.
+    """
     models = _models()
     counts: dict[str, collections.Counter] = {e: collections.Counter() for e in entries}
     failures: list[dict] = []
@@ -134,7 +159,11 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
         done = 0
         current = None
         while done < len(entries):
+            cpu0, wall0 = w.cpu_seconds(), time.monotonic()
             msg = w.read(timeout)
+            while (msg is None and w.proc.poll() is None and w.cpu_seconds() - cpu0 < timeout
+                   and time.monotonic() - wall0 < WALL_LIMIT * timeout):
+                msg = w.read(timeout)  # waiting for a core, not hung
             if msg is None:  # the case in flight crashed the worker or hung
                 alive = w.proc.poll() is None
                 rc = w.stop()
@@ -160,6 +189,7 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
     secs = time.time() - t0
     return {"cases": cases, "first_seed": start, "entry_points": entries, "seconds": round(secs, 1),
             "cases_per_second": round(cases / secs, 2), "timeout_seconds": timeout,
+            "hang_rule": f"over {timeout:g} s of CPU (worker and children) or {WALL_LIMIT * timeout:g} s of wall time on one case",
             "outcomes": {e: dict(sorted(c.items())) for e, c in counts.items()}, "failures": failures}
 
 
