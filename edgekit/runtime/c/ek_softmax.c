@@ -37,6 +37,13 @@ void ek_softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out) {
         }
         const int hp = clz32(sum);
         const int32_t exponent = 12 - hp + 23;
+        if (exponent > 31) {
+            /* A sum of exps of 512 or more: TFLM's RoundingDivideByPOT asserts exponent <= 31 (the
+             * tflite-micro interpreter aborts; shifting by 32+ is undefined in C). The quotient it
+             * stands for, a value in [0, 2^31) over 2^32 or more, rounds to 0: the output zero point. */
+            for (int32_t c = 0; c < p->depth; c++) y[c] = -128;
+            continue;
+        }
         const int32_t z = (int32_t)((sum << hp) - 0x80000000u);
         const int32_t scale = recip(z);
         /* y[c] is written after x[c] is read: out may alias in */
