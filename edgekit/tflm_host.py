@@ -6,8 +6,8 @@
   smallest arena with which the model still allocates and runs. The probes run
   in a child process (``print_allocations()`` writes to C-level stderr, and a
   too-small arena may crash the process instead of raising): one server per
-  thread that imports tflite_micro once, is replaced when a probe crashes it,
-  killed when a probe hangs, and dies with edgekit.
+  thread that imports tflite_micro once and forks for each probe, killed when
+  a probe hangs, and dying with edgekit.
 """
 
 from __future__ import annotations
@@ -102,10 +102,10 @@ def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
 # its own copy of stdout (fd 1 itself goes to stderr, so nothing the native code prints can break the
 # protocol). {"load": PATH} reads a model; {"size": N, "mode": M} loads it with an N-byte arena (mode "fit":
 # AllocateTensors only, where TFLM plans all its memory; "run" and "alloc" also invoke once; "alloc" then
-# reports print_allocations()). A size that crashes the server counts as failing, and a new server is
-# started for the next request.
+# reports print_allocations()). Each probe runs in a fork of the server, so a size that crashes TFLM
+# (reported as failing, with the signal) leaves the server and its imports intact and no state behind.
 _SERVER = r"""
-import json, os, sys, tempfile
+import ctypes, json, os, sys, tempfile
 proto = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 try:
@@ -114,16 +114,8 @@ try:
 except Exception as exc:
     proto.write(json.dumps({"ready": False, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
     sys.exit(1)
-proto.write(json.dumps({"ready": True}) + "\n")
-buf = None
-for line in sys.stdin:
-    req = json.loads(line)
-    if "load" in req:
-        buf = open(req["load"], "rb").read()
-        proto.write(json.dumps({"loaded": True}) + "\n")
-        continue
-    size, mode = req["size"], req["mode"]
-    ip = None
+
+def probe(buf, size, mode):
     try:
         ip = runtime.Interpreter.from_bytes(buf, arena_size=size)
         if mode != "fit":
@@ -134,22 +126,45 @@ for line in sys.stdin:
                     break
                 ip.set_input(np.zeros(d["shape"], d["dtype"]), i)
             ip.invoke()
-        ok = True
     except Exception:
-        ok = False
-    rec = {"size": size, "ok": ok}
-    if ok and mode == "alloc":
+        return {"size": size, "ok": False}
+    rec = {"size": size, "ok": True}
+    if mode == "alloc":
         sys.stderr.flush()
         with tempfile.TemporaryFile() as f:
-            saved = os.dup(2)
             os.dup2(f.fileno(), 2)
             ip.print_allocations()
-            os.dup2(saved, 2)
-            os.close(saved)
             f.seek(0)
             rec["alloc"] = f.read().decode("utf-8", "replace")
-    del ip
-    proto.write(json.dumps(rec) + "\n")
+    return rec
+
+proto.write(json.dumps({"ready": True}) + "\n")
+buf = None
+for line in sys.stdin:
+    req = json.loads(line)
+    if "load" in req:
+        buf = open(req["load"], "rb").read()
+        proto.write(json.dumps({"loaded": True}) + "\n")
+        continue
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: die with the server
+        except Exception:
+            pass
+        with os.fdopen(w, "w") as out:
+            out.write(json.dumps(probe(buf, req["size"], req["mode"])))
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        answer = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not answer:
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        answer = json.dumps({"size": req["size"], "ok": False, "crashed": code})
+    proto.write(answer + "\n")
 """
 # Seconds one probe (load, allocate, one invoke) may take before the model counts as hanging TFLM.
 PROBE_TIMEOUT_S = 120.0
