@@ -170,9 +170,11 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
                 entry = current or entries[done]
                 outcome = "hang" if alive else "crash"
                 counts[entry][outcome] += 1
+                failure = {"seed": seed, "entry": entry, "outcome": outcome, "detail": f"worker exit status {rc}",
+                           "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]}
+                print("FAILURE", json.dumps(failure), file=sys.stderr, flush=True)  # now, not only in the summary
                 if len(failures) < 50:
-                    failures.append({"seed": seed, "entry": entry, "outcome": outcome, "detail": f"worker exit status {rc}",
-                                     "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]})
+                    failures.append(failure)
                 for e in entries[entries.index(entry) + 1:]:
                     counts[e]["not_run_after_crash"] += 1
                 w = _Worker(entries)
@@ -181,8 +183,11 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
                 current = msg["entry"]
                 continue
             counts[msg["entry"]][msg["outcome"]] += 1
-            if msg["outcome"] == "traceback" and len(failures) < 50:
-                failures.append({**msg, "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]})
+            if msg["outcome"] == "traceback":
+                failure = {**msg, "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]}
+                print("FAILURE", json.dumps(failure), file=sys.stderr, flush=True)
+                if len(failures) < 50:
+                    failures.append(failure)
             done += 1
             current = None
     w.stop()
