@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.child_process import die_with_parent
+
 # leg kind -> runtime label the report uses
 RUNTIME_OF = {"litert": "litert-default", "litert-ref": "litert-ref", "tflm": "tflm-host", "latency": "litert-default"}
 
@@ -108,7 +110,8 @@ def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray], legs: list
             progress.unlink(missing_ok=True)
             try:
                 proc = subprocess.run([sys.executable, "-m", "edgekit.verify.worker", str(root), *pending],
-                                      capture_output=True, text=True, timeout=timeout_s, env=_child_env())
+                                      capture_output=True, text=True, timeout=timeout_s, env=_child_env(),
+                                      preexec_fn=die_with_parent)  # dies with edgekit, even on SIGKILL
                 code = proc.returncode
             except subprocess.TimeoutExpired:
                 code = None
