@@ -17,6 +17,7 @@ failure never leaves half a project and a folder edgekit did not write is never 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import keyword
 import re
@@ -131,6 +132,7 @@ def _sample(info: ModelInfo, sample_input: np.ndarray | None) -> np.ndarray:
     return x.reshape(shape)
 
 
+@functools.lru_cache(maxsize=1)  # one Environment, so each template is compiled once per process
 def _environment():
     import jinja2
 

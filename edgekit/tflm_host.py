@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,11 @@ class ArenaMeasurement:
 
 
 def _host_arena(tflite: bytes) -> int:
+    return _host_arena_of(bytes(tflite))
+
+
+@lru_cache(maxsize=4)  # measure_arena and run_tflm of one model parse it once
+def _host_arena_of(tflite: bytes) -> int:
     from edgekit.tflite_model import read_model
 
     info = read_model(tflite)
