@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "tests" / "fuzz"))
 from fuzz_mutator import model_files, mutate  # noqa: E402
 
 DOCUMENTED_EXITS = {0, 2, 3, 4, 5, 6, 7}
-WALL_LIMIT = 30  # a case hangs after this many times --timeout of wall time, whatever its CPU time
+WALL_LIMIT = 60  # a case hangs after this many times --timeout of wall time, whatever its CPU time
 
 
 def _shared() -> Path:
@@ -118,23 +118,19 @@ class _Worker:
         return json.loads(line)
 
     def cpu_seconds(self) -> float:
-        """CPU seconds of the worker and its children (the TFLM probe server), live or reaped; Linux /proc."""
-        def times(pid: int, fields: slice) -> float:
+        """CPU seconds of the worker and all its descendants (probe server, its forks), live or reaped; Linux /proc."""
+        def tree(pid: int) -> int:
             try:
                 with open(f"/proc/{pid}/stat") as f:
-                    return sum(int(v) for v in f.read().rsplit(")", 1)[1].split()[fields])
+                    ticks = sum(int(v) for v in f.read().rsplit(")", 1)[1].split()[11:15])  # utime stime cutime cstime
+                kids = []
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        kids += [int(k) for k in f.read().split()]
             except (OSError, ValueError):
                 return 0
-        pid = self.proc.pid
-        kids = []
-        for task in os.listdir(f"/proc/{pid}/task") if os.path.isdir(f"/proc/{pid}/task") else []:
-            try:
-                with open(f"/proc/{pid}/task/{task}/children") as f:
-                    kids += [int(k) for k in f.read().split()]
-            except OSError:
-                pass
-        ticks = times(pid, slice(11, 15)) + sum(times(k, slice(11, 13)) for k in kids)  # utime stime cutime cstime
-        return ticks / os.sysconf("SC_CLK_TCK")
+            return ticks + sum(tree(k) for k in kids)
+        return tree(self.proc.pid) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -145,7 +141,7 @@ class _Worker:
 def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -> dict:
     """Run ``cases`` seeds from ``start`` through ``entries`` in a worker process; count crashes and hangs too.
 
-    A hang is an entry point that spends over ``timeout`` seconds of CPU (worker and its children) on one case,
+    A hang is an entry point that spends over ``timeout`` seconds of CPU (worker and descendants) on one case,
     or over ``WALL_LIMIT`` times that in wall-clock time: on a shared machine, a niced worker waiting for a
     core is not hung.
     """
@@ -166,11 +162,12 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
                 msg = w.read(timeout)  # waiting for a core, not hung
             if msg is None:  # the case in flight crashed the worker or hung
                 alive = w.proc.poll() is None
+                used = f"{w.cpu_seconds() - cpu0:.1f} s CPU, {time.monotonic() - wall0:.0f} s wall"
                 rc = w.stop()
                 entry = current or entries[done]
                 outcome = "hang" if alive else "crash"
                 counts[entry][outcome] += 1
-                failure = {"seed": seed, "entry": entry, "outcome": outcome, "detail": f"worker exit status {rc}",
+                failure = {"seed": seed, "entry": entry, "outcome": outcome, "detail": f"worker exit status {rc} after {used}",
                            "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]}
                 print("FAILURE", json.dumps(failure), file=sys.stderr, flush=True)  # now, not only in the summary
                 if len(failures) < 50:
@@ -194,7 +191,7 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
     secs = time.time() - t0
     return {"cases": cases, "first_seed": start, "entry_points": entries, "seconds": round(secs, 1),
             "cases_per_second": round(cases / secs, 2), "timeout_seconds": timeout,
-            "hang_rule": f"over {timeout:g} s of CPU (worker and children) or {WALL_LIMIT * timeout:g} s of wall time on one case",
+            "hang_rule": f"over {timeout:g} s of CPU (worker and descendants) or {WALL_LIMIT * timeout:g} s of wall time on one case",
             "outcomes": {e: dict(sorted(c.items())) for e, c in counts.items()}, "failures": failures}
 
 
