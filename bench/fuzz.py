@@ -71,6 +71,7 @@ def worker(entries: list[str]) -> None:
     from fuzz_harness import run_case
 
     if "emit" in entries:
+        import edgekit.cli.emit_cmd  # noqa: F401
         import edgekit.emit_tflm  # noqa: F401
         import edgekit.tflm_host  # noqa: F401
     models = _models()
