@@ -85,3 +85,35 @@ def test_build_contains_a_runtime_crash_and_ships_no_firmware(shared_models, tmp
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["failures"] and not (tmp_path / "out" / "tflm").exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+# (model, seed, sha256 prefix): a huge dimension made `edgekit emit` probe TFLM's arena for minutes (the emit fuzz
+# tier counted each as a hang: over 10 s of CPU). emit now refuses such a model (exit 3) before probing, as build does.
+EMIT_HANGS = [
+    ("mlperf_tiny/vww_96_int8.tflite", 390, "d3f1dfca2b95526c"),
+    ("tflm/person_detect.tflite", 602, "9b8ef0888944164c"),
+    ("tflm/person_detect.tflite", 692, "4a2322c9aa40a10f"),
+]
+
+
+@pytest.mark.parametrize("model,seed,sha", EMIT_HANGS, ids=[f"{m.split('/')[-1]}-{s}" for m, s, _ in EMIT_HANGS])
+def test_emit_refuses_a_model_that_cannot_fit_without_probing(shared_models, tmp_path, model, seed, sha):
+    import time
+
+    buf, _ = mutate(shared_model(shared_models, model).read_bytes(), seed)
+    assert hashlib.sha256(buf).hexdigest().startswith(sha), "the mutator changed"
+    t0 = time.monotonic()
+    outcome, detail = run_case(buf, "emit", tmp_path)
+    assert outcome == "clean" and detail.startswith("model does not fit cortex-m4: RAM") and "> budget 262,144 B" in detail, detail
+    assert time.monotonic() - t0 < 30  # it probed for 30 s to over 3 minutes before
+
+
+def test_an_arena_that_must_grow_to_run_is_found_in_few_probes(shared_models):
+    """vww seed 390 reports 6,712,264 B used but needs 6,729,392 B to run once: the old 16-byte walk up took 1,074
+    probes (194 s) to find that figure, the doubling-then-halving search finds the same one in a few dozen."""
+    from edgekit.tflm_host import measure_arena
+
+    buf, _ = mutate(shared_model(shared_models, "mlperf_tiny/vww_96_int8.tflite").read_bytes(), 390)
+    arena = measure_arena(buf)
+    assert (arena.used_bytes, arena.min_bytes) == (6_712_264, 6_729_392)
+    assert arena.probes <= 40
