@@ -5,8 +5,24 @@ from __future__ import annotations
 import ctypes
 import signal
 import sys
+from typing import Any
 
 _PR_SET_PDEATHSIG = 1
+_SIGKILL = int(signal.SIGKILL)
+
+
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+# Resolved here, in the parent: the child between fork and exec must not dlopen (another thread of the
+# parent may have held the loader's lock at fork time).
+_PRCTL = _load_prctl()
 
 
 def die_with_parent() -> None:
@@ -16,9 +32,5 @@ def die_with_parent() -> None:
     when the *thread* that started the child exits, so start long-lived children
     from a thread that outlives them (edgekit keeps one arena probe per thread).
     """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    if _PRCTL is not None:
+        _PRCTL(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
