@@ -244,6 +244,7 @@ _all_servers: list[_ProbeServer] = []
 def _server() -> _ProbeServer:
     srv = getattr(_servers, "srv", None)
     if srv is None or srv.proc.poll() is not None:
+        _all_servers[:] = [s for s in _all_servers if s.proc.poll() is None]  # poll() reaps the dead (exited threads')
         srv = _servers.srv = _ProbeServer()
         _all_servers.append(srv)
     return srv
