@@ -161,7 +161,7 @@ def emit_tflm_project(
     comments; ``extra_files`` (relative path -> text) are written alongside.
     Returns what was written and the constants used.
     """
-    from edgekit.tflm_host import run_tflm
+    from edgekit.tflm_host import run_tflm_contained
 
     tflite = bytes(tflite)
     prefix = check_identifier(name)
@@ -170,7 +170,7 @@ def emit_tflm_project(
     if not info.inputs or not info.outputs:
         raise InputError(f"{info.name}: the model has no inputs or outputs")
     sample = _sample(info, sample_input)
-    expected = run_tflm(tflite, sample.reshape(1, -1))[0]  # what main.cc checks the device against
+    expected = run_tflm_contained(tflite, sample.reshape(1, -1))[0]  # what main.cc checks the device against
     out_spec = info.outputs[0]
 
     arena_size = arena_with_margin(arena)

@@ -111,7 +111,7 @@ def run_tflm(tflite: bytes, x: np.ndarray) -> np.ndarray:
 # reports print_allocations()). Each probe runs in a fork of the server, so a size that crashes TFLM
 # (reported as failing, with the signal) leaves the server and its imports intact and no state behind.
 _SERVER = r"""
-import ctypes, json, os, sys, tempfile
+import ctypes, json, os, select, sys, tempfile
 proto = os.fdopen(os.dup(1), "w", buffering=1)
 os.dup2(2, 1)
 try:
@@ -144,6 +144,15 @@ def probe(buf, size, mode):
             rec["alloc"] = f.read().decode("utf-8", "replace")
     return rec
 
+def infer(src, dst):
+    from edgekit.tflm_host import run_tflm
+    try:
+        np.save(dst, run_tflm(buf, np.load(src, allow_pickle=False)), allow_pickle=False)
+        return {"ok": True}
+    except Exception as exc:
+        return {"ok": False, "error_type": type(exc).__name__, "error": getattr(exc, "message", str(exc)),
+                "hint": getattr(exc, "hint", None)}
+
 proto.write(json.dumps({"ready": True}) + "\n")
 buf = None
 for line in sys.stdin:
@@ -160,19 +169,42 @@ for line in sys.stdin:
             ctypes.CDLL(None).prctl(1, 9, 0, 0, 0)  # PR_SET_PDEATHSIG, SIGKILL: die with the server
         except Exception:
             pass
+        if "infer" in req:
+            answer = infer(req["infer"], req["out"])
+        else:
+            answer = probe(buf, req["size"], req["mode"])
         with os.fdopen(w, "w") as out:
-            out.write(json.dumps(probe(buf, req["size"], req["mode"])))
+            out.write(json.dumps(answer))
         os._exit(0)
     os.close(w)
-    with os.fdopen(r) as f:
-        answer = f.read()
+    answer, cpu, limit = b"", 0.0, req["cpu_limit"]
+    while True:  # read the fork's answer; kill it once it has spent the request's CPU budget
+        if select.select([r], [], [], 0.05)[0]:
+            chunk = os.read(r, 1 << 16)
+            if not chunk:
+                break
+            answer += chunk
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                cpu = sum(int(v) for v in f.read().rsplit(")", 1)[1].split()[11:13]) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            continue
+        if cpu > limit:
+            os.kill(pid, 9)
+            answer = json.dumps({"size": req.get("size"), "ok": False, "hung": round(cpu, 1)}).encode()
+            break
+    os.close(r)
+    answer = answer.decode()
     _, status = os.waitpid(pid, 0)
     if not answer:
         code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-        answer = json.dumps({"size": req["size"], "ok": False, "crashed": code})
+        answer = json.dumps({"size": req.get("size"), "ok": False, "crashed": code})
     proto.write(answer + "\n")
 """
-# Seconds one probe (load, allocate, one invoke) may take before the model counts as hanging TFLM.
+# CPU seconds one probe (load, allocate, one invoke) or one inference may spend before the model counts as
+# hanging TFLM (the largest MLPerf Tiny model takes 0.1 s); wall-clock seconds the server may stay silent.
+PROBE_CPU_S = 5.0
 PROBE_TIMEOUT_S = 120.0
 _START_TIMEOUT_S = 300.0  # importing tflite_micro on a loaded machine
 
@@ -181,10 +213,10 @@ class _ProbeServer:
     """One arena probe server child, with the model it has loaded."""
 
     def __init__(self) -> None:
-        from edgekit.child_process import die_with_parent
+        from edgekit.child_process import child_env, die_with_parent
 
         self.proc = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                                     stderr=subprocess.DEVNULL, preexec_fn=die_with_parent, env=child_env())
         self.model: Path | None = None
         self._pending = b""  # read from the pipe, not yet a whole line
         self._sel = selectors.DefaultSelector()
@@ -267,23 +299,63 @@ def _close_servers() -> None:
     _all_servers.clear()
 
 
-def _probe_one(path: Path, size: int, mode: str) -> dict:
+def _ask(path: Path, request: dict, what: str) -> dict | None:
+    """The server's answer to ``request`` about the model at ``path``; None when the server died (drop it)."""
     srv = _server()
     try:
         if srv.model != path:
             srv.model = None
             if srv.ask({"load": str(path)}, PROBE_TIMEOUT_S) is None:
-                return {"size": size, "ok": False, "crashed": _drop_server()}
+                return None
             srv.model = path
-        answer = srv.ask({"size": size, "mode": mode}, PROBE_TIMEOUT_S)
+        return srv.ask(request, PROBE_TIMEOUT_S)
     except TimeoutError:
         _drop_server()
-        raise VerificationError(f"the TFLM interpreter did not finish with a {size:,}-byte arena within "
-                                f"{PROBE_TIMEOUT_S:.0f} s (the model hangs it)",
-                                "run `edgekit inspect MODEL.tflite` and check the model's shapes") from None
+        raise VerificationError(f"the TFLM interpreter did not finish {what} within {PROBE_TIMEOUT_S:.0f} s "
+                                "(the model hangs it)", "run `edgekit inspect MODEL.tflite` and check the model's shapes") from None
+
+
+def _probe_one(path: Path, size: int, mode: str) -> dict:
+    what = f"with a {size:,}-byte arena"
+    answer = _ask(path, {"size": size, "mode": mode, "cpu_limit": PROBE_CPU_S}, what)
     if answer is None:  # the server died on this size
         return {"size": size, "ok": False, "crashed": _drop_server()}
+    _raise_if_hung(answer, what)
     return answer
+
+
+def _raise_if_hung(answer: dict, what: str) -> None:
+    if "hung" in answer:
+        raise VerificationError(f"the TFLM interpreter did not finish {what} within {answer['hung']:g} s of CPU "
+                                "(the model hangs it)", "run `edgekit inspect MODEL.tflite` and check the model's shapes")
+
+
+def run_tflm_contained(tflite: bytes, x: np.ndarray) -> np.ndarray:
+    """:func:`run_tflm` in a fork of the probe server: a model that crashes TFLM is a VerificationError, not a crash.
+
+    For callers in edgekit's own process (emit's expected output); the verifier's legs already run in a child.
+    """
+    import signal
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-tflm-") as d:
+        path, src, dst = Path(d) / "model.tflite", Path(d) / "x.npy", Path(d) / "y.npy"
+        path.write_bytes(bytes(tflite))
+        np.save(src, np.asarray(x), allow_pickle=False)
+        what = f"running {len(x)} input(s)"
+        answer = _ask(path, {"infer": str(src), "out": str(dst), "cpu_limit": PROBE_CPU_S * max(1, len(x))}, what)
+        if answer is not None:
+            _raise_if_hung(answer, what)
+        if answer is None or "crashed" in answer:
+            code = _drop_server() if answer is None else answer["crashed"]
+            why = signal.Signals(-code).name if isinstance(code, int) and code < 0 else f"exit status {code}"
+            raise VerificationError(f"the TFLM interpreter crashed ({why}) running the model, in its child process",
+                                    "run `edgekit inspect MODEL.tflite` and check the model's shapes")
+        if not answer["ok"]:
+            kind = {"UnsupportedOpError": UnsupportedOpError}.get(answer["error_type"], VerificationError)
+            message = answer["error"] if answer["error_type"] in ("UnsupportedOpError", "VerificationError") \
+                else f"the TFLM interpreter failed: {answer['error_type']}: {answer['error'][:200]}"
+            raise kind(message, answer.get("hint"))
+        return np.load(dst, allow_pickle=False)
 
 
 def _probe(path: Path, sizes: list[int], mode: str = "fit") -> dict[int, dict]:

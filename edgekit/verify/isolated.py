@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.child_process import child_env as _child_env
 from edgekit.child_process import die_with_parent
 
 # leg kind -> runtime label the report uses
@@ -79,17 +80,6 @@ def _describe_exit(code: int) -> str:
         except ValueError:
             return f"signal {-code}"
     return f"exit status {code}"
-
-
-def _child_env() -> dict[str, str]:
-    """This process's environment, with the edgekit being run first on the child's path (whatever the cwd)."""
-    import edgekit
-
-    env = dict(os.environ)
-    here = str(Path(edgekit.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
 
 
 def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray], legs: list[Leg], *,

@@ -117,3 +117,42 @@ def test_an_arena_that_must_grow_to_run_is_found_in_few_probes(shared_models):
     arena = measure_arena(buf)
     assert (arena.used_bytes, arena.min_bytes) == (6_712_264, 6_729_392)
     assert arena.probes <= 40
+
+
+# (model, seed, sha256 prefix, what the emit fuzz tier saw): models whose shapes contradict their ops pass the verifier
+# and make TFLM read memory it should not; what happens depends on that memory. emit computed main.cc's expected
+# output with TFLM in edgekit's own process (three segfaults), and one probe ran TFLM for minutes (a hang). Now
+# that inference runs in a fork of the probe server, and a probe or inference over PROBE_CPU_S of CPU is killed.
+EMIT_NATIVE = [
+    ("tflm/hello_world_int8.tflite", 3371, "6296fad752c9053e", "SIGSEGV in emit_tflm_project's run_tflm"),
+    ("tflm/micro_speech_quantized.tflite", 7135, "ae78d290be1ae3ff", "SIGSEGV in emit_tflm_project's run_tflm"),
+    ("mlperf_tiny/ad01_int8.tflite", 8910, "bc2a24b48946e25a", "SIGSEGV in emit_tflm_project's run_tflm"),
+    ("mlperf_tiny/pretrainedResnet_quant.tflite", 9011, "cae93443a79d6cd4", "an arena probe spinning for minutes"),
+]
+
+
+@pytest.mark.parametrize("model,seed,sha,was", EMIT_NATIVE, ids=[f"{m.split('/')[-1]}-{s}" for m, s, _, _ in EMIT_NATIVE])
+def test_emit_contains_tflm_reading_out_of_bounds(shared_models, tmp_path, model, seed, sha, was):
+    import time
+
+    buf, _ = mutate(shared_model(shared_models, model).read_bytes(), seed)
+    assert hashlib.sha256(buf).hexdigest().startswith(sha), "the mutator changed"
+    t0 = time.monotonic()
+    outcome, detail = run_case(buf, "emit", tmp_path)  # a native crash here would end the test process
+    assert outcome in ("ok", "clean"), (was, detail)
+    assert time.monotonic() - t0 < 60
+
+
+def test_a_probe_over_its_cpu_budget_is_killed(shared_models, tmp_path, monkeypatch):
+    from edgekit import tflm_host
+    from edgekit.errors import VerificationError
+
+    buf, _ = mutate(shared_model(shared_models, "mlperf_tiny/vww_96_int8.tflite").read_bytes(), 390)
+    (tmp_path / "m.tflite").write_bytes(buf)
+    size = 8 << 20
+    assert tflm_host._probe(tmp_path / "m.tflite", [size], mode="run")[size]["ok"]  # runs (6.7 MB of activations)
+    monkeypatch.setattr(tflm_host, "PROBE_CPU_S", 0.01)
+    with pytest.raises(VerificationError, match=r"did not finish with a 8,388,608-byte arena within [0-9.]+ s of CPU"):
+        tflm_host._probe(tmp_path / "m.tflite", [size], mode="run")
+    monkeypatch.undo()
+    assert tflm_host._probe(tmp_path / "m.tflite", [size], mode="run")[size]["ok"]  # the server survived
