@@ -163,7 +163,7 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
                 msg = w.read(timeout)  # waiting for a core, not hung
             if msg is None:  # the case in flight crashed the worker or hung
                 alive = w.proc.poll() is None
-                used = f"{w.cpu_seconds() - cpu0:.1f} s CPU, {time.monotonic() - wall0:.0f} s wall"
+                used = (f"{w.cpu_seconds() - cpu0:.1f} s CPU, " if alive else "") + f"{time.monotonic() - wall0:.0f} s wall"
                 rc = w.stop()
                 entry = current or entries[done]
                 outcome = "hang" if alive else "crash"

@@ -121,13 +121,15 @@ def test_an_arena_that_must_grow_to_run_is_found_in_few_probes(shared_models):
 
 # (model, seed, sha256 prefix, what the emit fuzz tier saw): models whose shapes contradict their ops pass the verifier
 # and make TFLM read memory it should not; what happens depends on that memory. emit computed main.cc's expected
-# output with TFLM in edgekit's own process (three segfaults), and one probe ran TFLM for minutes (a hang). Now
+# output with TFLM in edgekit's own process (four segfaults, one SIGFPE), and one probe ran TFLM for minutes (a hang). Now
 # that inference runs in a fork of the probe server, and a probe or inference over PROBE_CPU_S of CPU is killed.
 EMIT_NATIVE = [
     ("tflm/hello_world_int8.tflite", 3371, "6296fad752c9053e", "SIGSEGV in emit_tflm_project's run_tflm"),
     ("tflm/micro_speech_quantized.tflite", 7135, "ae78d290be1ae3ff", "SIGSEGV in emit_tflm_project's run_tflm"),
     ("mlperf_tiny/ad01_int8.tflite", 8910, "bc2a24b48946e25a", "SIGSEGV in emit_tflm_project's run_tflm"),
     ("mlperf_tiny/pretrainedResnet_quant.tflite", 9011, "cae93443a79d6cd4", "an arena probe spinning for minutes"),
+    ("tflm/keyword_scrambled.tflite", 11031, "8dffab3040351132", "SIGFPE in the emit worker"),
+    ("tflm/hello_world_int8.tflite", 11777, "11e8737c4d1c3983", "SIGSEGV in the emit worker"),
 ]
 
 
