@@ -317,7 +317,7 @@ def merge(parts: list[Path], out: Path) -> None:
 def markdown(data: dict) -> str:
     """The README's Reliability figures from the JSON summary (tests/test_docs_figures.py checks README against it)."""
     ip, emit, asan, cli = data["inprocess"], data.get("inprocess_emit"), data["asan"], data["cli"]
-    lines = ["| entry point | mutated models | accepted | clean error (exit 2/4) | traceback | native crash | hang (> 10 s) |",
+    lines = ["| entry point | mutated models | accepted | clean error (exit 2-4) | traceback | native crash | hang (> 10 s) |",
              "|---|---|---|---|---|---|---|"]
     rows = [(e, ip) for e in ip["entry_points"]] + ([("emit", emit)] if emit else [])
     for entry, tier in rows:
