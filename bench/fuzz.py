@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO / "tests" / "fuzz"))
 from fuzz_mutator import model_files, mutate  # noqa: E402
 
 DOCUMENTED_EXITS = {0, 2, 3, 4, 5, 6, 7}
+WALL_LIMIT = 60  # a case hangs after this many times --timeout of wall time, whatever its CPU time
 
 
 def _shared() -> Path:
@@ -70,6 +71,7 @@ def worker(entries: list[str]) -> None:
     from fuzz_harness import run_case
 
     if "emit" in entries:
+        import edgekit.cli.emit_cmd  # noqa: F401
         import edgekit.emit_tflm  # noqa: F401
         import edgekit.tflm_host  # noqa: F401
     models = _models()
@@ -116,6 +118,21 @@ class _Worker:
         line, self.pending = self.pending.split(b"\n", 1)
         return json.loads(line)
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds of the worker and all its descendants (probe server, its forks), live or reaped; Linux /proc."""
+        def tree(pid: int) -> int:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    ticks = sum(int(v) for v in f.read().rsplit(")", 1)[1].split()[11:15])  # utime stime cutime cstime
+                kids = []
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{task}/children") as f:
+                        kids += [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                return 0
+            return ticks + sum(tree(k) for k in kids)
+        return tree(self.proc.pid) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> int:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -123,7 +140,12 @@ class _Worker:
 
 
 def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -> dict:
-    """Run ``cases`` seeds from ``start`` through ``entries`` in a worker process; count crashes and hangs too."""
+    """Run ``cases`` seeds from ``start`` through ``entries`` in a worker process; count crashes and hangs too.
+
+    A hang is an entry point that spends over ``timeout`` seconds of CPU (worker and descendants) on one case,
+    or over ``WALL_LIMIT`` times that in wall-clock time: on a shared machine, a niced worker waiting for a
+    core is not hung.
+    """
     models = _models()
     counts: dict[str, collections.Counter] = {e: collections.Counter() for e in entries}
     failures: list[dict] = []
@@ -134,16 +156,23 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
         done = 0
         current = None
         while done < len(entries):
+            cpu0, wall0 = w.cpu_seconds(), time.monotonic()
             msg = w.read(timeout)
+            while (msg is None and w.proc.poll() is None and w.cpu_seconds() - cpu0 < timeout
+                   and time.monotonic() - wall0 < WALL_LIMIT * timeout):
+                msg = w.read(timeout)  # waiting for a core, not hung
             if msg is None:  # the case in flight crashed the worker or hung
                 alive = w.proc.poll() is None
+                used = (f"{w.cpu_seconds() - cpu0:.1f} s CPU, " if alive else "") + f"{time.monotonic() - wall0:.0f} s wall"
                 rc = w.stop()
                 entry = current or entries[done]
                 outcome = "hang" if alive else "crash"
                 counts[entry][outcome] += 1
+                failure = {"seed": seed, "entry": entry, "outcome": outcome, "detail": f"worker exit status {rc} after {used}",
+                           "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]}
+                print("FAILURE", json.dumps(failure), file=sys.stderr, flush=True)  # now, not only in the summary
                 if len(failures) < 50:
-                    failures.append({"seed": seed, "entry": entry, "outcome": outcome, "detail": f"worker exit status {rc}",
-                                     "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]})
+                    failures.append(failure)
                 for e in entries[entries.index(entry) + 1:]:
                     counts[e]["not_run_after_crash"] += 1
                 w = _Worker(entries)
@@ -152,14 +181,18 @@ def tier_inprocess(cases: int, start: int, entries: list[str], timeout: float) -
                 current = msg["entry"]
                 continue
             counts[msg["entry"]][msg["outcome"]] += 1
-            if msg["outcome"] == "traceback" and len(failures) < 50:
-                failures.append({**msg, "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]})
+            if msg["outcome"] == "traceback":
+                failure = {**msg, "model": _case(models, seed)[0], "mutation": _case(models, seed)[2]}
+                print("FAILURE", json.dumps(failure), file=sys.stderr, flush=True)
+                if len(failures) < 50:
+                    failures.append(failure)
             done += 1
             current = None
     w.stop()
     secs = time.time() - t0
     return {"cases": cases, "first_seed": start, "entry_points": entries, "seconds": round(secs, 1),
             "cases_per_second": round(cases / secs, 2), "timeout_seconds": timeout,
+            "hang_rule": f"over {timeout:g} s of CPU (worker and descendants) or {WALL_LIMIT * timeout:g} s of wall time on one case",
             "outcomes": {e: dict(sorted(c.items())) for e, c in counts.items()}, "failures": failures}
 
 
@@ -284,7 +317,7 @@ def merge(parts: list[Path], out: Path) -> None:
 def markdown(data: dict) -> str:
     """The README's Reliability figures from the JSON summary (tests/test_docs_figures.py checks README against it)."""
     ip, emit, asan, cli = data["inprocess"], data.get("inprocess_emit"), data["asan"], data["cli"]
-    lines = ["| entry point | mutated models | accepted | clean error (exit 2/4) | traceback | native crash | hang (> 10 s) |",
+    lines = ["| entry point | mutated models | accepted | clean error (exit 2-4) | traceback | native crash | hang (> 10 s) |",
              "|---|---|---|---|---|---|---|"]
     rows = [(e, ip) for e in ip["entry_points"]] + ([("emit", emit)] if emit else [])
     for entry, tier in rows:
@@ -322,7 +355,10 @@ def main() -> None:
     ap.add_argument("--tier", choices=("inprocess", "asan", "cli"), default="inprocess")
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--start", type=int, default=0, help="first seed")
-    ap.add_argument("--emit", action="store_true", help="inprocess: also run emit (TFLM in the worker; slow)")
+    ap.add_argument("--emit", action="store_true", help="inprocess: also run emit (TFLM's arena probe server under the worker), "
+                    "written under the JSON key inprocess_emit")
+    ap.add_argument("--entries", help="inprocess: comma-separated entry points to run (default verifier,inspect,codegen "
+                    "and emit with --emit), e.g. verifier,emit when inspect and codegen already have their cases")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds before a case counts as a hang")
     ap.add_argument("--json", type=Path, help="update this JSON summary (one key per tier)")
     ap.add_argument("--merge", nargs="+", type=Path, help="sum the tiers of these JSON summaries (runs over consecutive seeds) into --json")
@@ -339,7 +375,7 @@ def main() -> None:
         print(markdown(json.loads((a.json or RESULTS).read_text())))
         return
     if a.tier == "inprocess":
-        entries = ["verifier", "inspect", "codegen"] + (["emit"] if a.emit else [])
+        entries = a.entries.split(",") if a.entries else ["verifier", "inspect", "codegen"] + (["emit"] if a.emit else [])
         res = tier_inprocess(a.cases, a.start, entries, a.timeout)
     elif a.tier == "asan":
         res = tier_asan(a.cases, a.start, a.timeout)
@@ -352,7 +388,7 @@ def main() -> None:
         print("FAILURE", json.dumps(f))
     if a.json:
         data = json.loads(a.json.read_text()) if a.json.is_file() else {}
-        data[a.tier] = res
+        data[a.tier + ("_emit" if a.tier == "inprocess" and "emit" in res["entry_points"] else "")] = res
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 

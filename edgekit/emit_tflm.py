@@ -17,6 +17,7 @@ failure never leaves half a project and a folder edgekit did not write is never 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import keyword
 import re
@@ -130,6 +131,7 @@ def _sample(spec: TensorSpec, sample_input: np.ndarray | None) -> np.ndarray:
     return x.reshape(shape)
 
 
+@functools.lru_cache(maxsize=1)  # one Environment, so each template is compiled once per process
 def _environment():
     import jinja2
 
@@ -158,7 +160,7 @@ def emit_tflm_project(
     comments; ``extra_files`` (relative path -> text) are written alongside.
     Returns what was written and the constants used.
     """
-    from edgekit.tflm_host import run_tflm_io
+    from edgekit.tflm_host import run_tflm_contained
 
     tflite = bytes(tflite)
     prefix = check_identifier(name)
@@ -171,7 +173,7 @@ def emit_tflm_project(
         raise InputError(f"{info.name}: {len(given)} sample input(s) for a model with {len(info.inputs)} inputs")
     samples = [_sample(spec, x) for spec, x in zip(info.inputs, given)]
     # what main.cc checks the device against
-    expecteds = [o[0] for o in run_tflm_io(tflite, tuple(x.reshape(1, -1) for x in samples))]
+    expecteds = [o[0] for o in run_tflm_contained(tflite, tuple(x.reshape(1, -1) for x in samples))]
     multi = len(samples) > 1 or len(expecteds) > 1
     source = "given" if sample_input is not None else "every value at the zero point, i.e. float 0.0"
     sample_ctx = [{"ctype": _CTYPES[spec.dtype], "count": int(x.size), "dtype": spec.dtype, "body": _c_values(x),

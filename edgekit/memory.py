@@ -161,6 +161,15 @@ def _consumers(items: list[dict[str, Any]], n: int = 3) -> str:
     return ", ".join(f"{short_layer_name(it['layer'])} ({it['op']}, {it['bytes']:,} B)" for it in items[:n])
 
 
+def arena_floor(info: ModelInfo) -> int:
+    """Bytes below which no arena can go: the largest one operator's activations need at once.
+
+    A model whose floor exceeds the RAM budget cannot fit, and probing TFLM's arena
+    on it can take minutes (a fuzzed person_detect with a huge dimension took 300 s).
+    """
+    return max((o.activation_bytes for o in info.operators), default=0)
+
+
 def check_budget(est: MemoryEstimate, target: TargetProfile) -> None:
     """Raise BudgetError (exit 3) when ``est`` exceeds ``target``'s flash or RAM, naming both numbers and the biggest layers."""
     parts = []

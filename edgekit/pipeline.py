@@ -253,10 +253,8 @@ def build(
         from edgekit import memory
 
         arena = None
-        # No arena is smaller than the largest activation: a model whose largest one exceeds the RAM budget cannot
-        # fit, and probing TFLM on it can take minutes (a fuzzed person_detect with a huge dimension hung for 300 s).
-        floor = max((o.activation_bytes for o in info.operators), default=0)
-        if prof.is_mcu and not failures and floor <= prof.ram_bytes:  # after a runtime crash nothing more runs the model
+        # a model whose largest activation exceeds the RAM budget is not probed (memory.arena_floor)
+        if prof.is_mcu and not failures and memory.arena_floor(info) <= prof.ram_bytes:  # after a runtime crash nothing more runs the model
             from edgekit.tflm_host import measure_arena
 
             arena = measure_arena(int8_tflite)

@@ -152,6 +152,9 @@ def test_readme_reliability_figures_are_the_committed_fuzz_summary():
     assert inproc["cases"] >= 100_000
     for entry in inproc["entry_points"]:  # the claim: no traceback, native crash or hang in any entry point
         assert set(inproc["outcomes"][entry]) <= {"ok", "clean"}, inproc["outcomes"][entry]
+    emit = result["inprocess_emit"]
+    assert emit["first_seed"] == 0 and set(emit["outcomes"]["emit"]) <= {"ok", "clean"}, emit["outcomes"]["emit"]
+    assert sum(emit["outcomes"]["emit"].values()) == emit["cases"]
 
 
 def test_int16_doc_is_the_committed_benchmark_output():

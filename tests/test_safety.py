@@ -160,14 +160,34 @@ def test_cli_exits_143_on_sigterm_and_leaves_nothing(tfl, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "edgekit", "emit", "m.tflite", "--target", "cortex-m4", "--out", "o"],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)  # inside the command: past Python's start-up, before emit is done
+    deadline = time.monotonic() + 120
+    while not _children(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the arena probe server starts: inside the command, before emit is done
+    kids = _children(proc.pid)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
+    time.sleep(0.5)
+    assert not [k for k in kids if _running(k)]  # the arena probe server did not outlive edgekit
     if proc.returncode == 0:
         pytest.skip("emit finished before the signal on this machine")
     assert proc.returncode == 143, err
     assert "terminated by SIGTERM" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for t in os.listdir(f"/proc/{pid}/task") for c in open(f"/proc/{pid}/task/{t}/children").read().split()]
+    except OSError:
+        return []
 
 
 # ---- model files: regular, bounded ---------------------------------------------------------------

@@ -31,6 +31,8 @@ def emit(model: Path, target: str, out: Path | None, *, name: str = "model", all
     buf = read_model_file(model, size_limit(mcu=True))
     info = read_model(buf, name=str(model))
     ensure_tflm(info, allow_float=allow_float)
+    if memory.arena_floor(info) > prof.ram_bytes:  # cannot fit: refused (exit 3) without probing TFLM for minutes
+        memory.check_budget(memory.estimate(info, prof, None), prof)
     arena = measure_arena(buf)
     est = memory.estimate(info, prof, arena)
     memory.check_budget(est, prof)

@@ -22,6 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekit.child_process import child_env as _child_env
+from edgekit.child_process import die_with_parent
+
 # leg kind -> runtime label the report uses
 RUNTIME_OF = {"litert": "litert-default", "litert-ref": "litert-ref", "tflm": "tflm-host", "latency": "litert-default"}
 
@@ -81,17 +84,6 @@ def _describe_exit(code: int) -> str:
     return f"exit status {code}"
 
 
-def _child_env() -> dict[str, str]:
-    """This process's environment, with the edgekit being run first on the child's path (whatever the cwd)."""
-    import edgekit
-
-    env = dict(os.environ)
-    here = str(Path(edgekit.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([here, *filter(None, [env.get("PYTHONPATH")])])
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    return env
-
-
 def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray | tuple[np.ndarray, ...]], legs: list[Leg], *,
              timeout_s: float = 1800.0) -> dict[str, LegResult]:
     """Run ``legs`` in child processes and return each leg's result by name.
@@ -117,7 +109,8 @@ def run_legs(models: dict[str, bytes], inputs: dict[str, np.ndarray | tuple[np.n
             progress.unlink(missing_ok=True)
             try:
                 proc = subprocess.run([sys.executable, "-m", "edgekit.verify.worker", str(root), *pending],
-                                      capture_output=True, text=True, timeout=timeout_s, env=_child_env())
+                                      capture_output=True, text=True, timeout=timeout_s, env=_child_env(),
+                                      preexec_fn=die_with_parent)  # dies with edgekit, even on SIGKILL
                 code = proc.returncode
             except subprocess.TimeoutExpired:
                 code = None

@@ -39,16 +39,12 @@ def _codegen(buf: bytes, work: Path) -> None:
 
 
 def _emit(buf: bytes, work: Path) -> None:
-    from edgekit.emit_tflm import emit_tflm_project
-    from edgekit.targets import get_target
-    from edgekit.tflite_model import read_model
-    from edgekit.tflm_compat import ensure_tflm
-    from edgekit.tflm_host import measure_arena
+    from edgekit.cli.emit_cmd import emit  # `edgekit emit MODEL --target cortex-m4 --out DIR` without the printing
 
-    ensure_tflm(read_model(buf, name="fuzz.tflite"))  # what `edgekit emit` does before the runtime sees the model
-    out = work / "emit"
+    model, out = work / "fuzz.tflite", work / "emit"
+    model.write_bytes(buf)
     shutil.rmtree(out, ignore_errors=True)
-    emit_tflm_project(buf, get_target("cortex-m4"), out, arena=measure_arena(buf))
+    emit(model, "cortex-m4", out)
 
 
 RUNNERS: dict[str, Callable[[bytes, Path], None]] = {

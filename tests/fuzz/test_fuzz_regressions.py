@@ -85,3 +85,78 @@ def test_build_contains_a_runtime_crash_and_ships_no_firmware(shared_models, tmp
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["failures"] and not (tmp_path / "out" / "tflm").exists()
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folder left
+
+
+# (model, seed, sha256 prefix): a huge dimension made `edgekit emit` probe TFLM's arena for minutes (the emit fuzz
+# tier counted each as a hang: over 10 s of CPU). emit now refuses such a model (exit 3) before probing, as build does.
+EMIT_HANGS = [
+    ("mlperf_tiny/vww_96_int8.tflite", 390, "d3f1dfca2b95526c"),
+    ("tflm/person_detect.tflite", 602, "9b8ef0888944164c"),
+    ("tflm/person_detect.tflite", 692, "4a2322c9aa40a10f"),
+]
+
+
+@pytest.mark.parametrize("model,seed,sha", EMIT_HANGS, ids=[f"{m.split('/')[-1]}-{s}" for m, s, _ in EMIT_HANGS])
+def test_emit_refuses_a_model_that_cannot_fit_without_probing(shared_models, tmp_path, model, seed, sha):
+    import time
+
+    buf, _ = mutate(shared_model(shared_models, model).read_bytes(), seed)
+    assert hashlib.sha256(buf).hexdigest().startswith(sha), "the mutator changed"
+    t0 = time.monotonic()
+    outcome, detail = run_case(buf, "emit", tmp_path)
+    assert outcome == "clean" and detail.startswith("model does not fit cortex-m4: RAM") and "> budget 262,144 B" in detail, detail
+    assert time.monotonic() - t0 < 30  # it probed for 30 s to over 3 minutes before
+
+
+def test_an_arena_that_must_grow_to_run_is_found_in_few_probes(shared_models):
+    """vww seed 390 reports 6,712,264 B used but needs 6,729,392 B to run once: the old 16-byte walk up took 1,074
+    probes (194 s) to find that figure, the doubling-then-halving search finds the same one in a few dozen."""
+    from edgekit.tflm_host import measure_arena
+
+    buf, _ = mutate(shared_model(shared_models, "mlperf_tiny/vww_96_int8.tflite").read_bytes(), 390)
+    arena = measure_arena(buf)
+    assert (arena.used_bytes, arena.min_bytes) == (6_712_264, 6_729_392)
+    assert arena.probes <= 40
+
+
+# (model, seed, sha256 prefix, what the emit fuzz tier saw): models whose shapes contradict their ops pass the verifier
+# and make TFLM read memory it should not; what happens depends on that memory. emit computed main.cc's expected
+# output with TFLM in edgekit's own process (four segfaults, one SIGFPE), and one probe ran TFLM for minutes (a hang). Now
+# that inference runs in a fork of the probe server, and a probe or inference over PROBE_CPU_S of CPU is killed.
+EMIT_NATIVE = [
+    ("tflm/hello_world_int8.tflite", 3371, "6296fad752c9053e", "SIGSEGV in emit_tflm_project's run_tflm"),
+    ("tflm/micro_speech_quantized.tflite", 7135, "ae78d290be1ae3ff", "SIGSEGV in emit_tflm_project's run_tflm"),
+    ("mlperf_tiny/ad01_int8.tflite", 8910, "bc2a24b48946e25a", "SIGSEGV in emit_tflm_project's run_tflm"),
+    ("mlperf_tiny/pretrainedResnet_quant.tflite", 9011, "cae93443a79d6cd4", "an arena probe spinning for minutes"),
+    ("tflm/keyword_scrambled.tflite", 11031, "8dffab3040351132", "SIGFPE in the emit worker"),
+    ("tflm/hello_world_int8.tflite", 11777, "11e8737c4d1c3983", "SIGSEGV in the emit worker"),
+]
+
+
+@pytest.mark.parametrize("model,seed,sha,was", EMIT_NATIVE, ids=[f"{m.split('/')[-1]}-{s}" for m, s, _, _ in EMIT_NATIVE])
+def test_emit_contains_tflm_reading_out_of_bounds(shared_models, tmp_path, model, seed, sha, was):
+    import time
+
+    buf, _ = mutate(shared_model(shared_models, model).read_bytes(), seed)
+    assert hashlib.sha256(buf).hexdigest().startswith(sha), "the mutator changed"
+    t0 = time.monotonic()
+    outcome, detail = run_case(buf, "emit", tmp_path)  # a native crash here would end the test process
+    assert outcome in ("ok", "clean"), (was, detail)
+    assert time.monotonic() - t0 < 60
+
+
+def test_an_inference_over_its_cpu_budget_is_killed(shared_models, monkeypatch):
+    import numpy as np
+
+    from edgekit import tflm_host
+    from edgekit.errors import VerificationError
+
+    buf = shared_model(shared_models, "tflm/person_detect.tflite").read_bytes()
+    x = np.zeros((200, 96, 96, 1), np.int8)  # 200 invokes: seconds of CPU
+    monkeypatch.setattr(tflm_host, "PROBE_CPU_S", 0.001)  # 0.2 s for 200 inputs
+    with pytest.raises(VerificationError, match=r"did not finish running 200 input\(s\) within [0-9.]+ s of CPU"):
+        tflm_host.run_tflm_contained(buf, (x,))
+    monkeypatch.undo()
+    # the server survived, and its inference is the in-process one
+    (contained,) = tflm_host.run_tflm_contained(buf, (x[:2],))
+    assert np.array_equal(contained, tflm_host.run_tflm(buf, x[:2]))

@@ -40,6 +40,16 @@ static void softmax(const ek_softmax_params *p, const int8_t *in, int8_t *out8, 
         }
         const int hp = clz32(sum);
         const int32_t exponent = 12 - hp + tail;
+        if (exponent > 31) {
+            /* A sum of exps of 512 or more (int8 output): TFLM's RoundingDivideByPOT asserts exponent <= 31
+             * (the tflite-micro interpreter aborts; shifting by 32+ is undefined in C). The quotient it
+             * stands for, a value in [0, 2^31) over 2^32 or more, rounds to 0: the output's minimum. */
+            for (int32_t c = 0; c < p->depth; c++) {
+                if (out16) out16[r * p->depth + c] = (int16_t)out_min;
+                else out8[r * p->depth + c] = (int8_t)out_min;
+            }
+            continue;
+        }
         const int32_t z = (int32_t)((sum << hp) - 0x80000000u);
         const int32_t scale = recip(z);
         /* y[c] is written after x[c] is read: an int8 out may alias in */
