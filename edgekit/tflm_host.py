@@ -432,7 +432,7 @@ def measure_arena(tflite: bytes) -> ArenaMeasurement:
         else:
             minimum, more = _search_minimum(path, used)
             probes += more
-        minimum, more = _confirm_with_inference(path, minimum)
+        minimum, more = _confirm_with_inference(path, minimum, big)  # "alloc" ran the model once with `big`
         probes += more
         return ArenaMeasurement(used_bytes=used, min_bytes=minimum, probes=probes,
                                 head_bytes=alloc.get("head"), tail_bytes=alloc.get("tail"))
@@ -465,22 +465,26 @@ def _search_minimum(path: Path, used: int) -> tuple[int, int]:
     return hi, probes
 
 
-def _confirm_with_inference(path: Path, minimum: int) -> tuple[int, int]:
+def _confirm_with_inference(path: Path, minimum: int, ran: int) -> tuple[int, int]:
     """(smallest multiple of 16 from ``minimum`` up with which the model also runs once, probes spent).
 
     Usually ``minimum`` itself. Otherwise the step up doubles until a size runs, then
-    halves back to 16 bytes (a fuzzed vww needed 1,073 steps of 16 bytes: 194 s).
+    halves back to 16 bytes (a fuzzed vww needed 1,073 steps of 16 bytes: 194 s). ``ran``
+    is an arena the model already ran with: the search never goes past it (a fuzzed model
+    whose reads out of bounds crash TFLM at random sizes doubled the step without end).
     """
     def runs(size: int) -> bool:
         return bool(_probe(path, [size], mode="run")[size]["ok"])
 
+    if minimum >= ran:
+        return minimum, 0
     if runs(minimum):
         return minimum, 1
     probes, lo, step = 1, minimum, 16  # invariant: lo fails
-    while not runs(lo + step):
+    while lo + step < ran and not runs(lo + step):
         probes += 1
         lo, step = lo + step, step * 2
-    hi = lo + step  # runs
+    hi = min(lo + step, ran)  # runs
     probes += 1
     while hi - lo > 16:
         mid = lo + (hi - lo) // 2 // 16 * 16
