@@ -10,11 +10,9 @@ tanh.cc): float32 where TFLM computes in float, double where it casts.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from edgekit.aot.quant import exp_neg, mbqm, quantize_multiplier, rdbp, round_away, srdhm
+from edgekit.aot.quant import exp_neg, mbqm, q4_table, quantize_multiplier, rdbp, srdhm
 
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 
@@ -125,17 +123,4 @@ def _tanh_q4(a: int) -> int:
 
 def tanh_table(s_in: float, zp_in: int) -> np.ndarray:
     """The 256 int8 outputs of TFLM's int8 TANH (output scale 1/128, zero point 0), indexed by ``x + 128``."""
-    q, shift = math.frexp(float(np.float32(s_in)) * 2.0**27)
-    m = round_away(q * 2**31)
-    radius = math.floor(15 * 2**27 / 2.0**shift)
-    table = np.empty(256, dtype=np.int8)
-    for x in range(-128, 128):
-        d = x - zp_in
-        if d <= -radius:
-            y = -128
-        elif d >= radius:
-            y = 127
-        else:
-            y = max(-128, min(127, rdbp(_tanh_q4(mbqm(d, m, shift)), 24)))
-        table[x + 128] = y
-    return table
+    return q4_table(s_in, zp_in, lambda v: rdbp(_tanh_q4(v), 24))

@@ -152,8 +152,10 @@ def _logistic_q4(a: int) -> int:
     return p if a > 0 else INT32_MAX - p
 
 
-def logistic_table(s_in: float, zp_in: int) -> np.ndarray:
-    """The 256 int8 outputs of TFLM's LOGISTIC (§10), indexed by ``x + 128``."""
+def q4_table(s_in: float, zp_in: int, inside) -> np.ndarray:
+    """The 256 int8 outputs of TFLM's int8 LOGISTIC / TANH shape, indexed by ``x + 128``: the input
+    offset rescaled to Q4.27 (multiplier from ``s_in * 2^27``), -128 / 127 beyond +-15, else
+    ``inside(q4)`` clamped to int8."""
     q, L = math.frexp(float(np.float32(s_in)) * 2.0**27)
     m = round_away(q * 2**31)
     radius = math.floor(15 * 2**27 / 2.0**L)
@@ -165,9 +167,14 @@ def logistic_table(s_in: float, zp_in: int) -> np.ndarray:
         elif d >= radius:
             y = 127
         else:
-            y = max(-128, min(127, rdbp(_logistic_q4(mbqm(d, m, L)), 23) - 128))
+            y = max(-128, min(127, inside(mbqm(d, m, L))))
         out[x + 128] = y
     return out
+
+
+def logistic_table(s_in: float, zp_in: int) -> np.ndarray:
+    """The 256 int8 outputs of TFLM's LOGISTIC (§10), indexed by ``x + 128``."""
+    return q4_table(s_in, zp_in, lambda v: rdbp(_logistic_q4(v), 23) - 128)
 
 
 def requantize_table(s_in: float, zp_in: int, s_out: float, zp_out: int) -> np.ndarray:
