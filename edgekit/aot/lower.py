@@ -391,6 +391,23 @@ def _operand(c: _Ctx, g: Graph, idx: int) -> str:
     return f"{{t{idx}}}"
 
 
+def binary_multipliers(op: Op, a: Tensor, b: Tensor, y: Tensor, left_shift: int) -> dict[str, int]:
+    """TFLM's ADD / SUB multipliers (both inputs rescaled to twice the larger scale after a left shift
+    of ``left_shift`` bits: 20 for int8, 15 for int16) or MUL's single one, as ek_binary_params fields."""
+    if op.name in ("ADD", "SUB"):
+        s1, s2, so = float(a.s), float(b.s), float(y.s)
+        twice_max = 2.0 * max(s1, s2)
+        m1, sh1 = quant.quantize_multiplier(s1 / twice_max)
+        m2, sh2 = quant.quantize_multiplier(s2 / twice_max)
+        mo_real = twice_max / ((1 << left_shift) * so)
+        if not mo_real < 1.0:
+            raise _unsupported(op, f"output scale too small for TFLM's {y.dtype} {op.name}")
+        mo, sho = quant.quantize_multiplier(mo_real)
+        return {"m1": m1, "s1": sh1, "m2": m2, "s2": sh2, "mo": mo, "so": sho}
+    mo, sho = quant.quantize_multiplier(float(a.s) * float(b.s) / float(y.s))
+    return {"m1": 0, "s1": 0, "m2": 0, "s2": 0, "mo": mo, "so": sho}
+
+
 def _binary(g: Graph, op: Op) -> Lowered:
     c = _Ctx(g, op)
     a, b, y = g.t(op.inputs[0]), g.t(op.inputs[1]), g.t(op.outputs[0])
@@ -413,19 +430,7 @@ def _binary(g: Graph, op: Op) -> Lowered:
         "broadcast": int(not (ad == od and bd == od)),
         "zp1": a.zp, "zp2": b.zp, "out_zp": y.zp, "act_min": act_min, "act_max": act_max,
     }
-    if op.name in ("ADD", "SUB"):
-        s1, s2, so = float(a.s), float(b.s), float(y.s)
-        twice_max = 2.0 * max(s1, s2)
-        m1, sh1 = quant.quantize_multiplier(s1 / twice_max)
-        m2, sh2 = quant.quantize_multiplier(s2 / twice_max)
-        mo_real = twice_max / ((1 << 20) * so)
-        if not mo_real < 1.0:
-            raise _unsupported(op, f"output scale too small for TFLM's int8 {op.name}")
-        mo, sho = quant.quantize_multiplier(mo_real)
-        f.update(m1=m1, s1=sh1, m2=m2, s2=sh2, mo=mo, so=sho)
-    else:
-        mo, sho = quant.quantize_multiplier(float(a.s) * float(b.s) / float(y.s))
-        f.update(m1=0, s1=0, m2=0, s2=0, mo=mo, so=sho)
+    f.update(binary_multipliers(op, a, b, y, left_shift=20))
     ea, eb = _operand(c, g, a.index), _operand(c, g, b.index)
     c.decls.append(_struct("ek_binary_params", f"{c.p}_params", f))
     kern = {"ADD": "ek_add", "SUB": "ek_sub", "MUL": "ek_mul"}[op.name]

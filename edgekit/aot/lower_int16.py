@@ -15,7 +15,7 @@ import numpy as np
 from edgekit.aot import quant, quant16
 from edgekit.aot.graph import Graph, Op, Tensor
 from edgekit.aot.lower import (MAX_DIMS, Lowered, _act, _Ctx, _float, _pad4, _per_channel, _struct, _unsupported,
-                               overlap_distance)
+                               binary_multipliers, overlap_distance)
 
 SOURCE = "ek_int16.c"
 Q16 = (-32768, 32767)
@@ -192,19 +192,7 @@ def _binary(g: Graph, op: Op) -> Lowered:
         "broadcast": int(not (ad == od and bd == od)), "zp1": 0, "zp2": 0, "out_zp": 0,
         "act_min": act_min, "act_max": act_max,
     }
-    if op.name in ("ADD", "SUB"):  # TFLM's general-scale path with left_shift 15 for int16
-        s1, s2, so = float(a.s), float(b.s), float(y.s)
-        twice_max = 2.0 * max(s1, s2)
-        m1, sh1 = quant.quantize_multiplier(s1 / twice_max)
-        m2, sh2 = quant.quantize_multiplier(s2 / twice_max)
-        mo_real = twice_max / ((1 << 15) * so)
-        if not mo_real < 1.0:
-            raise _unsupported(op, f"output scale too small for TFLM's int16 {op.name}")
-        mo, sho = quant.quantize_multiplier(mo_real)
-        f.update(m1=m1, s1=sh1, m2=m2, s2=sh2, mo=mo, so=sho)
-    else:
-        mo, sho = quant.quantize_multiplier(float(a.s) * float(b.s) / float(y.s))
-        f.update(m1=0, s1=0, m2=0, s2=0, mo=mo, so=sho)
+    f.update(binary_multipliers(op, a, b, y, left_shift=15))  # TFLM's general-scale path, left_shift 15 for int16
     ea, eb = _operand16(c, g, a.index), _operand16(c, g, b.index)
     c.decls.append(_struct("ek_binary_params", f"{c.p}_params", f))
     kern = {"ADD": "ek_add_s16", "SUB": "ek_sub_s16", "MUL": "ek_mul_s16"}[op.name]
