@@ -15,15 +15,13 @@ writes JSON (default bench/results/bench_packed_weights.json).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_cli  # noqa: E402
 from machine import host  # noqa: E402
 
 RESULT = REPO / "bench" / "results" / "bench_packed_weights.json"
@@ -97,20 +95,7 @@ def markdown_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--inputs", type=int, default=24)
-    ap.add_argument("--json-out", type=Path, default=RESULT)
-    ap.add_argument("--markdown", action="store_true", help="print the docs table from the committed JSON")
-    args = ap.parse_args(argv)
-    if args.markdown:
-        print(markdown_table(json.loads(args.json_out.read_text())))
-        return 0
-    with tempfile.TemporaryDirectory() as tmp:
-        result = measure(Path(tmp), args.inputs)
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    print(markdown_table(result))
-    return 0
+    return bench_cli.run(argv, __doc__, measure, markdown_table, RESULT, inputs=24)
 
 
 if __name__ == "__main__":
