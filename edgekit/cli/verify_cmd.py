@@ -32,6 +32,10 @@ def _write_report(build_dir: Path, data: dict) -> None:
         os.replace(tmp, build_dir / name)
 
 
+def _shown(metrics: dict | None) -> str:
+    return ", ".join(f"{k} {v:.4g}" for k, v in (metrics or {}).items() if isinstance(v, (int, float))) or "no labels"
+
+
 @click.command(name="verify")
 @click.argument("build_dir", type=click.Path(path_type=Path))
 @click.option("--emulator", is_flag=True, required=True, help="Run on the target's emulator (QEMU): Cortex-M firmware or an emulated aarch64 Pi.")
@@ -87,10 +91,14 @@ def command(build_dir: Path, emulator: bool, n_inputs: int, seed: int, tflite_ru
     if as_json:
         click.echo(json.dumps(section, indent=2, sort_keys=True, default=str))
         return
-    click.echo(f"emulator {section.get('machine')}: outputs bit-exact {section.get('outputs_bit_exact')}, accuracy {section.get('accuracy')}")
+    if section.get("task_outputs"):  # several outputs: no single accuracy, each output's own metrics
+        click.echo(f"emulator {section.get('machine')}: outputs bit-exact {section.get('outputs_bit_exact')}")
+        for o in section["task_outputs"]:
+            click.echo(f"  output {o['output']} ({o['task']}): {_shown(o['metrics'])}")
+    else:
+        click.echo(f"emulator {section.get('machine')}: outputs bit-exact {section.get('outputs_bit_exact')}, accuracy {section.get('accuracy')}")
     if section.get("task_metrics") and section.get("task", "classification") != "classification":
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in section["task_metrics"].items() if v is not None)
-        click.echo(f"  {section['task']} metrics: {shown}")
+        click.echo(f"  {section['task']} metrics: {_shown(section['task_metrics'])}")
     for key in ("flash_bytes", "ram_bytes", "stack_bytes", "instructions_per_inference", "emulated_latency_ms"):
         if section.get(key) is not None:
             click.echo(f"  {key:<28} {section[key]}")

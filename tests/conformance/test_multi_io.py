@@ -153,6 +153,11 @@ def test_cortex_m4_prune50_build_verifies_bit_exact_on_the_emulator(sensor, tmp_
     assert emu["outputs_bit_exact"] == 1.0 and emu["mismatched_inputs"] == 0 and emu["n_inputs"] == 50
     assert emu["inputs"] == "eval"
     _assert_emulator_metrics_per_output(emu, min_accuracy=0.5, max_mae_vs_mean=0.8)
+    # the terminal names each output's metrics instead of a single "accuracy None"
+    rc, stdout, err = _cli(capsys, "verify", str(out), "--emulator", "--inputs", "20")
+    assert rc == 0, err
+    assert "accuracy None" not in stdout and "output zclass (classification): accuracy " in stdout, stdout
+    assert "output aval (regression): mae " in stdout, stdout
 
 
 def test_rpi4_structured50_build_runs_on_the_emulated_pi(sensor, tmp_path, capsys):
