@@ -19,7 +19,7 @@ from edgekit.aot.checks import check_arena, check_dataflow
 from edgekit.aot.fold import fold_constants
 from edgekit.aot.graph import Graph, parse
 from edgekit.aot.lower import SUPPORTED_OPS, Lowered, lower_op
-from edgekit.aot.lower_state import StateLayout, refuse, reset_code, state_layout
+from edgekit.aot.lower_state import StateLayout, reset_code, state_layout
 from edgekit.aot.lower_vars import resolve as resolve_variables
 from edgekit.aot.planner import MemoryPlan, Step, plan_memory
 from edgekit.errors import InputError, UnsupportedOpError
@@ -425,7 +425,6 @@ def lower(g: Graph, weight_bits: int | None = None, *, io_in_arena: bool = False
     ``weight_bits``: see :func:`generate`.
     """
     resolve_variables(g)
-    refuse(g)
     bad = sorted({op.name for op in g.ops if op.name not in SUPPORTED_OPS})
     if bad:
         raise UnsupportedOpError(

@@ -8,9 +8,8 @@
   int8 -> int16 (``ek_softmax.c``): the int16 input and int32 output around
   TFLM's ``keyword_scrambled.tflite``.
 
-Ops that keep state in ways the runtime does not implement would be refused
-by name, see :data:`REFUSED` (none today: resource variables are resolved by
-:mod:`edgekit.aot.lower_vars`). Registered from :mod:`edgekit.aot.lower`.
+Resource variables are resolved by :mod:`edgekit.aot.lower_vars`. Registered
+from :mod:`edgekit.aot.lower`.
 """
 
 from __future__ import annotations
@@ -26,9 +25,6 @@ from edgekit.aot.lower import Lowered, _Ctx, _need_int8, _struct, _unsupported
 from edgekit.errors import UnsupportedOpError
 
 OPS = ("SVDF",)
-# Stateful ops edgekit's runtime does not run: the op and why, for the one-line refusal.
-REFUSED: dict[str, str] = {}
-TFLM_HINT = "edgekit's own C runtime does not implement it; use the TFLM runtime (edgekit build --target cortex-m4 without --codegen)"
 _CTYPE = {"int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "float32": "float"}
 
 
@@ -63,13 +59,6 @@ def reset_code(g: Graph, layout: StateLayout, base: str) -> list[str]:
         lines.append(f"{{ {ctype} *s = ({ctype} *)(void *)({base} + {off}); "
                      f"for (int32_t i = 0; i < {t.size}; i++) s[i] = {t.zp}; }}")
     return lines
-
-
-def refuse(g: Graph) -> None:
-    """Raise UnsupportedOpError naming the first op of :data:`REFUSED` in ``g``."""
-    for op in g.ops:
-        if op.name in REFUSED:
-            raise UnsupportedOpError(f"op {op.index} {op.name}: {REFUSED[op.name]}", TFLM_HINT)
 
 
 def _svdf(g: Graph, op: Op) -> Lowered:
