@@ -230,6 +230,10 @@ def build(
         from edgekit.tflm_compat import ensure_tflm
 
         ensure_tflm(info, allow_float=allow_float)
+    else:  # LiteRT ships: a model it is known to corrupt memory on is refused before it runs (exit 4)
+        from edgekit.litert_compat import ensure_litert
+
+        ensure_litert(info, prof.name)
 
     with timer.stage("verify"):
         from edgekit.verify.host import verify_on_host

@@ -82,7 +82,8 @@ def _group(found: list[tuple[str, OperatorInfo]]) -> "OrderedDict[str, list[Oper
     return groups
 
 
-def _where(ops: list[OperatorInfo]) -> str:
+def where_layers(ops: list[OperatorInfo]) -> str:
+    """Where the ops sharing one problem are, for one-line errors: ``layer 'X'`` or ``layer 'X' and N more``."""
     more = f" and {len(ops) - 1} more" if len(ops) > 1 else ""
     return f"layer '{ops[0].layer}'{more}"
 
@@ -118,16 +119,16 @@ def check_tflm(info: ModelInfo, *, allow_float: bool = False) -> list[str]:
             fix = f"TFLM ships no kernel for this custom op; register your own with AddCustom or replace it (TFLM custom ops: {', '.join(TFLM_CUSTOM_OPS)})"
         else:
             fix = "replace that layer with ops TFLM supports (see edgekit/data/tflm_ops.txt), or deploy to a LiteRT target"
-        problems.append(f"{op} ({_where(ops)}): TFLM has no kernel for this op; {fix}")
+        problems.append(f"{op} ({where_layers(ops)}): TFLM has no kernel for this op; {fix}")
     for op, ops in _group(hybrid).items():
-        problems.append(f"{op} ({_where(ops)}): hybrid (dynamic-range) op with float activations and int8/float16 weights, "
+        problems.append(f"{op} ({where_layers(ops)}): hybrid (dynamic-range) op with float activations and int8/float16 weights, "
                         "which TFLM cannot run; quantize the model to full int8 with a representative dataset "
                         "(edgekit build --calib DATA.npz)")
     for op, ops in _group(half).items():
-        problems.append(f"{op} ({_where(ops)}): float16 weights, which TFLM cannot dequantize; "
+        problems.append(f"{op} ({where_layers(ops)}): float16 weights, which TFLM cannot dequantize; "
                         "quantize the model to full int8 with a representative dataset (edgekit build --calib DATA.npz)")
     for op, ops in _group(int16).items():
-        problems.append(f"{op} ({_where(ops)}): int16 activations, but TFLM's {op} kernel has no int16 path; "
+        problems.append(f"{op} ({where_layers(ops)}): int16 activations, but TFLM's {op} kernel has no int16 path; "
                         "quantize with int8 activations instead of 16x8")
     if floats and not allow_float:
         n = len(floats)

@@ -83,19 +83,26 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
         out["verified_on"] |= {"sequences": int(len(ds)), "calls_per_sequence": calls,
                                "scored_on": "each sequence's last call; bit-exactness on every call"}
 
+    from edgekit.litert_compat import litert_skip_reason
     from edgekit.tflm_compat import check_tflm
 
+    # a model LiteRT is known to corrupt memory on: not run for a microcontroller (the pipeline refuses it for Linux)
+    skip_litert = litert_skip_reason(info, prof.name) if prof.is_mcu else None
+    if skip_litert:
+        out["verified_on"]["not_run"] = {"runtimes": ["litert-default", "litert-ref"], "reason": skip_litert}
     models: dict[str, bytes] = {"int8": int8_tflite}
     inputs: dict[str, tuple[np.ndarray, ...]] = {"int8": x_model}
-    legs = [Leg("int8_tflite", "litert", "int8", "int8", calls),
-            Leg("int8_tflite_ref", "litert-ref", "int8", "int8", calls)]
+    legs = [] if skip_litert else [Leg("int8_tflite", "litert", "int8", "int8", calls),
+                                   Leg("int8_tflite_ref", "litert-ref", "int8", "int8", calls)]
     run_tflm = not check_tflm(info, allow_float=True)
     if run_tflm:
         legs.append(Leg("int8_tflm", "tflm", "int8", "int8", calls))
-    legs.append(Leg("latency_int8", "latency", "int8"))
+    if not skip_litert:
+        legs.append(Leg("latency_int8", "latency", "int8"))
     if float_tflite is not None:
         models["float"] = float_tflite
-        legs.append(Leg("latency_float", "latency", "float"))
+        if not skip_litert:
+            legs.append(Leg("latency_float", "latency", "float"))
         if not loaded.is_keras and ds is not None:
             inputs["float"] = tuple(flatten_calls(x, calls).astype(np.float32) for x in ds.xs)
             legs.append(Leg("float", "litert", "float", "float", calls))
@@ -116,6 +123,9 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
         out["runtimes"]["accuracy.float"] = "litert-default (float .tflite)"
     for name, label in (("int8_tflite", "litert-default (LiteRT default kernels, XNNPACK)"),
                         ("int8_tflite_ref", "litert-ref (LiteRT reference kernels)")):
+        if skip_litert:
+            out["runtimes"][f"accuracy.{name}"] = f"skipped: {skip_litert}"
+            continue
         r = res[name]
         if r.ok:
             outs[name] = r.outputs
@@ -176,18 +186,22 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
             out["agreement"]["int8_vs_float_max_abs"] = max(abs_diff)
     if "ptq_int8" in res:
         out["ptq_baseline"] = ptq_baseline(res["ptq_int8"], _accuracy(outs[deploy], ds) if deploy in outs and ds is not None else None, ds)
-    out["runtimes"]["agreement.tflm_vs_tflite_bit_exact"] = "tflm-host vs litert-ref, every output element"
+    out["runtimes"]["agreement.tflm_vs_tflite_bit_exact"] = (f"not measured: {skip_litert}" if skip_litert
+                                                             else "tflm-host vs litert-ref, every output element")
     out["latency"] = {"int8_ms": None, "float_ms": None, "runtime": "litert-default", "label": "host-measured (build machine), not a device figure"}
     out["speedup"] = {"host_latency_ratio": None}
-    lat_int8, lat_f = res["latency_int8"], res.get("latency_float")
-    if lat_int8.ok:
+    lat_int8, lat_f = res.get("latency_int8"), res.get("latency_float")  # no latency legs when LiteRT is not run
+    if lat_int8 is not None and lat_int8.ok:
         out["latency"]["int8_ms"] = round(lat_int8.latency_ms, 5)
         if lat_f is not None and lat_f.ok:
             out["latency"]["float_ms"] = round(lat_f.latency_ms, 5)
             out["speedup"]["host_latency_ratio"] = round(lat_f.latency_ms / lat_int8.latency_ms, 4) if lat_int8.latency_ms > 0 else None
-    out["runtimes"]["speedup.host_latency_ratio"] = "litert-default on the build host, float .tflite vs int8 .tflite, single thread"
-    if not lat_int8.ok or (lat_f is not None and not lat_f.ok):
+    if lat_int8 is None:
+        out["runtimes"]["speedup.host_latency_ratio"] = f"skipped: {skip_litert}"
+    elif not lat_int8.ok or (lat_f is not None and not lat_f.ok):
         out["runtimes"]["speedup.host_latency_ratio"] = f"failed: {(lat_int8 if not lat_int8.ok else lat_f).failure()}"
+    else:
+        out["runtimes"]["speedup.host_latency_ratio"] = "litert-default on the build host, float .tflite vs int8 .tflite, single thread"
     failures = [r.failure() for r in res.values() if r.crash]  # a native crash is a verification failure, whichever leg
     if prof.is_mcu:
         out["runtimes"]["speedup.device"] = "no device figure: the host LiteRT ratio says nothing about a microcontroller; run `edgekit verify --emulator` for instructions per inference"
@@ -245,7 +259,7 @@ def verdict_for(d: dict[str, Any], gates: Gates) -> Verdict:
     if not outputs:
         return check(gates, float_accuracy=d["accuracy"].get("float"), deployed_accuracy=d["accuracy"].get(deploy),
                      deployed_runtime=runtime, bit_exact=agree.get("tflm_vs_tflite_bit_exact"),
-                     bit_exact_what="tflm-host vs litert-ref", metric_drop=metric_drop_for(d))
+                     bit_exact_what=_bit_exact_what(d), metric_drop=metric_drop_for(d))
     # the accuracy gates judge the outputs that have an accuracy (classification, binary); all of them when none has
     scored = [s for s in outputs if s["name"] in ("classification", "binary")] or outputs
     accuracy_gates = replace(gates, require_bit_exact=False, max_metric_drop=None)
@@ -266,8 +280,14 @@ def verdict_for(d: dict[str, Any], gates: Gates) -> Verdict:
         name, worst = min(candidates, key=lambda c: _badness(c[1]))
         results.append(replace(worst, detail=f"output {name}: {worst.detail}"))
     bits = check(Gates(require_bit_exact=gates.require_bit_exact), float_accuracy=None, deployed_accuracy=None,
-                 deployed_runtime=runtime, bit_exact=agree.get("tflm_vs_tflite_bit_exact"), bit_exact_what="tflm-host vs litert-ref")
+                 deployed_runtime=runtime, bit_exact=agree.get("tflm_vs_tflite_bit_exact"), bit_exact_what=_bit_exact_what(d))
     return Verdict((*results, *bits.gates))
+
+
+def _bit_exact_what(d: dict[str, Any]) -> str:
+    """What the build's bit-exactness compares, and why it was not measured when LiteRT was not run."""
+    not_run = (d.get("verified_on") or {}).get("not_run")
+    return "tflm-host vs litert-ref" + (f"; {not_run['reason']}" if not_run else "")
 
 
 def _badness(g) -> tuple:
@@ -317,6 +337,9 @@ def metric_drop_for(d: dict[str, Any]):
 def warnings_for(d: dict[str, Any]) -> list[str]:
     """Facts the user should see even when no gate failed."""
     out = []
+    not_run = (d.get("verified_on") or {}).get("not_run")
+    if not_run:
+        out.append(not_run["reason"])
     base = d.get("ptq_baseline") or {}
     if base.get("recipe_worse"):
         deploy = d["summary"]["accuracy_deployed_runtime"]
