@@ -131,8 +131,8 @@ int {{ p }}_invoke(const int8_t *in, int8_t *out);
     keep_trailing_newline=True,
 )
 
-_C = jinja2.Template(
-    """/* {{ banner }} */
+# The parts both .c templates (one input and output, several) share, byte for byte.
+_PRELUDE = """/* {{ banner }} */
 #include <stdint.h>
 
 #include "{{ p }}_model.h"
@@ -149,22 +149,26 @@ void EDGEKIT_TRACE(int op, const void *output, int32_t bytes);
 
 {% for d in decls %}{{ d }}
 
-{% endfor %}/* Offsets come from edgekit's memory plan{% if scratch %}; the kernels' scratch ({{ scratch }} B) is at {{ scratch_at }}{% endif %}. */
-static void {{ p }}_run(int8_t *arena, const int8_t *in, int8_t *out) {
-    (void)arena;
-    (void)in;
-{% for c in calls %}    /* {{ c.comment }} */
+{% endfor %}"""
+_CALLS = """{% for c in calls %}    /* {{ c.comment }} */
     {{ c.code }}
     {{ c.trace }}
 {% endfor %}}
-
-static int {{ p }}_check(const {{ p }}_context *ctx) {
+"""
+_CHECK = """static int {{ p }}_check(const {{ p }}_context *ctx) {
     if (!ctx || !ctx->arena) return {{ P }}_ERR_NULL;
     if (ctx->arena_bytes < {{ P }}_ARENA_BYTES) return {{ P }}_ERR_ARENA_SIZE;
     if ((uintptr_t)ctx->arena % {{ P }}_ARENA_ALIGN) return {{ P }}_ERR_ARENA_ALIGN;
     return {{ P }}_OK;
 }
-{% if state_bytes %}
+"""
+
+_C = jinja2.Template(
+    _PRELUDE + """/* Offsets come from edgekit's memory plan{% if scratch %}; the kernels' scratch ({{ scratch }} B) is at {{ scratch_at }}{% endif %}. */
+static void {{ p }}_run(int8_t *arena, const int8_t *in, int8_t *out) {
+    (void)arena;
+    (void)in;
+""" + _CALLS + "\n" + _CHECK + """{% if state_bytes %}
 int {{ p }}_reset(const {{ p }}_context *ctx) {
     const int rc = {{ p }}_check(ctx);
     if (rc != {{ P }}_OK) return rc;
@@ -280,24 +284,7 @@ int {{ p }}_invoke(const int8_t *in, int8_t *out);
 )
 
 _C_MULTI = jinja2.Template(
-    """/* {{ banner }} */
-#include <stdint.h>
-
-#include "{{ p }}_model.h"
-#include "ek_kernels.h"
-
-/* Layer-by-layer debugging: build with -DEDGEKIT_TRACE=fn, where
- * void fn(int op, const void *output, int32_t bytes) sees every op's output. */
-#ifdef EDGEKIT_TRACE
-void EDGEKIT_TRACE(int op, const void *output, int32_t bytes);
-#define EK_TRACE(op, ptr, n) EDGEKIT_TRACE((op), (ptr), (n))
-#else
-#define EK_TRACE(op, ptr, n) ((void)0)
-#endif
-
-{% for d in decls %}{{ d }}
-
-{% endfor %}/* Where each input and output lives in the arena (edgekit's memory plan). */
+    _PRELUDE + """/* Where each input and output lives in the arena (edgekit's memory plan). */
 static const int32_t {{ p }}_in_offset[{{ P }}_INPUT_COUNT] = { {{ ins | map(attribute="offset") | join(", ") }} };
 static const int32_t {{ p }}_in_bytes[{{ P }}_INPUT_COUNT] = { {{ ins | map(attribute="bytes") | join(", ") }} };
 static const int32_t {{ p }}_out_offset[{{ P }}_OUTPUT_COUNT] = { {{ outs | map(attribute="offset") | join(", ") }} };
@@ -306,18 +293,7 @@ static const int32_t {{ p }}_out_bytes[{{ P }}_OUTPUT_COUNT] = { {{ outs | map(a
 /* Offsets come from edgekit's memory plan{% if scratch %}; the kernels' scratch ({{ scratch }} B) is at {{ scratch_at }}{% endif %}. */
 static void {{ p }}_run(int8_t *arena) {
     (void)arena;
-{% for c in calls %}    /* {{ c.comment }} */
-    {{ c.code }}
-    {{ c.trace }}
-{% endfor %}}
-
-static int {{ p }}_check(const {{ p }}_context *ctx) {
-    if (!ctx || !ctx->arena) return {{ P }}_ERR_NULL;
-    if (ctx->arena_bytes < {{ P }}_ARENA_BYTES) return {{ P }}_ERR_ARENA_SIZE;
-    if ((uintptr_t)ctx->arena % {{ P }}_ARENA_ALIGN) return {{ P }}_ERR_ARENA_ALIGN;
-    return {{ P }}_OK;
-}
-
+""" + _CALLS + "\n" + _CHECK + """
 int8_t *{{ p }}_input(const {{ p }}_context *ctx, int i) {
     if ({{ p }}_check(ctx) || i < 0 || i >= {{ P }}_INPUT_COUNT) return 0;
     return (int8_t *)ctx->arena + {{ p }}_in_offset[i];
