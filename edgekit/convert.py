@@ -29,7 +29,7 @@ import numpy as np
 
 from edgekit.data import Dataset, take
 from edgekit.errors import ConversionError, InputError
-from edgekit.keras_state import stateful_layers
+from edgekit.keras_state import keras3_refusal, stateful_layers
 from edgekit.load import LoadedModel, recurrent_layers
 from edgekit.quiet import quiet
 
@@ -53,9 +53,7 @@ def keras_converter(loaded: LoadedModel):
     model = loaded.model
     if stateful_layers(model):
         if loaded.kind == "keras3":
-            raise ConversionError(f"{loaded.path}: Keras 3 stateful layer '{stateful_layers(model)[0]}' is not converted "
-                                  "(edgekit keeps the state of tf_keras streaming models only)",
-                                  "build the streaming model with tf_keras (Keras 2)")
+            raise keras3_refusal(loaded.path, stateful_layers(model)[0])
         return _stateful_converter(loaded)
     if len(model.inputs) > 1 or len(model.outputs) > 1:
         return _multi_io_converter(model)

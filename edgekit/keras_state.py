@@ -28,6 +28,18 @@ def stateful_layers(model) -> list[str]:
     return found
 
 
+def keras3_refusal(path, layer: str):
+    """The ConversionError for a Keras 3 streaming model: its state would not survive conversion.
+
+    Exported like a tf_keras one, a Keras 3 stateful GRU lost its state's initializer (no CALL_ONCE) and its
+    outputs were NaN on LiteRT (Keras 3.x, TF 2.21).
+    """
+    from edgekit.errors import ConversionError
+
+    return ConversionError(f"{path}: Keras 3 stateful layer '{layer}' is not converted (edgekit keeps the state of "
+                           "tf_keras streaming models only)", "build the streaming model with tf_keras (Keras 2)")
+
+
 def with_state_settings(model, *, stateful: bool | Collection[str], batch_shape: tuple[int | None, ...],
                         unroll: bool | None = None, template: Any = None):
     """A new model with ``model``'s weights whose recurrent layers have ``stateful`` (and ``unroll`` unless None) and

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
-from edgekit.keras_state import run_calls, stateful_layers, with_state_settings
+from edgekit.keras_state import keras3_refusal, run_calls, stateful_layers, with_state_settings
 from edgekit.load import LoadedModel
 from edgekit.sequences import calls_per_sequence, flatten_calls
 
@@ -47,8 +47,8 @@ class Twin:
 def make_twin(loaded: LoadedModel, stages: list[str], train: Dataset | None) -> Twin:
     """The twin of the streaming ``loaded`` and ``train`` (sequences) reshaped for it.
 
-    InputError when a stage is not one of :data:`STAGES`, the model is not a tf_keras model with a time axis
-    in its input, or ``train`` is not sequences; ConversionError when the twin does not reproduce the model.
+    InputError when a stage is not one of :data:`STAGES`, the model has no time axis in its input, or ``train``
+    is not sequences; ConversionError for a Keras 3 model and when the twin does not reproduce the model.
     """
     model, where = loaded.model, str(loaded.path)
     layers = tuple(stateful_layers(model))
@@ -57,8 +57,7 @@ def make_twin(loaded: LoadedModel, stages: list[str], train: Dataset | None) -> 
         raise InputError(f"{where}: stage {other[0]} does not handle streaming models (stateful layer '{layers[0]}')",
                          f"stages that do: {', '.join(STAGES)}")
     if loaded.kind != "tf_keras":
-        raise InputError(f"{where}: stateful layer '{layers[0]}': edgekit compresses tf_keras streaming models only",
-                         "build the streaming model with tf_keras (Keras 2)")
+        raise keras3_refusal(loaded.path, layers[0])
     shape = tuple(loaded.input_shape)
     if len(shape) < 3 or shape[0] != 1 or any(d is None for d in shape):
         raise InputError(f"{where}: stateful layer '{layers[0]}' needs an input of a fixed batch of 1 with a time axis, "

@@ -278,3 +278,37 @@ def test_keras_streaming_rpi4_structured50_on_the_emulated_pi(models, capsys):
     assert e["n_inputs"] == 100  # the first 100 sequences, 8 calls each, on the emulated Cortex-A72
     assert e["accuracy"] == pytest.approx(e["host_accuracy"], abs=0.02) and e["accuracy"] >= 0.85
     assert e["outputs_bit_exact"] >= 0.9
+
+
+def test_keras_streaming_refusals(tmp_path, capsys):
+    """Streaming models edgekit cannot keep stateful or cannot compress are refused in one line, before anything is written."""
+    import keras
+    import tf_keras
+
+    x = np.random.default_rng(2).normal(size=(40, T, 1, 4)).astype(np.float32)
+    np.savez(tmp_path / "seq.npz", x=x, y=np.arange(40) % 3)
+
+    def tfk(name, batch_shape, return_sequences=False):
+        inp = tf_keras.Input(batch_shape=batch_shape)
+        h = tf_keras.layers.GRU(4, stateful=True, return_sequences=return_sequences, name="rnn")(inp)
+        m = tf_keras.Model(inp, tf_keras.layers.Dense(3, activation="softmax", name="head")(h))
+        m.save(tmp_path / f"{name}.h5")
+        return tmp_path / f"{name}.h5"
+
+    k3 = keras.Model(inp := keras.Input(batch_shape=(1, 1, 4)), keras.layers.GRU(4, stateful=True, name="rnn")(inp))
+    k3.save(tmp_path / "k3.keras")
+    cases = [  # model, recipe, exit code, what the line says
+        (tfk("ok", (1, 1, 4)), "qat", 2, "stage qat does not handle streaming models (stateful layer 'rnn')"),
+        (tmp_path / "k3.keras", "prune50", 5, "Keras 3 stateful layer 'rnn' is not converted"),
+        (tmp_path / "k3.keras", None, 5, "Keras 3 stateful layer 'rnn' is not converted"),
+        (tfk("batch2", (2, 1, 4)), None, 2, "needs a fixed input shape with a batch of 1"),
+        # the last GRU returns every timestep: the stateless twin's output is not the last call's
+        (tfk("seqs", (1, 1, 4), return_sequences=True), "prune50", 5, "the stateless twin of the streaming model does not reproduce"),
+    ]
+    for i, (model, recipe, code, says) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        rc = main(["build", str(model), "--target", "cortex-m4", "--calib", str(tmp_path / "seq.npz"),
+                   *(["--train", str(tmp_path / "seq.npz"), "--recipe", recipe] if recipe else []), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == code and says in err, (model.name, recipe, rc, err)
+        assert "Traceback" not in err and not out.exists()
