@@ -195,12 +195,12 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
 
 
 def _keras_outputs(model, ds: Dataset, calls: int | None) -> tuple[np.ndarray, ...]:
-    """Float outputs of a Keras model on ``ds``; a streaming model (stateful layers) runs sequences call by call, one row per call."""
+    """Float outputs of a Keras model on ``ds``; a streaming model (stateful layers) runs call by call, one row per call."""
     from edgekit.keras_state import run_calls, stateful_layers
     from edgekit.verify.runtimes import run_keras_io
 
-    if calls and stateful_layers(model):
-        return (run_calls(model, flatten_calls(ds.x, calls), calls),)
+    if stateful_layers(model):  # rows that are not sequences are independent calls, each from a reset state
+        return (run_calls(model, flatten_calls(ds.x, calls), calls or 1),)
     return run_keras_io(model, ds.x)
 
 
