@@ -5,7 +5,9 @@ Both Keras kinds are traced as a concrete function with a static batch of 1
 ``Flatten`` and ``Reshape`` become one RESHAPE with a constant shape instead of
 SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE computed at run time (three kernels a
 TFLM build would carry for nothing). Plain SavedModels go through
-``from_saved_model``.
+``from_saved_model``, and so does a streaming tf_keras model (stateful recurrent
+layers), whose state must stay a resource variable rather than be frozen
+(:func:`_stateful_converter`).
 
 Quantization schemes (``--quant``, :data:`SCHEMES`):
 
