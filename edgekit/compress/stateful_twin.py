@@ -6,8 +6,8 @@ same layers and weights with ``stateful=False`` and a free batch and time axis:
 the T calls of a sequence become T x k timesteps of one sample (k timesteps per
 call), so the twin's output on a whole sequence is the streaming model's output
 on the sequence's last call, where the labels are scored
-(:mod:`edgekit.sequences`). That is checked on the training sequences before
-anything is compressed. The recipe's stages prune and fine-tune the twin with
+(:mod:`edgekit.sequences`). That is checked on the training sequences (seeded
+random ones without training data) before anything is compressed. The recipe's stages prune and fine-tune the twin with
 the model's loss; :func:`put_back` gives its layers and weights back to a
 stateful batch-1 model for conversion.
 """
@@ -65,7 +65,8 @@ def make_twin(loaded: LoadedModel, stages: list[str], train: Dataset | None) -> 
                          "build it with keras.Input(batch_shape=(1, timesteps, features))")
     twin = with_state_settings(model, stateful=False, batch_shape=(None, None, *shape[2:]), unroll=False)
     seq_train = None
-    diff = 0.0
+    # without training data (structured with epochs = 0) the twin is checked on seeded random sequences of 4 calls
+    check_x = np.random.default_rng(0).normal(size=(CHECK_SEQUENCES, 4, *shape[1:])).astype(np.float32)
     if train is not None:
         calls = calls_per_sequence(train.x.shape, shape)
         if train.multi_io or calls is None:
@@ -73,7 +74,8 @@ def make_twin(loaded: LoadedModel, stages: list[str], train: Dataset | None) -> 
                              f"x [N, T, {', '.join(map(str, shape[1:]))}], not x {list(train.x.shape)}",
                              "give each training sample as the T calls of one sequence (edgekit.sequences)")
         seq_train = replace(train, x=as_timesteps(train.x))
-        diff = _check(model, twin, train.x[:CHECK_SEQUENCES], calls, where)
+        check_x = train.x[:CHECK_SEQUENCES]
+    diff = _check(model, twin, check_x, int(check_x.shape[1]), where)
     return Twin(LoadedModel(loaded.kind, loaded.path, model=twin, input_shape=(None, None, *shape[2:]),
                             loss=loaded.loss, input_names=loaded.input_names, output_names=loaded.output_names),
                 seq_train, layers, diff)
