@@ -5,7 +5,9 @@ Both Keras kinds are traced as a concrete function with a static batch of 1
 ``Flatten`` and ``Reshape`` become one RESHAPE with a constant shape instead of
 SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE computed at run time (three kernels a
 TFLM build would carry for nothing). Plain SavedModels go through
-``from_saved_model``.
+``from_saved_model``, and so does a streaming tf_keras model (stateful recurrent
+layers), whose state must stay a resource variable rather than be frozen
+(:func:`_stateful_converter`).
 
 Quantization schemes (``--quant``, :data:`SCHEMES`):
 
@@ -23,12 +25,13 @@ calibration method (:mod:`edgekit.calibrate`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from edgekit.data import Dataset, take
 from edgekit.errors import ConversionError, InputError
+from edgekit.keras_state import keras3_refusal, stateful_layers
 from edgekit.load import LoadedModel, recurrent_layers
 from edgekit.quiet import quiet
 
@@ -50,6 +53,10 @@ def keras_converter(loaded: LoadedModel):
     if not loaded.is_keras:
         raise ValueError(f"cannot convert a {loaded.kind} model")
     model = loaded.model
+    if stateful_layers(model):
+        if loaded.kind == "keras3":
+            raise keras3_refusal(loaded.path, stateful_layers(model)[0])
+        return _stateful_converter(loaded)
     if len(model.inputs) > 1 or len(model.outputs) > 1:
         return _multi_io_converter(model)
     specs = [tf.TensorSpec([1, *t.shape[1:]], tf.as_dtype(t.dtype)) for t in model.inputs]
@@ -68,6 +75,52 @@ def keras_converter(loaded: LoadedModel):
     with quiet():
         return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function(*specs)], model if rnn else None)
 
+
+
+def _stateful_converter(loaded: LoadedModel):
+    """The converter of a streaming Keras model, its state kept in resource variables (never frozen into constants).
+
+    Freezing would make the state a constant and drop its update: a streaming model
+    would silently turn stateless. The model, its recurrent layers unrolled over
+    the call's fixed timesteps (a WHILE loop crashes the int8 quantizer), is
+    exported as a batch-1 function to a temporary SavedModel and converted like a
+    ``tf.Module`` streaming model: the weights are frozen, the state stays
+    VAR_HANDLE/READ_VARIABLE/ASSIGN_VARIABLE with a CALL_ONCE init (checked in
+    :func:`_run`). The folder lives as long as the converter.
+    """
+    import tempfile
+
+    import tensorflow as tf
+
+    from edgekit.keras_state import with_state_settings
+
+    model, shape = loaded.model, tuple(loaded.input_shape)
+    if len(model.inputs) > 1 or len(model.outputs) > 1:
+        raise InputError(f"{loaded.path}: a stateful model with several inputs or outputs is not handled",
+                         "give the streaming model one input and one output")
+    if shape[:1] != (1,) or any(d is None for d in shape):
+        raise InputError(f"{loaded.path}: stateful layer '{stateful_layers(model)[0]}' needs a fixed input shape with a "
+                         f"batch of 1 (one call at a time); the model's input is {list(shape)}",
+                         "build it with keras.Input(batch_shape=(1, timesteps, features))")
+    step = with_state_settings(model, stateful=True, batch_shape=shape, unroll=True)
+    holder = tf.Module()
+    holder.model = step
+    holder.call = tf.function(lambda x: step(x, training=False),
+                              input_signature=[tf.TensorSpec(shape, tf.as_dtype(model.inputs[0].dtype))])
+    folder = tempfile.TemporaryDirectory(prefix="edgekit-stateful-")
+    with quiet():
+        tf.saved_model.save(holder, folder.name, signatures=holder.call)
+        conv = tf.lite.TFLiteConverter.from_saved_model(folder.name)
+    conv.edgekit_state = StateExport(folder, tuple(stateful_layers(model)))
+    return conv
+
+
+@dataclass(frozen=True)
+class StateExport:
+    """The temporary SavedModel a stateful Keras model is converted from, and its stateful layers' names."""
+
+    folder: Any
+    layers: tuple[str, ...]
 
 
 def _multi_io_converter(model):
@@ -145,10 +198,23 @@ def _run(converter, what: str, loaded: LoadedModel) -> bytes:
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ConversionError(f"{loaded.path}: {what} conversion failed: {first[:300]}") from None
+    state = getattr(converter, "edgekit_state", None)
+    if state is not None and not getattr(converter, "_experimental_calibrate_only", False):
+        _check_state_kept(out, state, what, loaded)
     io = getattr(converter, "edgekit_io", None)
     if io is None or getattr(converter, "_experimental_calibrate_only", False):
         return out
     return order_io(out, io, str(loaded.path))
+
+
+def _check_state_kept(tflite: bytes, state: StateExport, what: str, loaded: LoadedModel) -> None:
+    """ConversionError unless the converted model keeps state in resource variables (assigned on every call)."""
+    from edgekit.tflite_model import read_model
+
+    ops = set(read_model(tflite, name=str(loaded.path)).ops)
+    if not {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE"} <= ops:
+        raise ConversionError(f"{loaded.path}: the {what} model lost the state of stateful layer '{state.layers[0]}' "
+                              "(no VAR_HANDLE/READ_VARIABLE/ASSIGN_VARIABLE ops); it would run stateless")
 
 
 def convert_float(loaded: LoadedModel) -> bytes:
@@ -178,7 +244,7 @@ def int8_converter(loaded: LoadedModel, calib_x: np.ndarray, *, int8_io: bool = 
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = samples_of(calib_x)
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if loaded.kind == "saved_model":
+    if loaded.kind == "saved_model" or getattr(conv, "edgekit_state", None) is not None:
         # state kept in tf.Variables between calls (a streaming model) becomes int8 resource variables;
         # without this the converter keeps them float32 behind QUANTIZE/DEQUANTIZE
         conv._experimental_variable_quantization = True

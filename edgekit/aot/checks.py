@@ -35,7 +35,7 @@ ARITY = {
     "LOGISTIC": (1, 1), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1), "RELU": (1, 1), "RELU6": (1, 1), "SOFTMAX": (1, 1),
     "RESHAPE": (1, 2), "SQUEEZE": (1, 1), "EXPAND_DIMS": (1, 2), "MEAN": (2, 2), "PAD": (2, 2), "PADV2": (2, 3),
     "CONCATENATION": (1, 64), "SVDF": (5, 5), "UNIDIRECTIONAL_SEQUENCE_LSTM": (1, 24),
-    "READ_VARIABLE": (1, 1), "ASSIGN_VARIABLE": (1, 1),
+    "READ_VARIABLE": (1, 1), "ASSIGN_VARIABLE": (1, 1), "UNPACK": (1, 1),
 }
 # (op, input position) of the variable tensors an op keeps its state in
 STATE_INPUTS = {("SVDF", 4), ("UNIDIRECTIONAL_SEQUENCE_LSTM", 18), ("UNIDIRECTIONAL_SEQUENCE_LSTM", 19), ("READ_VARIABLE", 0)}
@@ -392,7 +392,7 @@ _CHECKS = {
     "CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fc,
     "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "SUB": _binary, "MUL": _binary,
     "LOGISTIC": _unary, "QUANTIZE": _unary, "DEQUANTIZE": _unary, "RELU": _unary, "RELU6": _unary,
-    "RESHAPE": _unary, "SQUEEZE": _unary, "EXPAND_DIMS": _unary, "SOFTMAX": _softmax,
+    "RESHAPE": _unary, "SQUEEZE": _unary, "EXPAND_DIMS": _unary, "UNPACK": _unary, "SOFTMAX": _softmax,
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat, "SVDF": _svdf,
     "UNIDIRECTIONAL_SEQUENCE_LSTM": _lstm,
 }

@@ -21,9 +21,9 @@ from edgekit.errors import UnsupportedOpError
 SUPPORTED_OPS = (
     "ADD", "AVERAGE_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D", "DEQUANTIZE", "EXPAND_DIMS",
     "FULLY_CONNECTED", "LOGISTIC", "MAX_POOL_2D", "MEAN", "MUL", "PAD", "PADV2", "QUANTIZE", "RELU", "RELU6",
-    "RESHAPE", "SOFTMAX", "SQUEEZE", "SUB",
+    "RESHAPE", "SOFTMAX", "SQUEEZE", "SUB", "UNPACK",
 )
-ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS")
+ALIAS_OPS = ("RESHAPE", "SQUEEZE", "EXPAND_DIMS", "UNPACK")
 MAX_DIMS = 6
 
 
@@ -577,6 +577,7 @@ _LOWER = {
     "AVERAGE_POOL_2D": _pool, "MAX_POOL_2D": _pool, "ADD": _binary, "SUB": _binary, "MUL": _binary,
     "LOGISTIC": _lut, "QUANTIZE": _lut, "RELU": _lut, "RELU6": _lut, "DEQUANTIZE": _lut, "SOFTMAX": _softmax,
     "RESHAPE": _reshape, "SQUEEZE": _reshape, "EXPAND_DIMS": _reshape,
+    "UNPACK": _reshape,  # one part only (checks.py): an unrolled recurrent layer's single timestep, the same bytes
     "MEAN": _mean, "PAD": _pad, "PADV2": _pad, "CONCATENATION": _concat,
 }
 

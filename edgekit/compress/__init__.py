@@ -61,7 +61,8 @@ def apply_recipe(
 ) -> CompressResult:
     """Run the stages of ``recipe`` in order on a Keras model; return the new model and per-stage details.
 
-    Stages whose module sets ``DATA = "calib"`` get ``calib`` instead of ``train``.
+    Stages whose module sets ``DATA = "calib"`` get ``calib`` instead of ``train``. A streaming model
+    (stateful layers) is compressed through its stateless twin (:mod:`edgekit.compress.stateful_twin`).
 
     Raises :class:`InputError` for a non-Keras model or a stage that needs
     labelled training data without it, :class:`~edgekit.errors.ConversionError`
@@ -81,6 +82,15 @@ def apply_recipe(
             raise InputError(f"{loaded.path}: stage {spec.name} handles models with one input and one output; this one has "
                              f"{len(loaded.input_shapes)} inputs and {len(loaded.output_names)} outputs",
                              f"stages that handle several: {', '.join(MULTI_IO_STAGES)}")
+    from edgekit.keras_state import stateful_layers
+
+    twin = None
+    if recipe.stages and stateful_layers(loaded.model):  # a streaming model: its stateless twin is compressed
+        from edgekit.compress.stateful_twin import make_twin
+
+        streaming = current
+        twin = make_twin(streaming, [s.name for s in recipe.stages], train)
+        current, train = twin.model, twin.train
     done: list[dict[str, Any]] = []
     for i, spec in enumerate(recipe.stages):
         module = stage_module(spec.name)
@@ -90,5 +100,11 @@ def apply_recipe(
         t0 = time.perf_counter()
         data = calib if getattr(module, "DATA", "train") == "calib" else train  # label-free stages read the calibration set
         current, details = module.apply(current, cfg, data, seed + i)
+        if twin is not None:
+            details = {**details, "streaming": twin.to_dict()}
         done.append({"name": spec.name, "params": cfg.to_dict(), "seconds": round(time.perf_counter() - t0, 3), "details": details})
+    if twin is not None:
+        from edgekit.compress.stateful_twin import put_back
+
+        current = put_back(streaming, twin, current)
     return CompressResult(model=current, stages=done)

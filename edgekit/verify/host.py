@@ -51,7 +51,7 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
     without data (seeded generated inputs then check bit-exactness).
     """
     from edgekit.verify import metrics
-    from edgekit.verify.runtimes import dequantize, run_keras_io
+    from edgekit.verify.runtimes import dequantize
     from edgekit.verify.inputs import to_input_domain
     from edgekit.verify.isolated import Leg, run_legs
 
@@ -113,10 +113,10 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
 
     outs: dict[str, tuple[np.ndarray, ...]] = {}
     if loaded.is_keras and ds is not None:
-        outs["float"] = run_keras_io(loaded.model, ds.x)
+        outs["float"] = _keras_outputs(loaded.model, ds, calls)
         out["runtimes"]["accuracy.float"] = "keras (float32, the input model before compression)"
         if compressed is not loaded:
-            compressed_out = run_keras_io(compressed.model, ds.x)
+            compressed_out = tuple(last_calls(o, calls) for o in _keras_outputs(compressed.model, ds, calls))
             out["accuracy"]["float_compressed"] = _accuracy(compressed_out, ds)
     elif "float" in res and res["float"].ok:
         outs["float"] = res["float"].outputs
@@ -206,6 +206,16 @@ def verify_on_host(loaded, compressed, float_tflite: bytes | None, int8_tflite: 
     if prof.is_mcu:
         out["runtimes"]["speedup.device"] = "no device figure: the host LiteRT ratio says nothing about a microcontroller; run `edgekit verify --emulator` for instructions per inference"
     return HostVerification(sections=out, inputs=x_model, failures=tuple(failures))
+
+
+def _keras_outputs(model, ds: Dataset, calls: int | None) -> tuple[np.ndarray, ...]:
+    """Float outputs of a Keras model on ``ds``; a streaming model (stateful layers) runs call by call, one row per call."""
+    from edgekit.keras_state import run_calls, stateful_layers
+    from edgekit.verify.runtimes import run_keras_io
+
+    if stateful_layers(model):  # rows that are not sequences are independent calls, each from a reset state
+        return (run_calls(model, flatten_calls(ds.x, calls), calls or 1),)
+    return run_keras_io(model, ds.x)
 
 
 def _accuracy(outs: tuple[np.ndarray, ...], ds: Dataset | None) -> float | None:

@@ -9,8 +9,13 @@
   the largest decayed sum). Its data is sequences, x [N, 8, 4] (edgekit.sequences): the state carries
   across the 8 calls of a sequence and is reset between sequences.
 
-cortex-m4 builds verify on the TFLM interpreter (sequences for the streaming model), rpi4 builds on
-LiteRT and on the emulated Pi; edgekit's own C runtime refuses both by name (exit 4).
+- A Keras streaming classifier (tf_keras; Input(batch_shape=(1, 1, 4)) -> Dense -> Dense ->
+  GRU(12, stateful=True) -> Dense -> softmax, one frame per call, the same task as the tf.Module one). Its
+  state is the GRU's, assigned on every call: it must convert to resource variables, not constants, and
+  it compresses through its stateless twin (edgekit.compress.stateful_twin).
+
+cortex-m4 builds verify on the TFLM interpreter (sequences for the streaming models) and on edgekit's
+own C runtime under QEMU; rpi4 builds on LiteRT and on the emulated Pi.
 """
 
 from __future__ import annotations
@@ -83,11 +88,44 @@ def _streaming(folder):
     np.savez(folder / "stream_eval.npz", x=x[1200:], y=y[1200:])
 
 
+def _keras_streaming(folder):
+    """Trained as its stateless twin on whole sequences; the weights are then put into the stateful batch-1 model."""
+    import tf_keras as keras
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1400, T, 1, 4)).astype(np.float32)
+    y = (x[:, :, 0, :3] * (0.7 ** np.arange(T)[::-1])[None, :, None]).sum(1).argmax(1)
+
+    def net(batch_shape, stateful):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input(batch_shape=batch_shape)
+        h = keras.layers.Dense(16, activation="relu", name="embed")(inp)
+        h = keras.layers.Dense(12, activation="relu", name="pre")(h)
+        h = keras.layers.GRU(12, stateful=stateful, name="rnn")(h)
+        h = keras.layers.Dense(16, activation="relu", name="post")(h)
+        m = keras.Model(inp, keras.layers.Dense(3, activation="softmax", name="head")(h), name="kstream")
+        m.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
+        return m
+
+    twin = net((None, None, 4), False)
+    twin.fit(x[:1200, :, 0], y[:1200], epochs=12, batch_size=32, verbose=0)
+    m = net((1, 1, 4), True)
+    m.set_weights(twin.get_weights())
+    m.save(folder / "kstream.h5")
+    np.savez(folder / "kstream_train.npz", x=x[:1200], y=y[:1200])
+    np.savez(folder / "kstream_calls.npz", x=x[:1200, 0], y=y[:1200])  # one call per row: not sequences
+    np.savez(folder / "kstream_calib.npz", x=x[:100])
+    np.savez(folder / "kstream_eval.npz", x=x[1200:], y=y[1200:])
+    # what the last frame alone tells: the class of its largest feature
+    (folder / "kstream_last_frame_accuracy").write_text(str(float(np.mean(x[1200:, -1, 0, :3].argmax(1) == y[1200:]))))
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("recurrent")
     _lstm(d)
     _streaming(d)
+    _keras_streaming(d)
     return d
 
 
@@ -179,3 +217,98 @@ def test_streaming_rpi4_on_the_emulated_pi(models, capsys):
     assert e["n_inputs"] == 100  # the first 100 sequences; run.py runs each as 8 calls
     assert e["accuracy"] == pytest.approx(e["host_accuracy"], abs=0.02) and e["accuracy"] >= 0.85
     assert e["outputs_bit_exact"] >= 0.9
+
+
+STATE_OPS = {"VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE", "CALL_ONCE"}
+
+
+def _streaming_facts(r, d, deployed: str) -> None:
+    """What every build of the Keras streaming model must show: state kept, measured on sequences, above the last frame alone."""
+    assert STATE_OPS <= set(r["ops"])  # the GRU's state is a resource variable, not a frozen constant
+    assert r["verified_on"]["sequences"] == 200 and r["verified_on"]["calls_per_sequence"] == T
+    acc = r["accuracy"]
+    last_frame = float((d / "kstream_last_frame_accuracy").read_text())  # 0.67 here
+    assert acc["float"] >= 0.85 and acc[deployed] >= acc["float_compressed"] - 0.05
+    assert acc[deployed] >= last_frame + 0.15  # measured 0.94: the state carries across the 8 calls
+    stream = r["compression"][0]["details"]["streaming"]
+    assert stream["stateful_layers"] == ["rnn"] and stream["twin_vs_streaming_max_difference"] < 1e-4
+
+
+def test_keras_streaming_cortex_m4_prune50(models, capsys):
+    d = models
+    rc, r, err = _build(capsys, d / "kstream.h5", "--target", "cortex-m4", "--calib", d / "kstream_calib.npz",
+                        "--train", d / "kstream_train.npz", "--eval", d / "kstream_eval.npz", "--recipe", "prune50",
+                        "--out", d / "kstream-m4")
+    assert rc == 0, err
+    _streaming_facts(r, d, "int8_tflm")
+    prune = r["compression"][0]["details"]
+    assert "sparse_categorical_crossentropy (the model's compiled loss)" == prune["loss_function"]
+    assert prune["skipped"]["rnn"].startswith("recurrent layer")
+    assert [p["layer"] for p in prune["per_layer"]] == ["embed", "pre", "post", "head"]
+    assert prune["achieved_sparsity"] == pytest.approx(0.5, abs=0.05)
+    assert r["agreement"]["tflm_vs_tflite_bit_exact"] >= 0.8
+    assert "MicroResourceVariables::Create(allocator, 1)" in (d / "kstream-m4" / "tflm" / "main.cc").read_text()
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    rc, e, err = _verify(capsys, d / "kstream-m4")  # edgekit's C runtime on the emulated Cortex-M4, against TFLM
+    assert rc == 0, err
+    assert e["outputs_bit_exact"] == 1.0 and e["mismatched_inputs"] == 0 and e["calls_per_sequence"] == T, e
+    # fine-tuning a streaming model needs sequences: one call per row is refused in one line, nothing written
+    rc = main(["build", str(d / "kstream.h5"), "--target", "cortex-m4", "--calib", str(d / "kstream_calib.npz"),
+               "--train", str(d / "kstream_calls.npz"), "--recipe", "prune50", "--out", str(d / "kstream-calls")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "kstream_calls.npz: fine-tuning streaming model" in err and "needs sequences of calls" in err
+    assert "Traceback" not in err and not (d / "kstream-calls").exists()
+
+
+def test_keras_streaming_rpi4_structured50_on_the_emulated_pi(models, capsys):
+    d = models
+    rc, r, err = _build(capsys, d / "kstream.h5", "--target", "rpi4", "--calib", d / "kstream_calib.npz",
+                        "--train", d / "kstream_train.npz", "--eval", d / "kstream_eval.npz", "--recipe", "structured50",
+                        "--out", d / "kstream-pi")
+    assert rc == 0, err
+    _streaming_facts(r, d, "int8_tflite")
+    st = r["compression"][0]["details"]
+    assert "sparse_categorical_crossentropy (the model's compiled loss)" == st["fine_tune"]["loss_function"]
+    channels = {p["layer"]: (p["channels_before"], p["channels_after"]) for p in st["per_layer"]}
+    assert channels == {"embed": (16, 8), "pre": (12, 12), "post": (16, 8), "head": (3, 3)}
+    assert st["params_after"] < st["params_before"] and "recurrent layer" in st["skipped"]["rnn"]
+    require_tools("qemu-aarch64-static")
+    rc, e, err = _verify(capsys, d / "kstream-pi")
+    assert rc == 0, err
+    assert e["n_inputs"] == 100  # the first 100 sequences, 8 calls each, on the emulated Cortex-A72
+    assert e["accuracy"] == pytest.approx(e["host_accuracy"], abs=0.02) and e["accuracy"] >= 0.85
+    assert e["outputs_bit_exact"] >= 0.9
+
+
+def test_keras_streaming_refusals(tmp_path, capsys):
+    """Streaming models edgekit cannot keep stateful or cannot compress are refused in one line, before anything is written."""
+    import keras
+    import tf_keras
+
+    x = np.random.default_rng(2).normal(size=(40, T, 1, 4)).astype(np.float32)
+    np.savez(tmp_path / "seq.npz", x=x, y=np.arange(40) % 3)
+
+    def tfk(name, batch_shape, return_sequences=False):
+        inp = tf_keras.Input(batch_shape=batch_shape)
+        h = tf_keras.layers.GRU(4, stateful=True, return_sequences=return_sequences, name="rnn")(inp)
+        m = tf_keras.Model(inp, tf_keras.layers.Dense(3, activation="softmax", name="head")(h))
+        m.save(tmp_path / f"{name}.h5")
+        return tmp_path / f"{name}.h5"
+
+    k3 = keras.Model(inp := keras.Input(batch_shape=(1, 1, 4)), keras.layers.GRU(4, stateful=True, name="rnn")(inp))
+    k3.save(tmp_path / "k3.keras")
+    cases = [  # model, recipe, exit code, what the line says
+        (tfk("ok", (1, 1, 4)), "qat", 2, "stage qat does not handle streaming models (stateful layer 'rnn')"),
+        (tmp_path / "k3.keras", "prune50", 5, "Keras 3 stateful layer 'rnn' is not converted"),
+        (tmp_path / "k3.keras", None, 5, "Keras 3 stateful layer 'rnn' is not converted"),
+        (tfk("batch2", (2, 1, 4)), None, 2, "needs a fixed input shape with a batch of 1"),
+        # the last GRU returns every timestep: the stateless twin's output is not the last call's
+        (tfk("seqs", (1, 1, 4), return_sequences=True), "prune50", 5, "the stateless twin of the streaming model does not reproduce"),
+    ]
+    for i, (model, recipe, code, says) in enumerate(cases):
+        out = tmp_path / f"out{i}"
+        rc = main(["build", str(model), "--target", "cortex-m4", "--calib", str(tmp_path / "seq.npz"),
+                   *(["--train", str(tmp_path / "seq.npz"), "--recipe", recipe] if recipe else []), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == code and says in err, (model.name, recipe, rc, err)
+        assert "Traceback" not in err and not out.exists()
