@@ -128,7 +128,7 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
                      f"({c['arena_ratio']:.2f}x, {c['runtime']}); instructions: {c['instructions']}"))
     dbg = d.get("quant_debug") or {}
     if dbg.get("worst_layers"):
-        rows.append(("worst int8 layers", ", ".join(f"{w['layer']} {w['rmse_over_scale']:.2f}" for w in dbg["worst_layers"][:3]) + " (RMS error in quantization steps)"))
+        rows.append(("worst int8 layers", _worst_layers(dbg["worst_layers"][:3]) + " (RMS error in quantization steps)"))
     for st in d.get("compression") or []:
         if (st.get("details") or {}).get("warning"):
             rows.append((f"warning ({st['name']})", st["details"]["warning"]))
@@ -154,6 +154,17 @@ def summary_rows(d: dict[str, Any]) -> list[tuple[str, str]]:
             rows.append(("emulated latency", f"{emu['emulated_latency_ms']:.2f} ms ({emu.get('latency_note') or 'emulated, not a device benchmark'})"))
     return rows
 
+
+
+def _worst_layers(worst: list[dict[str, Any]]) -> str:
+    """``dense_1 (SOFTMAX) 2.14, conv2d 0.32, dense_1 (FULLY_CONNECTED) 0.29``: a layer shown twice (its
+    activation is an op of its own) is told apart by the op."""
+    names = [w["layer"] for w in worst]
+    shown = []
+    for w in worst:
+        op = f" ({w['op']})" if names.count(w["layer"]) > 1 else ""
+        shown.append(f"{w['layer']}{op} {w['rmse_over_scale']:.2f}")
+    return ", ".join(shown)
 
 def _table(rows: list[dict[str, Any]]) -> list[str]:
     cols: list[str] = []

@@ -142,6 +142,12 @@ def test_report_md_shows_the_compression_that_ran(m4_pruned):
     md = (out / "report.md").read_text()
     assert "## Compression" in md and "### prune" in md
     assert "sparsity=0.5" in md
+    # the diagnosis row tells apart two ops of one Keras layer (a Dense and its softmax) by the op
+    worst = r["quant_debug"]["worst_layers"][:3]
+    row = next(line for line in md.splitlines() if line.startswith("| worst int8 layers |"))
+    for w in worst:
+        twice = [v["layer"] for v in worst].count(w["layer"]) > 1
+        assert (f"{w['layer']} ({w['op']}) " in row) == twice, row
 
 
 def test_cluster_recipe_reports_the_device_weight_storage(tmp_path, digits_dir, capsys):
