@@ -155,6 +155,15 @@ _CALLS = """{% for c in calls %}    /* {{ c.comment }} */
     {{ c.trace }}
 {% endfor %}}
 """
+_STATIC_ARENA = """#ifndef {{ P }}_NO_STATIC_ARENA
+static union {
+    int32_t align;
+    int8_t bytes[{{ P }}_ARENA_BYTES > 0 ? {{ P }}_ARENA_BYTES : 1];
+} {{ p }}_arena;
+
+int {{ p }}_invoke(const int8_t *in, int8_t *out) {
+    const {{ p }}_context ctx = { {{ p }}_arena.bytes, {{ P }}_ARENA_BYTES };
+"""
 _CHECK = """static int {{ p }}_check(const {{ p }}_context *ctx) {
     if (!ctx || !ctx->arena) return {{ P }}_ERR_NULL;
     if (ctx->arena_bytes < {{ P }}_ARENA_BYTES) return {{ P }}_ERR_ARENA_SIZE;
@@ -203,15 +212,7 @@ int {{ p }}_invoke_with(const {{ p }}_context *ctx, const int8_t *in, int8_t *ou
 {% endif %}    return {{ P }}_OK;
 }
 
-#ifndef {{ P }}_NO_STATIC_ARENA
-static union {
-    int32_t align;
-    int8_t bytes[{{ P }}_ARENA_BYTES > 0 ? {{ P }}_ARENA_BYTES : 1];
-} {{ p }}_arena;
-
-int {{ p }}_invoke(const int8_t *in, int8_t *out) {
-    const {{ p }}_context ctx = { {{ p }}_arena.bytes, {{ P }}_ARENA_BYTES };
-    return {{ p }}_invoke_with(&ctx, in, out);
+""" + _STATIC_ARENA + """    return {{ p }}_invoke_with(&ctx, in, out);
 }
 {% if state_bytes %}
 int {{ p }}_reset_static(void) {
@@ -328,15 +329,7 @@ int {{ p }}_invoke_with(const {{ p }}_context *ctx, const int8_t *const in[{{ P 
     return {{ P }}_OK;
 }
 
-#ifndef {{ P }}_NO_STATIC_ARENA
-static union {
-    int32_t align;
-    int8_t bytes[{{ P }}_ARENA_BYTES > 0 ? {{ P }}_ARENA_BYTES : 1];
-} {{ p }}_arena;
-
-int {{ p }}_invoke(const int8_t *in, int8_t *out) {
-    const {{ p }}_context ctx = { {{ p }}_arena.bytes, {{ P }}_ARENA_BYTES };
-    if (!in || !out) return {{ P }}_ERR_NULL;
+""" + _STATIC_ARENA + """    if (!in || !out) return {{ P }}_ERR_NULL;
     const int8_t *ins[{{ P }}_INPUT_COUNT];
     int8_t *outs[{{ P }}_OUTPUT_COUNT];
     int32_t at = 0;
