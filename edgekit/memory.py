@@ -162,12 +162,14 @@ def _consumers(items: list[dict[str, Any]], n: int = 3) -> str:
 
 
 def arena_floor(info: ModelInfo) -> int:
-    """Bytes below which no arena can go: the largest one operator's activations need at once.
+    """Bytes below which no arena can go: the largest one operator's outputs, or the largest model input
+    (TFLM keeps both in the arena).
 
     A model whose floor exceeds the RAM budget cannot fit, and probing TFLM's arena
-    on it can take minutes (a fuzzed person_detect with a huge dimension took 300 s).
+    on it can take minutes (a fuzzed person_detect with a huge dimension took 300 s;
+    a keyword_scrambled whose 200 MB input only QUANTIZE reads, 14 s of CPU).
     """
-    return max((o.activation_bytes for o in info.operators), default=0)
+    return max([o.activation_bytes for o in info.operators] + [t.nbytes for t in info.inputs], default=0)
 
 
 def check_budget(est: MemoryEstimate, target: TargetProfile) -> None:
