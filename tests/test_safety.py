@@ -155,6 +155,27 @@ def test_sigterm_and_sighup_clean_up_the_staging_folder_and_children(tmp_path, s
     assert child.wait(timeout=10) == -signal.SIGTERM  # the child did not outlive the signal
 
 
+def test_a_fork_of_edgekit_dies_quietly_on_sigterm():
+    """A child between fork and exec (``preexec_fn``) inherits the handler; the CLI's SIGTERM to its children
+    reached one there and the handler's exception printed a traceback from ``threading._after_fork``."""
+    with _signals_unwind():
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.dup2(w, 2)
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                os._exit(0)  # reached only when the handler raised instead of ending the fork
+        os.close(w)
+        _, status = os.waitpid(pid, 0)
+        with os.fdopen(r) as f:
+            err = f.read()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGTERM and err == ""
+
+
 def test_cli_exits_143_on_sigterm_and_leaves_nothing(tfl, tmp_path):
     (tmp_path / "m.tflite").write_bytes(tfl)
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -77,7 +77,14 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+_cli_pid: int | None = None  # the process whose SIGTERM/SIGHUP unwinds the CLI (set by _signals_unwind)
+
+
 def _terminate(signum: int, frame) -> None:
+    if os.getpid() != _cli_pid:
+        # a fork of edgekit that inherited the handler (a child between fork and exec, a probe): raising there
+        # printed "Exception ignored in: <function _after_fork ...>" and a traceback; it just dies, the CLI cleans up
+        os._exit(128 + signum)
     _stop_children()
     raise Terminated(signum)
 
@@ -107,6 +114,8 @@ def _signals_unwind() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _cli_pid
+    _cli_pid = os.getpid()
     old = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
