@@ -31,7 +31,7 @@ import numpy as np
 
 from edgekit.data import Dataset, take
 from edgekit.errors import ConversionError, InputError
-from edgekit.keras_state import keras3_refusal, stateful_layers
+from edgekit.keras_state import keras3_refusal, stateful_layers, streaming_input_shape
 from edgekit.load import LoadedModel, recurrent_layers
 from edgekit.quiet import quiet
 
@@ -94,14 +94,11 @@ def _stateful_converter(loaded: LoadedModel):
 
     from edgekit.keras_state import with_state_settings
 
-    model, shape = loaded.model, tuple(loaded.input_shape)
+    model = loaded.model
     if len(model.inputs) > 1 or len(model.outputs) > 1:
         raise InputError(f"{loaded.path}: a stateful model with several inputs or outputs is not handled",
                          "give the streaming model one input and one output")
-    if shape[:1] != (1,) or any(d is None for d in shape):
-        raise InputError(f"{loaded.path}: stateful layer '{stateful_layers(model)[0]}' needs a fixed input shape with a "
-                         f"batch of 1 (one call at a time); the model's input is {list(shape)}",
-                         "build it with keras.Input(batch_shape=(1, timesteps, features))")
+    shape = streaming_input_shape(loaded.path, model, loaded.input_shape)
     step = with_state_settings(model, stateful=True, batch_shape=shape, unroll=True)
     holder = tf.Module()
     holder.model = step

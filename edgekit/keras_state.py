@@ -28,6 +28,21 @@ def stateful_layers(model) -> list[str]:
     return found
 
 
+def streaming_input_shape(path, model, input_shape) -> tuple[int, ...]:
+    """The input shape of a streaming model, ``[1, timesteps, features...]`` with every dimension fixed.
+
+    Raises InputError naming the first stateful layer otherwise: the model takes one call of a batch of 1 at a time.
+    """
+    from edgekit.errors import InputError
+
+    shape = tuple(input_shape)
+    if len(shape) < 3 or shape[0] != 1 or any(d is None for d in shape):
+        raise InputError(f"{path}: stateful layer '{stateful_layers(model)[0]}' needs a fixed input shape with a batch "
+                         f"of 1 and a time axis, [1, timesteps, features...] (one call at a time); the model's input is "
+                         f"{list(shape)}", "build it with keras.Input(batch_shape=(1, timesteps, features))")
+    return shape
+
+
 def keras3_refusal(path, layer: str):
     """The ConversionError for a Keras 3 streaming model: its state would not survive conversion.
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from edgekit.data import Dataset
 from edgekit.errors import ConversionError, InputError
-from edgekit.keras_state import keras3_refusal, run_calls, stateful_layers, with_state_settings
+from edgekit.keras_state import keras3_refusal, run_calls, stateful_layers, streaming_input_shape, with_state_settings
 from edgekit.load import LoadedModel
 from edgekit.sequences import calls_per_sequence, flatten_calls
 
@@ -58,11 +58,7 @@ def make_twin(loaded: LoadedModel, stages: list[str], train: Dataset | None) -> 
                          f"stages that do: {', '.join(STAGES)}")
     if loaded.kind != "tf_keras":
         raise keras3_refusal(loaded.path, layers[0])
-    shape = tuple(loaded.input_shape)
-    if len(shape) < 3 or shape[0] != 1 or any(d is None for d in shape):
-        raise InputError(f"{where}: stateful layer '{layers[0]}' needs an input of a fixed batch of 1 with a time axis, "
-                         f"[1, timesteps, features...]; the model's input is {list(shape)}",
-                         "build it with keras.Input(batch_shape=(1, timesteps, features))")
+    shape = streaming_input_shape(loaded.path, model, loaded.input_shape)
     twin = with_state_settings(model, stateful=False, batch_shape=(None, None, *shape[2:]), unroll=False)
     seq_train = None
     # without training data (structured with epochs = 0) the twin is checked on seeded random sequences of 4 calls
